@@ -1,0 +1,42 @@
+//! The network tooling subcommands: `validate`, `plan`, `keygen`, `sign`, `schemas`. Each
+//! returns a typed error; `main` prints it with its causes and picks the exit code.
+
+pub mod keys;
+pub mod plan;
+pub mod source;
+pub mod validate;
+
+/// Errors of the tooling subcommands.
+#[derive(Debug, thiserror::Error)]
+pub enum CmdError {
+    /// The repository has problems (already printed one per line).
+    #[error("{count} problem(s) found")]
+    Invalid {
+        /// How many.
+        count: usize,
+    },
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// git failed.
+    #[error(transparent)]
+    Git(#[from] odi_network::git::GitError),
+    /// A key or signature problem.
+    #[error(transparent)]
+    Signature(#[from] odi_network::signature::SignatureError),
+    /// The node named for `plan` is not in the network.
+    #[error(transparent)]
+    UnknownNode(#[from] odi_network::plan::UnknownNode),
+    /// Anything else the user must fix.
+    #[error("{0}")]
+    Usage(String),
+}
+
+pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> CmdError + '_ {
+    move |source| CmdError::Io { path: path.to_owned(), source }
+}

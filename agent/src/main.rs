@@ -1,0 +1,123 @@
+//! The `odi` binary: parses arguments, sets up logging, and calls the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use odi_agent::cmd::{self, keys, plan::PlanArgs, validate::ValidateArgs, CmdError};
+
+#[derive(Debug, Parser)]
+#[command(name = "odi", version, about = "Open Distribution Initiative: network tooling and agent")]
+struct Cli {
+    /// Log filter, like `info` or `odi_agent=debug` (also RUST_LOG).
+    #[arg(long, global = true, env = "ODI_LOG", default_value = "info")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a network repository: signatures, trust, schema, cross-references.
+    Validate {
+        /// Repository folder.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Read this commit's git objects instead of the work tree.
+        #[arg(long)]
+        commit: Option<String>,
+        /// Base commit: serials must rise relative to it and --commit must descend from it.
+        #[arg(long)]
+        since: Option<String>,
+        /// Pinned root key (base64 or a .pub file); repeatable. Without pins the lowest root
+        /// version is trusted as found.
+        #[arg(long = "pin")]
+        pins: Vec<String>,
+    },
+    /// Show what a relay or directory would hold (and, with --base, download and delete).
+    Plan {
+        /// Relay or directory name.
+        #[arg(long)]
+        node: String,
+        /// Repository folder.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Plan this commit instead of the work tree.
+        #[arg(long)]
+        commit: Option<String>,
+        /// Compare with this commit.
+        #[arg(long)]
+        base: Option<String>,
+        /// Pinned root key; repeatable.
+        #[arg(long = "pin")]
+        pins: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// List every artifact held.
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Generate a minisign key pair: NAME.key and NAME.pub.
+    Keygen {
+        /// Path prefix of the key files.
+        name: PathBuf,
+    },
+    /// Sign files with a minisign secret key, writing FILE.minisig beside each.
+    Sign {
+        /// The secret key (`ODI_KEY_PASSWORD` unlocks an encrypted one).
+        #[arg(long)]
+        key: PathBuf,
+        /// Files to sign.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Write the JSON Schemas of every file kind into a folder.
+    Schemas {
+        /// Output folder.
+        #[arg(default_value = "schemas")]
+        dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    odi_agent::logging::init(&cli.log);
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // Problems were already printed one per line; the summary goes to stderr.
+            eprintln!("error: {e:#}");
+            match e.downcast_ref::<CmdError>() {
+                Some(CmdError::Invalid { .. }) => ExitCode::from(1),
+                _ => ExitCode::from(2),
+            }
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Validate { path, commit, since, pins } => cmd::validate::run(&ValidateArgs { path, commit, since, pins })?,
+        Command::Plan { node, path, commit, base, pins, json, verbose } => cmd::plan::run(&PlanArgs { path, node, commit, base, pins, json, verbose })?,
+        Command::Keygen { name } => {
+            let (sk, pk, public) = keys::keygen(&name)?;
+            println!("wrote {} and {}\npublic key: {public}", sk.display(), pk.display());
+        }
+        Command::Sign { key, files } => {
+            for out in keys::sign(&key, &files)? {
+                println!("wrote {}", out.display());
+            }
+        }
+        Command::Schemas { dir } => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            for (name, json) in odi_network::schema::all() {
+                let path = dir.join(name);
+                std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+                println!("wrote {}", path.display());
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! The network repository in git: fetching it into a local bare mirror, reading a commit's
+//! network files from git objects, and the rule that an agent only moves forward in history.
+//!
+//! Agents never check out a work tree: they read blobs of the commit they verified, so what
+//! was verified is exactly what is applied.
+
+use std::path::Path;
+
+use git2::{ObjectType, Oid, Repository};
+
+use crate::problem::Problem;
+use crate::tree::{Tree, MAX_FILE_BYTES, NETWORK_DIRS};
+
+/// Failures talking to git.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    /// libgit2 refused.
+    #[error("git: {0}")]
+    Git(#[from] git2::Error),
+    /// The branch does not exist at the remote.
+    #[error("branch `{0}` not found in the fetched repository")]
+    NoBranch(String),
+    /// The commit's tree breaks a rule (links, submodules, oversized files).
+    #[error("commit {commit}: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    BadTree {
+        /// The commit read.
+        commit: String,
+        /// What was wrong.
+        problems: Vec<Problem>,
+    },
+}
+
+/// Opens (creating if needed) a bare mirror at `path`.
+pub fn open_mirror(path: &Path) -> Result<Repository, GitError> {
+    match Repository::open_bare(path) {
+        Ok(r) => Ok(r),
+        Err(_) => {
+            std::fs::create_dir_all(path).map_err(|e| git2::Error::from_str(&format!("cannot create {}: {e}", path.display())))?;
+            Ok(Repository::init_bare(path)?)
+        }
+    }
+}
+
+/// Fetches `branch` from `url` (https://, http://, file:// or a local path) and returns the
+/// commit it points at. The remote-tracking ref is updated, nothing else.
+pub fn fetch(repo: &Repository, url: &str, branch: &str) -> Result<Oid, GitError> {
+    let mut remote = repo.remote_anonymous(url)?;
+    let refspec = format!("+refs/heads/{branch}:refs/remotes/network/{branch}");
+    let mut opts = git2::FetchOptions::new();
+    opts.download_tags(git2::AutotagOption::None);
+    remote.fetch(&[&refspec], Some(&mut opts), None)?;
+    let reference = repo
+        .find_reference(&format!("refs/remotes/network/{branch}"))
+        .map_err(|_| GitError::NoBranch(branch.to_owned()))?;
+    Ok(reference.peel_to_commit()?.id())
+}
+
+/// Resolves a revision (`HEAD`, a branch, a hash) in a repository.
+pub fn resolve(repo: &Repository, rev: &str) -> Result<Oid, GitError> {
+    Ok(repo.revparse_single(rev)?.peel_to_commit()?.id())
+}
+
+/// Whether moving from `applied` to `candidate` is allowed: the same commit or a descendant.
+/// A force-push that rewrites history is a rollback and is refused.
+pub fn is_forward(repo: &Repository, applied: Oid, candidate: Oid) -> Result<bool, GitError> {
+    Ok(applied == candidate || repo.graph_descendant_of(candidate, applied)?)
+}
+
+/// Reads the network files of `commit` from git objects.
+pub fn read_commit(repo: &Repository, commit: Oid) -> Result<Tree, GitError> {
+    let commit_obj = repo.find_commit(commit)?;
+    let root = commit_obj.tree()?;
+    let mut tree = Tree::default();
+    let mut problems = Vec::new();
+    for dir in NETWORK_DIRS {
+        let Some(entry) = root.get_name(dir) else { continue };
+        walk(repo, &entry, dir.to_owned(), &mut tree, &mut problems)?;
+    }
+    if problems.is_empty() {
+        Ok(tree)
+    } else {
+        Err(GitError::BadTree { commit: commit.to_string(), problems })
+    }
+}
+
+fn walk(repo: &Repository, entry: &git2::TreeEntry<'_>, path: String, tree: &mut Tree, problems: &mut Vec<Problem>) -> Result<(), GitError> {
+    // Mode bits are what git records; 0o120000 is a symlink, 0o160000 a submodule (gitlink).
+    match (entry.kind(), entry.filemode()) {
+        (_, 0o120000) => problems.push(Problem::file(path, "is a symlink; the network repository may not contain links")),
+        (Some(ObjectType::Commit), _) | (_, 0o160000) => {
+            problems.push(Problem::file(path, "is a submodule; the network repository may not contain submodules"))
+        }
+        (Some(ObjectType::Tree), _) => {
+            let sub = repo.find_tree(entry.id())?;
+            for child in sub.iter() {
+                let name = String::from_utf8_lossy(child.name_bytes()).into_owned();
+                walk(repo, &child, format!("{path}/{name}"), tree, problems)?;
+            }
+        }
+        (Some(ObjectType::Blob), _) => {
+            let blob = repo.find_blob(entry.id())?;
+            if blob.size() as u64 > MAX_FILE_BYTES {
+                problems.push(Problem::file(path, format!("is {} bytes, over the {MAX_FILE_BYTES} byte limit", blob.size())));
+            } else {
+                tree.insert(path, blob.content().to_vec());
+            }
+        }
+        _ => problems.push(Problem::file(path, "is not a file or folder")),
+    }
+    Ok(())
+}

@@ -1,0 +1,406 @@
+//! From a [`Tree`] of files to a verified [`Network`]: every check an agent makes before it
+//! applies a commit, in one pass that collects every problem rather than stopping at the
+//! first, so that `odi validate` tells a maintainer everything at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rayon::prelude::*;
+use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
+use url::Url;
+
+use crate::model::{Artifact, Catalog, Directory, Network, Relay};
+use crate::problem::{self, Problem, Problems};
+use crate::raw::{ArtifactEntry, CatalogFile, DirectoryFile, DirectoryKind, RelayFile, ReleaseFile};
+use crate::safe_path::check_name;
+use crate::tree::Tree;
+use crate::trust::{self, Root, TrustAnchor, TrustState};
+
+/// A verified network and the trust state to persist once it is applied.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The network.
+    pub network: Network,
+    /// High-water marks including this commit's documents.
+    pub state: TrustState,
+}
+
+/// What a file in the tree is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    Catalog { folder: String },
+    Release { folder: String },
+    Directory { stem: String },
+    Relay { stem: String },
+}
+
+fn classify(path: &str) -> Result<Option<Kind>, &'static str> {
+    if path.ends_with(".md") {
+        return Ok(None);
+    }
+    if path.starts_with(trust::ROOTS_DIR) {
+        return Ok(None); // the trust module reads these
+    }
+    if path.ends_with(".minisig") {
+        return Ok(None); // checked beside the file it signs
+    }
+    let parts: Vec<&str> = path.split('/').collect();
+    let toml_stem = |name: &str| name.strip_suffix(".toml").map(str::to_owned);
+    match parts.as_slice() {
+        ["catalogs", folder, "catalog.toml"] => Ok(Some(Kind::Catalog { folder: (*folder).to_owned() })),
+        ["catalogs", folder, .., last] if parts.len() > 3 && last.ends_with(".toml") => Ok(Some(Kind::Release { folder: (*folder).to_owned() })),
+        ["directories", name] => toml_stem(name).map(|stem| Some(Kind::Directory { stem })).ok_or("unexpected file: directories/ holds only <name>.toml files"),
+        ["relays", name] => toml_stem(name).map(|stem| Some(Kind::Relay { stem })).ok_or("unexpected file: relays/ holds only <name>.toml files"),
+        ["catalogs", _] => Err("unexpected file: catalogs/ holds one folder per catalog"),
+        ["trust", ..] => Err("unexpected file: trust/ holds only roots/<serial>.toml and their signatures"),
+        _ => Err("unexpected file in a network folder"),
+    }
+}
+
+fn parse<T: DeserializeOwned>(path: &str, bytes: &[u8]) -> Result<T, Problem> {
+    let text = std::str::from_utf8(bytes).map_err(|_| Problem::file(path, "is not UTF-8"))?;
+    toml::from_str(text).map_err(|e| problem::from_toml(path, text, &e))
+}
+
+enum Doc {
+    Catalog(CatalogFile),
+    Release(ReleaseFile),
+    Directory(DirectoryFile),
+    Relay(RelayFile),
+}
+
+impl Doc {
+    fn serial(&self) -> u64 {
+        match self {
+            Doc::Catalog(d) => d.serial,
+            Doc::Release(d) => d.serial,
+            Doc::Directory(d) => d.serial,
+            Doc::Relay(d) => d.serial,
+        }
+    }
+}
+
+/// Verifies and loads the network in `tree`.
+///
+/// `state` is what the caller applied before (empty for a first load or for `odi validate`);
+/// the returned [`Loaded::state`] is the state to persist if the caller applies this commit.
+pub fn load(tree: &Tree, anchor: &TrustAnchor, state: &TrustState, now: OffsetDateTime) -> Result<Loaded, Problems> {
+    let root = trust::verify_root(tree, anchor, state, now).map_err(Problems)?;
+    let mut problems = Vec::new();
+
+    // Signature files must sign something.
+    for (path, _) in tree.iter() {
+        if let Some(signed) = path.strip_suffix(".minisig") {
+            if !path.starts_with(trust::ROOTS_DIR) && tree.get(signed).is_none() {
+                problems.push(Problem::file(path, format!("signature for {signed}, which does not exist")));
+            }
+        }
+    }
+
+    let mut docs_in = Vec::new();
+    for (path, bytes) in tree.iter() {
+        match classify(path) {
+            Ok(Some(kind)) => docs_in.push((path, bytes, kind)),
+            Ok(None) => {}
+            Err(msg) => problems.push(Problem::file(path, msg)),
+        }
+    }
+
+    // Signatures and parsing dominate the cost on big catalogs, and files are independent.
+    let results: Vec<Result<(String, Kind, Doc, &[u8]), Problem>> = docs_in
+        .into_par_iter()
+        .map(|(path, bytes, kind)| {
+            trust::verify_delegated(tree, &root, path, bytes)?;
+            let doc = match &kind {
+                Kind::Catalog { .. } => Doc::Catalog(parse(path, bytes)?),
+                Kind::Release { .. } => Doc::Release(parse(path, bytes)?),
+                Kind::Directory { .. } => Doc::Directory(parse(path, bytes)?),
+                Kind::Relay { .. } => Doc::Relay(parse(path, bytes)?),
+            };
+            Ok((path.to_owned(), kind, doc, bytes))
+        })
+        .collect();
+
+    let mut next_state = TrustState { root: Some(root.pin()), serials: BTreeMap::new() };
+    let mut docs = Vec::new();
+    for r in results {
+        match r {
+            Ok((path, kind, doc, bytes)) => {
+                if let Err(p) = state.check_serial(&path, doc.serial(), bytes, &mut next_state) {
+                    problems.push(p);
+                }
+                docs.push((path, kind, doc));
+            }
+            Err(p) => problems.push(p),
+        }
+    }
+    // Keep marks of documents that disappeared, so that re-adding an old signed copy fails.
+    for (path, mark) in &state.serials {
+        next_state.serials.entry(path.clone()).or_insert(*mark);
+    }
+
+    let network = build(root, docs, &mut problems);
+    if problems.is_empty() {
+        Ok(Loaded { network, state: next_state })
+    } else {
+        problems.sort();
+        problems.dedup();
+        Err(Problems(problems))
+    }
+}
+
+fn check_url(file: &str, field: &str, s: &str, allow_file: bool, problems: &mut Vec<Problem>) -> Option<Url> {
+    match Url::parse(s) {
+        Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {
+            if u.host_str().is_none_or(str::is_empty) {
+                problems.push(Problem::field(file, field, format!("`{s}` has no host")));
+                return None;
+            }
+            Some(u)
+        }
+        Ok(u) if allow_file && u.scheme() == "file" => Some(u),
+        Ok(u) => {
+            problems.push(Problem::field(file, field, format!("scheme `{}` is not allowed (use https://, http://{})", u.scheme(), if allow_file { " or file://" } else { "" })));
+            None
+        }
+        Err(e) => {
+            problems.push(Problem::field(file, field, format!("`{s}` is not a URL: {e}")));
+            None
+        }
+    }
+}
+
+fn check_names(file: &str, field: &str, names: &[String], problems: &mut Vec<Problem>) {
+    let mut seen = BTreeSet::new();
+    for (i, n) in names.iter().enumerate() {
+        if let Err(e) = check_name(n) {
+            problems.push(Problem::field(file, format!("{field}[{i}]"), format!("`{n}` {e}")));
+        }
+        if !seen.insert(n) {
+            problems.push(Problem::field(file, format!("{field}[{i}]"), format!("`{n}` is listed twice")));
+        }
+    }
+}
+
+fn add_artifacts(file: &str, entries: Vec<ArtifactEntry>, into: &mut BTreeMap<crate::safe_path::ArtifactPath, (String, Artifact)>, problems: &mut Vec<Problem>) {
+    for (i, a) in entries.into_iter().enumerate() {
+        if let Some(reason) = &a.expunged {
+            if reason.trim().is_empty() {
+                problems.push(Problem::field(file, format!("artifacts[{i}].expunged"), "give the reason for expunging"));
+            }
+        }
+        let artifact = Artifact { path: a.path.clone(), size: a.size, sha256: a.sha256, published: a.published.map(|t| t.0), expunged: a.expunged };
+        if let Some((other, _)) = into.get(&a.path) {
+            problems.push(Problem::field(file, format!("artifacts[{i}].path"), format!("`{}` is already listed in {other}", a.path)));
+        } else {
+            into.insert(a.path, (file.to_owned(), artifact));
+        }
+    }
+}
+
+fn build(root: Root, docs: Vec<(String, Kind, Doc)>, problems: &mut Vec<Problem>) -> Network {
+    let mut catalogs = BTreeMap::new();
+    let mut releases: BTreeMap<String, Vec<(String, ReleaseFile)>> = BTreeMap::new();
+    let mut directories = BTreeMap::new();
+    let mut relays = BTreeMap::new();
+    let mut dir_files = BTreeMap::new();
+    let mut relay_files = BTreeMap::new();
+
+    for (path, kind, doc) in docs {
+        match (kind, doc) {
+            (Kind::Catalog { folder }, Doc::Catalog(c)) => {
+                if c.name != folder {
+                    problems.push(Problem::field(&path, "name", format!("`{}` must equal the folder name `{folder}`", c.name)));
+                }
+                if let Err(e) = check_name(&c.name) {
+                    problems.push(Problem::field(&path, "name", format!("`{}` {e}", c.name)));
+                }
+                check_names(&path, "tags", &c.tags, problems);
+                if c.replicas == 0 || c.replicas > 64 {
+                    problems.push(Problem::field(&path, "replicas", "must be between 1 and 64"));
+                }
+                if c.origins.is_empty() {
+                    problems.push(Problem::field(&path, "origins", "at least one origin is needed"));
+                }
+                let origins = c.origins.iter().enumerate().filter_map(|(i, o)| check_url(&path, &format!("origins[{i}]"), o, true, problems)).collect();
+                catalogs.insert(folder, (path, c.description, c.tags, origins, c.replicas, c.artifacts));
+            }
+            (Kind::Release { folder }, Doc::Release(r)) => {
+                if r.catalog != folder {
+                    problems.push(Problem::field(&path, "catalog", format!("`{}` must equal the folder name `{folder}`", r.catalog)));
+                }
+                releases.entry(folder).or_default().push((path, r));
+            }
+            (Kind::Directory { stem }, Doc::Directory(d)) => {
+                if d.name != stem {
+                    problems.push(Problem::field(&path, "name", format!("`{}` must equal the file name `{stem}`", d.name)));
+                }
+                dir_files.insert(d.name.clone(), path);
+                directories.insert(stem, d);
+            }
+            (Kind::Relay { stem }, Doc::Relay(r)) => {
+                if r.name != stem {
+                    problems.push(Problem::field(&path, "name", format!("`{}` must equal the file name `{stem}`", r.name)));
+                }
+                relay_files.insert(r.name.clone(), path);
+                relays.insert(stem, r);
+            }
+            _ => unreachable!("classify and parse agree on kinds"),
+        }
+    }
+
+    for (folder, files) in &releases {
+        if !catalogs.contains_key(folder) {
+            for (path, _) in files {
+                problems.push(Problem::file(path, format!("release file of catalog `{folder}`, which has no catalogs/{folder}/catalog.toml")));
+            }
+        }
+    }
+
+    let mut out_catalogs = BTreeMap::new();
+    for (name, (path, description, tags, origins, replicas, artifacts)) in catalogs {
+        let mut all = BTreeMap::new();
+        add_artifacts(&path, artifacts, &mut all, problems);
+        for (rpath, r) in releases.remove(&name).unwrap_or_default() {
+            add_artifacts(&rpath, r.artifacts, &mut all, problems);
+        }
+        let artifacts = all.into_iter().map(|(k, (_, a))| (k, a)).collect();
+        out_catalogs.insert(name.clone(), Catalog { name, description, tags, origins, replicas, artifacts });
+    }
+
+    let mut out_dirs = BTreeMap::new();
+    for (name, d) in &directories {
+        let file = &dir_files[name];
+        if let Err(e) = check_name(name) {
+            problems.push(Problem::field(file, "name", format!("`{name}` {e}")));
+        }
+        check_names(file, "catalogs", &d.catalogs, problems);
+        check_names(file, "links", &d.links, problems);
+        check_names(file, "references", &d.references, problems);
+        if let Err(e) = check_name(&d.region) {
+            problems.push(Problem::field(file, "region", format!("`{}` {e}", d.region)));
+        }
+        let url = check_url(file, "url", &d.url, false, problems);
+        for (i, c) in d.catalogs.iter().enumerate() {
+            if !out_catalogs.contains_key(c) {
+                problems.push(Problem::field(file, format!("catalogs[{i}]"), format!("no catalog named `{c}`")));
+            }
+        }
+        for (field, list) in [("links", &d.links), ("references", &d.references)] {
+            for (i, other) in list.iter().enumerate() {
+                match directories.get(other) {
+                    None => problems.push(Problem::field(file, format!("{field}[{i}]"), format!("no directory named `{other}`"))),
+                    Some(_) if other == name => problems.push(Problem::field(file, format!("{field}[{i}]"), "a directory cannot name itself")),
+                    Some(o) if field == "links" && o.kind == DirectoryKind::Meta => {
+                        problems.push(Problem::field(file, format!("{field}[{i}]"), format!("`{other}` is a meta-directory; links join directories that hold catalogs")))
+                    }
+                    Some(o) if field == "links" && !o.catalogs.iter().any(|c| d.catalogs.contains(c)) => {
+                        problems.push(Problem::field(file, format!("{field}[{i}]"), format!("`{other}` holds none of this directory's catalogs")))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        if d.kind == DirectoryKind::Meta {
+            if !d.catalogs.is_empty() || !d.links.is_empty() {
+                problems.push(Problem::field(file, "kind", "a meta-directory holds only references (no catalogs or links)"));
+            }
+            if d.references.is_empty() {
+                problems.push(Problem::field(file, "references", "a meta-directory needs at least one reference"));
+            }
+        }
+        if let Some(url) = url {
+            out_dirs.insert(
+                name.clone(),
+                Directory { name: name.clone(), url, region: d.region.clone(), kind: d.kind, catalogs: d.catalogs.clone(), links: d.links.clone(), references: d.references.clone() },
+            );
+        }
+    }
+    check_reference_cycles(&directories, &dir_files, problems);
+
+    let mut out_relays = BTreeMap::new();
+    for (name, r) in relays {
+        let file = &relay_files[&name];
+        if let Err(e) = check_name(&name) {
+            problems.push(Problem::field(file, "name", format!("`{name}` {e}")));
+        }
+        if let Err(e) = check_name(&r.region) {
+            problems.push(Problem::field(file, "region", format!("`{}` {e}", r.region)));
+        }
+        check_names(file, "directories", &r.directories, problems);
+        check_names(file, "catalogs", &r.catalogs, problems);
+        check_names(file, "tags", &r.tags, problems);
+        let url = check_url(file, "url", &r.url, false, problems);
+        if r.quota.0 == 0 {
+            problems.push(Problem::field(file, "quota", "must be more than 0"));
+        }
+        if r.directories.is_empty() {
+            problems.push(Problem::field(file, "directories", "a relay works with at least one directory"));
+        }
+        for (i, d) in r.directories.iter().enumerate() {
+            match directories.get(d) {
+                None => problems.push(Problem::field(file, format!("directories[{i}]"), format!("no directory named `{d}`"))),
+                Some(dir) if dir.kind == DirectoryKind::Meta => problems.push(Problem::field(file, format!("directories[{i}]"), format!("`{d}` is a meta-directory and holds no catalogs"))),
+                Some(_) => {}
+            }
+        }
+        for (i, c) in r.catalogs.iter().enumerate() {
+            if !out_catalogs.contains_key(c) {
+                problems.push(Problem::field(file, format!("catalogs[{i}]"), format!("no catalog named `{c}`")));
+            }
+        }
+        if r.catalogs.is_empty() && r.tags.is_empty() {
+            problems.push(Problem::field(file, "catalogs", "subscribe to at least one catalog or tag"));
+        }
+        if let Some(url) = url {
+            out_relays.insert(
+                name.clone(),
+                Relay { name, url, region: r.region, contact: r.contact, quota: r.quota, bandwidth: r.bandwidth, directories: r.directories, catalogs: r.catalogs, tags: r.tags },
+            );
+        }
+    }
+
+    Network { root, catalogs: out_catalogs, directories: out_dirs, relays: out_relays }
+}
+
+/// References form a graph; a cycle could bounce a client between directories forever.
+fn check_reference_cycles(dirs: &BTreeMap<String, DirectoryFile>, files: &BTreeMap<String, String>, problems: &mut Vec<Problem>) {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Active,
+        Done,
+    }
+    fn visit(n: &str, dirs: &BTreeMap<String, DirectoryFile>, marks: &mut BTreeMap<String, Mark>, stack: &mut Vec<String>) -> Option<Vec<String>> {
+        match marks.get(n).copied().unwrap_or(Mark::New) {
+            Mark::Done => return None,
+            Mark::Active => {
+                let start = stack.iter().position(|s| s == n).unwrap_or(0);
+                let mut cycle = stack[start..].to_vec();
+                cycle.push(n.to_owned());
+                return Some(cycle);
+            }
+            Mark::New => {}
+        }
+        marks.insert(n.to_owned(), Mark::Active);
+        stack.push(n.to_owned());
+        for r in dirs.get(n).map(|d| d.references.as_slice()).unwrap_or_default() {
+            if dirs.contains_key(r) {
+                if let Some(c) = visit(r, dirs, marks, stack) {
+                    return Some(c);
+                }
+            }
+        }
+        stack.pop();
+        marks.insert(n.to_owned(), Mark::Done);
+        None
+    }
+    let mut marks = BTreeMap::new();
+    for name in dirs.keys() {
+        if let Some(cycle) = visit(name, dirs, &mut marks, &mut Vec::new()) {
+            let file = files.get(&cycle[0]).cloned().unwrap_or_default();
+            problems.push(Problem::field(file, "references", format!("reference cycle: {}", cycle.join(" -> "))));
+            return;
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! The files of the network repository exactly as written: serde structs with
+//! `deny_unknown_fields`, one per file kind. The JSON Schemas in `schemas/` are generated from
+//! these types. Cross-file rules (names exist, keys are delegated, ...) are checked when the
+//! raw files become the validated [`crate::model::Network`].
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::safe_path::ArtifactPath;
+use crate::units::{ByteSize, Rate};
+
+/// An RFC 3339 timestamp string such as `2027-01-01T00:00:00Z`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub time::OffsetDateTime);
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
+            .map(Timestamp)
+            .map_err(|e| serde::de::Error::custom(format!("`{s}` is not an RFC 3339 timestamp: {e}")))
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let text = self.0.format(&time::format_description::well_known::Rfc3339).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(&text)
+    }
+}
+
+impl JsonSchema for Timestamp {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Timestamp".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "format": "date-time", "description": "An RFC 3339 timestamp" })
+    }
+}
+
+/// A SHA-256 digest written as 64 lowercase or uppercase hex digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Sha256(pub [u8; 32]);
+
+impl Sha256 {
+    /// Lowercase hex, as written in ETags and inventories.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl std::str::FromStr for Sha256 {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut out = [0u8; 32];
+        if s.len() != 64 {
+            return Err(format!("sha256 must be 64 hex digits, got {} characters", s.len()));
+        }
+        hex::decode_to_slice(s, &mut out).map_err(|_| format!("sha256 `{s}` is not hex"))?;
+        Ok(Sha256(out))
+    }
+}
+
+impl<'de> Deserialize<'de> for Sha256 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Sha256 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl JsonSchema for Sha256 {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Sha256".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string", "pattern": "^[0-9a-fA-F]{64}$" })
+    }
+}
+
+/// `trust/roots/<serial>.toml`: the root of trust. Signed by a threshold of its own keys and,
+/// for every serial after the first, by a threshold of the previous root's keys too.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RootFile {
+    /// Version of the root; equals the file name. Rotation adds `<serial + 1>.toml`.
+    pub serial: u64,
+    /// After this instant no agent accepts this root (unless a newer one replaces it).
+    pub expires: Timestamp,
+    /// How many distinct root keys must sign a root file.
+    pub threshold: u32,
+    /// The root keys.
+    pub keys: Vec<RootKey>,
+    /// Which keys may sign which paths of the repository.
+    #[serde(default)]
+    pub delegations: Vec<Delegation>,
+}
+
+/// One root key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RootKey {
+    /// Names the signature file: `<serial>.toml.<name>.minisig`.
+    pub name: String,
+    /// Minisign public key, base64 (the second line of a `.pub` file).
+    pub public: String,
+}
+
+/// A key allowed to sign some paths.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Delegation {
+    /// Who holds the key (for messages).
+    pub name: String,
+    /// Minisign public key, base64.
+    pub public: String,
+    /// Paths the key may sign: `catalogs/example/` (a folder, with the trailing slash) or
+    /// `relays/r1.toml` (one file).
+    pub paths: Vec<String>,
+}
+
+/// `catalogs/<name>/catalog.toml`: a catalog of artifacts and where they come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogFile {
+    /// Raised on every change; agents refuse a lower serial.
+    pub serial: u64,
+    /// Equals the folder name.
+    pub name: String,
+    /// One line for people.
+    pub description: String,
+    /// Ecosystems and groups, such as `python` or `java`; relays subscribe by tag.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Base URLs the bytes are pulled from, tried in order: `https://`, `http://` or `file://`.
+    pub origins: Vec<String>,
+    /// How many relays hold each artifact.
+    #[serde(default = "default_replicas")]
+    pub replicas: u32,
+    /// Artifacts listed here; large catalogs list them in release files instead.
+    #[serde(default)]
+    pub artifacts: Vec<ArtifactEntry>,
+}
+
+fn default_replicas() -> u32 {
+    2
+}
+
+/// `catalogs/<name>/<anything>.toml` other than `catalog.toml`: more artifacts of the catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseFile {
+    /// Raised on every change; agents refuse a lower serial.
+    pub serial: u64,
+    /// The catalog this release belongs to; equals the folder name.
+    pub catalog: String,
+    /// The artifacts of this release.
+    #[serde(default)]
+    pub artifacts: Vec<ArtifactEntry>,
+}
+
+/// One artifact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactEntry {
+    /// Path inside the catalog, also the URL path under `/r/<catalog>/`.
+    pub path: ArtifactPath,
+    /// Exact size in bytes.
+    pub size: u64,
+    /// SHA-256 of the bytes.
+    pub sha256: Sha256,
+    /// When it was published; relays serve it as Last-Modified so that every relay agrees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<Timestamp>,
+    /// Set to the reason when the artifact is withdrawn: agents delete it, directories answer 410.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expunged: Option<String>,
+}
+
+/// What a directory server is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DirectoryKind {
+    /// Holds catalogs and redirects to relays.
+    #[default]
+    Directory,
+    /// Holds only references to other directories, grouped by their regions.
+    Meta,
+}
+
+/// `directories/<name>.toml`: one directory server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryFile {
+    /// Raised on every change; agents refuse a lower serial.
+    pub serial: u64,
+    /// Equals the file stem.
+    pub name: String,
+    /// Public base URL that clients and relays use.
+    pub url: String,
+    /// Region code such as `eu` or `us-west`, matched against client regions.
+    pub region: String,
+    /// `directory` (default) or `meta`.
+    #[serde(default)]
+    pub kind: DirectoryKind,
+    /// Who runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<String>,
+    /// Catalogs it holds and serves.
+    #[serde(default)]
+    pub catalogs: Vec<String>,
+    /// Directories serving the same catalogs that it syncs bytes with.
+    #[serde(default)]
+    pub links: Vec<String>,
+    /// Directories it redirects to for catalogs it does not hold.
+    #[serde(default)]
+    pub references: Vec<String>,
+}
+
+/// `relays/<name>.toml`: one relay's offer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RelayFile {
+    /// Raised on every change; agents refuse a lower serial.
+    pub serial: u64,
+    /// Equals the file stem.
+    pub name: String,
+    /// Public base URL that clients are redirected to.
+    pub url: String,
+    /// Region code such as `eu` or `us-west`.
+    pub region: String,
+    /// How to reach the operator.
+    pub contact: String,
+    /// Disk the relay offers; also its weight in the assignment.
+    pub quota: ByteSize,
+    /// Download bandwidth the relay allows itself when filling its store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<Rate>,
+    /// Directories it works with.
+    pub directories: Vec<String>,
+    /// Catalogs it mirrors, by name.
+    #[serde(default)]
+    pub catalogs: Vec<String>,
+    /// Catalogs it mirrors, by tag.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}

@@ -1,0 +1,317 @@
+//! The trust policy, modelled on The Update Framework: a versioned root of keys with a
+//! threshold, rotation signed by old and new keys, delegations of paths to keys, and
+//! high-water marks of serials so that an old signed file cannot be replayed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
+use time::OffsetDateTime;
+
+use crate::problem::{self, Problem};
+use crate::raw::RootFile;
+use crate::signature::{PublicKey, SignatureError};
+use crate::tree::Tree;
+
+/// Folder of root versions: `trust/roots/<serial>.toml`.
+pub const ROOTS_DIR: &str = "trust/roots/";
+
+/// A verified root.
+#[derive(Debug, Clone)]
+pub struct Root {
+    /// Version.
+    pub serial: u64,
+    /// Expiry.
+    pub expires: OffsetDateTime,
+    /// Distinct key signatures needed.
+    pub threshold: usize,
+    /// Root keys by name.
+    pub keys: Vec<(String, PublicKey)>,
+    /// Path delegations.
+    pub delegations: Vec<DelegationRule>,
+}
+
+/// One delegation: a key and the paths it may sign.
+#[derive(Debug, Clone)]
+pub struct DelegationRule {
+    /// Holder's name.
+    pub name: String,
+    /// Their key.
+    pub key: PublicKey,
+    /// Folder prefixes (ending in `/`) or exact file paths.
+    pub paths: Vec<String>,
+}
+
+impl DelegationRule {
+    /// Whether this delegation covers `path`.
+    pub fn covers(&self, path: &str) -> bool {
+        self.paths.iter().any(|p| if p.ends_with('/') { path.starts_with(p.as_str()) } else { path == p })
+    }
+}
+
+impl Root {
+    /// Delegations whose keys may sign `path`.
+    pub fn signers_for<'a>(&'a self, path: &'a str) -> impl Iterator<Item = &'a DelegationRule> + 'a {
+        self.delegations.iter().filter(move |d| d.covers(path))
+    }
+
+    /// What the agent persists about this root to verify the next rotation.
+    pub fn pin(&self) -> RootPin {
+        RootPin {
+            serial: self.serial,
+            threshold: self.threshold,
+            keys: self.keys.iter().map(|(_, k)| k.base64().to_owned()).collect(),
+        }
+    }
+}
+
+/// The trust an agent starts from: root public keys given in its configuration.
+#[derive(Debug, Clone, Default)]
+pub struct TrustAnchor {
+    /// Pinned root keys. Empty means trust on first use of the lowest root version, which is
+    /// what `odi validate` does for a repository checked on its own.
+    pub pinned: Vec<PublicKey>,
+}
+
+/// The last root an agent trusted, persisted so the next root must chain from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootPin {
+    /// Its version.
+    pub serial: u64,
+    /// Its threshold.
+    pub threshold: usize,
+    /// Its keys (base64).
+    pub keys: Vec<String>,
+}
+
+/// Everything an agent remembers between commits to refuse replay and rollback.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustState {
+    /// The last root trusted.
+    pub root: Option<RootPin>,
+    /// Highest serial seen per document path, with the SHA-256 of that document.
+    pub serials: BTreeMap<String, SerialMark>,
+}
+
+/// A document's high-water mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SerialMark {
+    /// Highest serial applied.
+    pub serial: u64,
+    /// SHA-256 of the document at that serial (hex), so the same serial cannot change content.
+    #[serde(with = "hex_32")]
+    pub sha256: [u8; 32],
+}
+
+mod hex_32 {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(v))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(String::deserialize(d)?, &mut out).map_err(serde::de::Error::custom)?;
+        Ok(out)
+    }
+}
+
+impl TrustState {
+    /// Checks a document's serial against the high-water mark and records it in `next`.
+    pub fn check_serial(&self, path: &str, serial: u64, bytes: &[u8], next: &mut TrustState) -> Result<(), Problem> {
+        let sha: [u8; 32] = sha2::Sha256::digest(bytes).into();
+        if let Some(mark) = self.serials.get(path) {
+            if serial < mark.serial {
+                return Err(Problem::field(path, "serial", format!("serial {serial} is lower than {} already applied (replay of an old file?)", mark.serial)));
+            }
+            if serial == mark.serial && sha != mark.sha256 {
+                return Err(Problem::field(path, "serial", format!("content changed but serial stayed at {serial}; raise it")));
+            }
+        }
+        next.serials.insert(path.to_owned(), SerialMark { serial, sha256: sha });
+        Ok(())
+    }
+}
+
+fn root_path(serial: u64) -> String {
+    format!("{ROOTS_DIR}{serial}.toml")
+}
+
+/// Signature files of a root: `trust/roots/<serial>.toml.<key-name>.minisig`.
+fn root_signatures<'a>(tree: &'a Tree, serial: u64) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+    let prefix = format!("{}.", root_path(serial));
+    tree.under(ROOTS_DIR).filter_map(move |(p, bytes)| {
+        let rest = p.strip_prefix(prefix.as_str())?;
+        rest.strip_suffix(".minisig")?;
+        Some((p, std::str::from_utf8(bytes).unwrap_or("")))
+    })
+}
+
+/// How many distinct keys of `keys` signed root `serial`.
+fn count_signers(tree: &Tree, serial: u64, data: &[u8], keys: &[PublicKey]) -> usize {
+    let mut signed = BTreeSet::new();
+    for (_, sig) in root_signatures(tree, serial) {
+        for (i, k) in keys.iter().enumerate() {
+            if k.verify(data, sig).is_ok() {
+                signed.insert(i);
+            }
+        }
+    }
+    signed.len()
+}
+
+fn parse_root(path: &str, bytes: &[u8]) -> Result<Root, Vec<Problem>> {
+    let text = std::str::from_utf8(bytes).map_err(|_| vec![Problem::file(path, "is not UTF-8")])?;
+    let raw: RootFile = toml::from_str(text).map_err(|e| vec![problem::from_toml(path, text, &e)])?;
+    let mut problems = Vec::new();
+    let parse_key = |field: String, b64: &str, problems: &mut Vec<Problem>| match PublicKey::parse(b64) {
+        Ok(k) => Some(k),
+        Err(e) => {
+            problems.push(Problem::field(path, field, e.to_string()));
+            None
+        }
+    };
+    let mut keys = Vec::new();
+    let mut names = BTreeSet::new();
+    for (i, k) in raw.keys.iter().enumerate() {
+        if !names.insert(k.name.clone()) {
+            problems.push(Problem::field(path, format!("keys[{i}].name"), format!("duplicate key name `{}`", k.name)));
+        }
+        if let Some(key) = parse_key(format!("keys[{i}].public"), &k.public, &mut problems) {
+            if keys.iter().any(|(_, other)| *other == key) {
+                problems.push(Problem::field(path, format!("keys[{i}].public"), "the same key is listed twice"));
+            }
+            keys.push((k.name.clone(), key));
+        }
+    }
+    if raw.threshold == 0 || raw.threshold as usize > raw.keys.len() {
+        problems.push(Problem::field(path, "threshold", format!("threshold {} must be between 1 and the number of keys ({})", raw.threshold, raw.keys.len())));
+    }
+    let mut delegations = Vec::new();
+    for (i, d) in raw.delegations.iter().enumerate() {
+        for (j, p) in d.paths.iter().enumerate() {
+            let field = format!("delegations[{i}].paths[{j}]");
+            let ok_shape = crate::safe_path::ArtifactPath::new(p.trim_end_matches('/')).is_ok();
+            let top = p.split('/').next().unwrap_or("");
+            if !ok_shape || !["catalogs", "directories", "relays"].contains(&top) {
+                problems.push(Problem::field(path, field, format!("`{p}` must be a folder (ending in `/`) or file under catalogs/, directories/ or relays/")));
+            }
+        }
+        if let Some(key) = parse_key(format!("delegations[{i}].public"), &d.public, &mut problems) {
+            delegations.push(DelegationRule { name: d.name.clone(), key, paths: d.paths.clone() });
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Root { serial: raw.serial, expires: raw.expires.0, threshold: raw.threshold as usize, keys, delegations })
+}
+
+/// Finds and verifies the current root: the chain of versions from what the agent already
+/// trusts (its last root, or its pinned keys) to the newest, each rotation signed by a
+/// threshold of the previous keys and of its own.
+pub fn verify_root(tree: &Tree, anchor: &TrustAnchor, state: &TrustState, now: OffsetDateTime) -> Result<Root, Vec<Problem>> {
+    let mut versions: Vec<u64> = tree
+        .under(ROOTS_DIR)
+        .filter_map(|(p, _)| p.strip_prefix(ROOTS_DIR)?.strip_suffix(".toml")?.parse().ok())
+        .collect();
+    versions.sort_unstable();
+    let Some(&newest) = versions.last() else {
+        return Err(vec![Problem::file(ROOTS_DIR, "no root found (expected trust/roots/1.toml)")]);
+    };
+    for w in versions.windows(2) {
+        if w[1] != w[0] + 1 {
+            return Err(vec![Problem::file(root_path(w[0] + 1), "missing: root versions must be consecutive")]);
+        }
+    }
+    let load = |serial: u64| -> Result<(Root, &[u8]), Vec<Problem>> {
+        let path = root_path(serial);
+        let bytes = tree.get(&path).ok_or_else(|| vec![Problem::file(&path, "missing")])?;
+        let root = parse_root(&path, bytes)?;
+        if root.serial != serial {
+            return Err(vec![Problem::field(&path, "serial", format!("serial {} does not match the file name", root.serial))]);
+        }
+        Ok((root, bytes))
+    };
+    let self_signed = |root: &Root, bytes: &[u8]| -> Result<(), Problem> {
+        let own: Vec<PublicKey> = root.keys.iter().map(|(_, k)| k.clone()).collect();
+        let n = count_signers(tree, root.serial, bytes, &own);
+        if n < root.threshold {
+            return Err(Problem::file(root_path(root.serial), format!("signed by {n} of its own keys, threshold is {}", root.threshold)));
+        }
+        Ok(())
+    };
+
+    // Where the chain starts, and the keys and threshold the first step must satisfy.
+    let (mut prev_keys, mut prev_threshold, start): (Vec<PublicKey>, usize, u64) = if let Some(pin) = &state.root {
+        if newest < pin.serial {
+            return Err(vec![Problem::file(root_path(newest), format!("root serial {newest} is lower than {} already trusted (rollback)", pin.serial))]);
+        }
+        let keys = pin.keys.iter().filter_map(|k| PublicKey::parse(k).ok()).collect();
+        (keys, pin.threshold, pin.serial + 1)
+    } else if anchor.pinned.is_empty() {
+        let first = versions[0];
+        let (root, bytes) = load(first)?;
+        self_signed(&root, bytes).map_err(|p| vec![p])?;
+        (root.keys.iter().map(|(_, k)| k.clone()).collect(), root.threshold, first + 1)
+    } else {
+        // The earliest version that a threshold of the pinned keys signed.
+        let mut found = None;
+        for &v in &versions {
+            let (root, bytes) = load(v)?;
+            let n = count_signers(tree, v, bytes, &anchor.pinned);
+            if n >= root.threshold && n > 0 {
+                self_signed(&root, bytes).map_err(|p| vec![p])?;
+                found = Some(root);
+                break;
+            }
+        }
+        let Some(root) = found else {
+            return Err(vec![Problem::file(ROOTS_DIR, "no root version is signed by a threshold of the pinned root keys")]);
+        };
+        (root.keys.iter().map(|(_, k)| k.clone()).collect(), root.threshold, root.serial + 1)
+    };
+
+    let mut current = None;
+    for v in start..=newest {
+        let (root, bytes) = load(v)?;
+        let by_old = count_signers(tree, v, bytes, &prev_keys);
+        if by_old < prev_threshold {
+            return Err(vec![Problem::file(root_path(v), format!("rotation signed by {by_old} of the previous root's keys, threshold is {prev_threshold}"))]);
+        }
+        self_signed(&root, bytes).map_err(|p| vec![p])?;
+        prev_keys = root.keys.iter().map(|(_, k)| k.clone()).collect();
+        prev_threshold = root.threshold;
+        current = Some(root);
+    }
+    let root = match current {
+        Some(r) => r,
+        // Nothing newer than what is already trusted (or than the anchor's version).
+        None => load(start - 1)?.0,
+    };
+    if root.expires <= now {
+        return Err(vec![Problem::field(root_path(root.serial), "expires", format!("root expired at {}", root.expires))]);
+    }
+    Ok(root)
+}
+
+/// Checks the signature beside a delegated file.
+pub fn verify_delegated(tree: &Tree, root: &Root, path: &str, data: &[u8]) -> Result<(), Problem> {
+    let sig_path = format!("{path}.minisig");
+    let Some(sig) = tree.get(&sig_path) else {
+        return Err(Problem::file(path, format!("missing signature {sig_path}")));
+    };
+    let sig = std::str::from_utf8(sig).map_err(|_| Problem::file(&sig_path, "is not UTF-8"))?;
+    let mut signers = root.signers_for(path).peekable();
+    if signers.peek().is_none() {
+        return Err(Problem::file(path, "no delegation in the root covers this path"));
+    }
+    let mut last = None;
+    for d in signers {
+        match d.key.verify(data, sig) {
+            Ok(()) => return Ok(()),
+            Err(SignatureError::UnexpectedKey(id)) => last = Some(SignatureError::UnexpectedKey(id)),
+            Err(e) => return Err(Problem::file(path, format!("{e} (checked with the key of delegation `{}`)", d.name))),
+        }
+    }
+    Err(Problem::file(path, last.map_or_else(|| "no valid signature".into(), |e| e.to_string())))
+}
