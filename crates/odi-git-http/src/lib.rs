@@ -81,6 +81,10 @@ pub enum Error {
 
 /// Registers the transport for "http://" and "https://" once per process (later calls are no-ops
 /// that return Ok; the options of the first call win). Must be called before any fetch.
+///
+/// Call it outside an async runtime (before building one, or in `spawn_blocking`): the
+/// blocking HTTP client refuses to be created on a runtime thread. If the options are
+/// invalid nothing is registered, and a later call may try again.
 pub fn register(options: HttpOptions) -> Result<(), Error> {
     static REGISTER: Once = Once::new();
     // Holds libgit2's verdict so every caller sees the same outcome.
@@ -111,7 +115,6 @@ fn outcome_to_result(outcome: &Result<(), String>) -> Result<(), Error> {
         .map_err(|message| Error::Register(git2::Error::from_str(&message)))
 }
 
-#[allow(unsafe_code)]
 fn register_prefixes(client: Client) -> Result<(), git2::Error> {
     // libgit2 appends "://" itself.
     for prefix in ["http", "https"] {
@@ -122,6 +125,7 @@ fn register_prefixes(client: Client) -> Result<(), git2::Error> {
         // the `Once` in `register`, so there is no second registration), and the crate's
         // contract is that `register` is called before any fetch, so no lookup runs
         // concurrently. The factory is `Send + Sync + 'static` and owns what it uses.
+        #[allow(unsafe_code)]
         unsafe {
             git2::transport::register(prefix, move |remote| {
                 Transport::smart(remote, true, HttpSubtransport::new(client.clone()))
@@ -223,9 +227,9 @@ impl SmartSubtransport for HttpSubtransport {
         action: Service,
     ) -> Result<Box<dyn SmartSubtransportStream>, git2::Error> {
         match action {
-            Service::UploadPackLs => Ok(Box::new(HttpStream::Responding(
-                self.advertise_refs(url)?,
-            ))),
+            Service::UploadPackLs => {
+                Ok(Box::new(HttpStream::Responding(self.advertise_refs(url)?)))
+            }
             Service::UploadPack => Ok(Box::new(HttpStream::Requesting {
                 client: self.client.clone(),
                 url: format!("{}/git-upload-pack", self.base_for(url)),
@@ -417,7 +421,10 @@ mod tests {
             ..HttpOptions::default()
         };
         let err = build_client(&options).unwrap_err();
-        assert!(matches!(err, Error::NoCertificateInPem { index: 0 }), "{err}");
+        assert!(
+            matches!(err, Error::NoCertificateInPem { index: 0 }),
+            "{err}"
+        );
 
         let options = HttpOptions {
             extra_root_certs_pem: options.extra_root_certs_pem[1..].to_vec(),

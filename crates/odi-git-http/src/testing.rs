@@ -246,7 +246,9 @@ fn read_request<S: Read + Write>(reader: &mut BufReader<S>) -> io::Result<Option
         .header("expect")
         .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
     {
-        reader.get_mut().write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        reader
+            .get_mut()
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         reader.get_mut().flush()?;
     }
     let chunked = request

@@ -82,7 +82,10 @@ fn http_errors_are_reported_with_status() {
     let dest = tempfile::tempdir().unwrap();
     for (status, expect) in [
         ("404 Not Found", "HTTP 404 Not Found"),
-        ("500 Internal Server Error", "HTTP 500 Internal Server Error"),
+        (
+            "500 Internal Server Error",
+            "HTTP 500 Internal Server Error",
+        ),
         ("401 Unauthorized", "authentication is not supported"),
     ] {
         let base = canned_server(status, vec!["Content-Type: text/plain".into()], "no\n");
@@ -158,7 +161,11 @@ fn push_is_refused() {
     let err = remote
         .push(&["refs/heads/main:refs/heads/other"], None)
         .unwrap_err();
-    assert!(err.message().contains("push is not supported"), "{}", err.message());
+    assert!(
+        err.message().contains("push is not supported"),
+        "{}",
+        err.message()
+    );
 }
 
 #[test]

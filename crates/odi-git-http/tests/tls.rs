@@ -9,8 +9,8 @@ use odi_git_http::{register, testing, HttpOptions};
 
 #[test]
 fn fetch_over_https_with_extra_root() {
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
-        .unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
     let cert_pem = cert.cert.pem();
     register(HttpOptions {
         extra_root_certs_pem: vec![cert_pem.clone().into_bytes()],

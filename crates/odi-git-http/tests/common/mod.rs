@@ -35,8 +35,15 @@ pub fn add_commit(repo: &Repository, content: &str) -> Oid {
     let tree = repo.find_tree(tree.write().unwrap()).unwrap();
     let sig = Signature::now("Test", "test@example.invalid").unwrap();
     let parents: Vec<_> = parent.iter().collect();
-    repo.commit(Some("refs/heads/main"), &sig, &sig, content, &tree, &parents)
-        .unwrap()
+    repo.commit(
+        Some("refs/heads/main"),
+        &sig,
+        &sig,
+        content,
+        &tree,
+        &parents,
+    )
+    .unwrap()
 }
 
 /// Fetches all branches of `url` into the bare repository at `dest` (created if needed);
