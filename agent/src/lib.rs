@@ -2,5 +2,15 @@
 //! agents, so that tests start real agents in-process on port 0 and `main` stays thin.
 
 pub mod cmd;
+pub mod config;
+pub mod directory;
+pub mod fetch;
 pub mod http;
 pub mod logging;
+pub mod status;
+pub mod metrics;
+pub mod node;
+pub mod reconcile;
+pub mod relay;
+pub mod store;
+pub mod sync;

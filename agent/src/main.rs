@@ -73,6 +73,20 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Run a directory or relay agent until interrupted (SIGHUP pulls the repository now).
+    Agent {
+        /// Agent configuration (TOML).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Print an agent's status for a person.
+    Status {
+        /// Base URL of the agent, like http://127.0.0.1:8080.
+        url: String,
+        /// Print the raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write the JSON Schemas of every file kind into a folder.
     Schemas {
         /// Output folder.
@@ -109,6 +123,16 @@ fn run(command: Command) -> anyhow::Result<()> {
             for out in keys::sign(&key, &files)? {
                 println!("wrote {}", out.display());
             }
+        }
+        Command::Agent { config } => {
+            let config = odi_agent::config::Config::load(&config)?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+            rt.block_on(odi_agent::node::run_until_signalled(config))?;
+        }
+        Command::Status { url, json } => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
+            let text = rt.block_on(odi_agent::cmd::status::fetch_and_render(&url, json))?;
+            print!("{text}");
         }
         Command::Schemas { dir } => {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -4,6 +4,7 @@
 pub mod keys;
 pub mod plan;
 pub mod source;
+pub mod status;
 pub mod validate;
 
 /// Errors of the tooling subcommands.

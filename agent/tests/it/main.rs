@@ -1,1 +1,8 @@
+//! The single integration-test binary of the `odi` agent; one module per area.
 
+mod support;
+mod testnet;
+
+mod relay;
+mod schemas;
+mod validate;

@@ -213,4 +213,260 @@ mod tests {
         let s = score(relay_key("r1"), 1.0, artifact_key("c", "a"));
         assert!(s > 0.0 && s.is_finite());
     }
+
+    // ---- Properties of the assignment, on networks built and verified like real ones. ----
+
+    use std::collections::BTreeSet;
+    use std::sync::OnceLock;
+
+    use proptest::prelude::*;
+    use proptest::test_runner::RngSeed;
+
+    use crate::builder::NetworkBuilder;
+    use crate::model::Catalog;
+    use crate::raw::{ArtifactEntry, CatalogFile, DirectoryFile, DirectoryKind, RelayFile, ReleaseFile, Sha256 as Digest256};
+    use crate::safe_path::ArtifactPath;
+    use crate::units::ByteSize;
+    use crate::{TrustAnchor, TrustState};
+
+    const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
+
+    /// Few cases, a fixed seed (the spread bound is statistical; a fixed seed keeps the run
+    /// reproducible) and no regression files written into the source tree.
+    fn config(cases: u32) -> ProptestConfig {
+        let mut c = ProptestConfig::with_cases(cases);
+        c.rng_seed = RngSeed::Fixed(0x0d1_5eed);
+        c.failure_persistence = None;
+        c
+    }
+
+    /// A signed network from the builder, verified by `load`: catalog `c` (tag `t`) with
+    /// `artifacts` (path, size) split into release files, one directory, and `relays`
+    /// (name, quota). Quotas must be whole MiB below 1 GiB or whole GiB, which the human-unit
+    /// form written to TOML keeps exact.
+    fn build(relays: &[(String, u64)], artifacts: &[(String, u64)], replicas: u32) -> Network {
+        let mut b = NetworkBuilder::new().unwrap();
+        b.catalogs.insert(
+            "c".into(),
+            CatalogFile {
+                serial: 1,
+                name: "c".into(),
+                description: "property tests".into(),
+                tags: vec!["t".into()],
+                origins: vec!["https://origin.example/".into()],
+                replicas,
+                artifacts: vec![],
+            },
+        );
+        for (i, chunk) in artifacts.chunks(5000).enumerate() {
+            let artifacts = chunk
+                .iter()
+                .map(|(p, size)| ArtifactEntry {
+                    path: ArtifactPath::new(p).unwrap(),
+                    size: *size,
+                    sha256: Digest256(Sha256::digest(p.as_bytes()).into()),
+                    published: None,
+                    expunged: None,
+                })
+                .collect();
+            b.releases.insert(("c".into(), format!("r{i}")), ReleaseFile { serial: 1, catalog: "c".into(), artifacts });
+        }
+        b.directories.insert(
+            "d".into(),
+            DirectoryFile {
+                serial: 1,
+                name: "d".into(),
+                url: "https://d.example/".into(),
+                region: "eu".into(),
+                kind: DirectoryKind::Directory,
+                contact: None,
+                catalogs: vec!["c".into()],
+                links: vec![],
+                references: vec![],
+            },
+        );
+        // Inserted in reverse to show that input order does not matter.
+        for (i, (name, quota)) in relays.iter().enumerate().rev() {
+            b.relays.insert(
+                name.clone(),
+                RelayFile {
+                    serial: 1,
+                    name: name.clone(),
+                    url: format!("https://{name}.example/"),
+                    region: "eu".into(),
+                    contact: "ops@example.org".into(),
+                    quota: ByteSize(*quota),
+                    bandwidth: None,
+                    directories: vec!["d".into()],
+                    // Half subscribe by name, half by tag: both must count.
+                    catalogs: if i % 2 == 0 { vec!["c".into()] } else { vec![] },
+                    tags: if i % 2 == 0 { vec![] } else { vec!["t".into()] },
+                },
+            );
+        }
+        let tree = b.tree().unwrap();
+        let net = crate::load(&tree, &TrustAnchor::default(), &TrustState::default(), time::OffsetDateTime::now_utc()).unwrap().network;
+        for (name, quota) in relays {
+            assert_eq!(net.relays[name].quota.0, *quota, "quota of {name} must survive the TOML round trip");
+        }
+        net
+    }
+
+    /// Relays with the catalog of a cached, already verified network (building big catalogs
+    /// once keeps the cases fast); `replicas` is set on the copy.
+    fn with_catalog(relays: &[(String, u64)], catalog: &Catalog, replicas: u32) -> Network {
+        let mut net = build(relays, &[], replicas);
+        let mut c = catalog.clone();
+        c.replicas = replicas;
+        net.catalogs.insert("c".into(), c);
+        net
+    }
+
+    fn cached_catalog(cell: &'static OnceLock<Catalog>, n: usize, size: fn(usize) -> u64) -> &'static Catalog {
+        cell.get_or_init(|| {
+            let artifacts: Vec<(String, u64)> = (0..n).map(|i| (format!("pkg/{}/a-{i}.bin", i % 97), size(i))).collect();
+            let net = build(&[("seed".into(), GIB)], &artifacts, 1);
+            let c = net.catalogs["c"].clone();
+            assert_eq!(c.artifacts.len(), n);
+            c
+        })
+    }
+
+    fn small_catalog() -> &'static Catalog {
+        static C: OnceLock<Catalog> = OnceLock::new();
+        cached_catalog(&C, 2000, |_| 1024)
+    }
+
+    fn big_catalog() -> &'static Catalog {
+        static C: OnceLock<Catalog> = OnceLock::new();
+        cached_catalog(&C, 40_000, |_| 1024)
+    }
+
+    fn varied_catalog() -> &'static Catalog {
+        static C: OnceLock<Catalog> = OnceLock::new();
+        // Sizes from 1 KiB to about 2 MiB.
+        cached_catalog(&C, 1500, |i| 1024 + (mix(i as u64) % (2 * MIB)))
+    }
+
+    /// Names with quotas in whole GiB (ample for the 1 KiB artifacts).
+    fn relays_gib(quotas: &[u64]) -> Vec<(String, u64)> {
+        quotas.iter().enumerate().map(|(i, q)| (format!("relay-{i:02}"), q * GIB)).collect()
+    }
+
+    /// The table by names: (catalog, path) -> holder names, best first.
+    fn by_name(a: &Assignment) -> BTreeMap<(String, String), Vec<String>> {
+        a.placements.iter().map(|p| ((p.catalog.clone(), p.path.clone()), p.holders.iter().map(|&r| a.relays[r as usize].name.clone()).collect())).collect()
+    }
+
+    fn holder_sets(a: &Assignment) -> BTreeMap<(String, String), BTreeSet<String>> {
+        by_name(a).into_iter().map(|(k, v)| (k, v.into_iter().collect())).collect()
+    }
+
+    proptest! {
+        #![proptest_config(config(8))]
+
+        #[test]
+        fn prop_deterministic(quotas in proptest::collection::vec(1u64..=8, 1..8), replicas in 1u32..=3) {
+            let relays = relays_gib(&quotas);
+            // Two networks with different keys (builders generate fresh ones) and relays
+            // given in opposite orders.
+            let a = with_catalog(&relays, small_catalog(), replicas);
+            let mut reversed = relays.clone();
+            reversed.reverse();
+            let b = with_catalog(&reversed, small_catalog(), replicas);
+            let (ta, tb) = (assign(&a, &Extras::new()), assign(&b, &Extras::new()));
+            prop_assert_eq!(by_name(&ta), by_name(&tb));
+            let shares = |t: &Assignment| t.relays.iter().map(|s| (s.name.clone(), s.assigned_bytes, s.artifacts.len())).collect::<Vec<_>>();
+            prop_assert_eq!(shares(&ta), shares(&tb));
+            // And the same network twice gives the same table.
+            prop_assert_eq!(by_name(&ta), by_name(&assign(&a, &Extras::new())));
+            for p in &ta.placements {
+                prop_assert_eq!(p.holders.len(), (replicas as usize).min(relays.len()));
+            }
+        }
+
+        #[test]
+        fn prop_spread_follows_weights(quotas in proptest::collection::vec(1u64..=4, 5..=8)) {
+            let relays = relays_gib(&quotas);
+            let net = with_catalog(&relays, big_catalog(), 1);
+            let table = assign(&net, &Extras::new());
+            let total_weight: u64 = quotas.iter().sum();
+            let n = table.placements.len() as f64;
+            for (share, q) in table.relays.iter().zip(&quotas) {
+                let expected = *q as f64 / total_weight as f64;
+                let got = share.artifacts.len() as f64 / n;
+                prop_assert!((got - expected).abs() <= 0.10 * expected,
+                    "{} with weight {}/{}: share {:.4}, expected {:.4} (+-10%)", share.name, q, total_weight, got, expected);
+            }
+        }
+
+        #[test]
+        fn prop_adding_a_relay_moves_only_what_it_takes(quotas in proptest::collection::vec(1u64..=8, 1..7), new_quota in 1u64..=8, replicas in 1u32..=3) {
+            let relays = relays_gib(&quotas);
+            let mut more = relays.clone();
+            more.push(("newcomer".into(), new_quota * GIB));
+            let before = holder_sets(&assign(&with_catalog(&relays, small_catalog(), replicas), &Extras::new()));
+            let after = holder_sets(&assign(&with_catalog(&more, small_catalog(), replicas), &Extras::new()));
+            let mut taken = 0;
+            for (k, old) in &before {
+                let new = &after[k];
+                let gained: Vec<&String> = new.difference(old).collect();
+                prop_assert!(gained.iter().all(|g| *g == "newcomer"), "{k:?}: {old:?} -> {new:?}");
+                if new.contains("newcomer") {
+                    taken += 1;
+                } else {
+                    prop_assert_eq!(new, old, "{:?} moved without going to the new relay", k);
+                }
+            }
+            prop_assert!(taken > 0, "the new relay took nothing");
+        }
+
+        #[test]
+        fn prop_removing_a_relay_moves_only_what_it_held(quotas in proptest::collection::vec(1u64..=8, 2..8), gone in any::<proptest::sample::Index>(), replicas in 1u32..=3) {
+            let relays = relays_gib(&quotas);
+            let gone = gone.index(relays.len());
+            let gone_name = relays[gone].0.clone();
+            let mut fewer = relays.clone();
+            fewer.remove(gone);
+            let before = holder_sets(&assign(&with_catalog(&relays, small_catalog(), replicas), &Extras::new()));
+            let after = holder_sets(&assign(&with_catalog(&fewer, small_catalog(), replicas), &Extras::new()));
+            for (k, old) in &before {
+                let new = &after[k];
+                let lost: Vec<&String> = old.difference(new).collect();
+                prop_assert!(lost.iter().all(|l| **l == gone_name), "{k:?}: {old:?} -> {new:?}");
+                if !old.contains(&gone_name) {
+                    prop_assert_eq!(new, old, "{:?} moved though {} did not hold it", k, gone_name);
+                }
+            }
+        }
+
+        #[test]
+        fn prop_quota_is_never_exceeded(quotas_mib in proptest::collection::vec(1u64..=64, 1..8), replicas in 1u32..=3) {
+            let relays: Vec<(String, u64)> = quotas_mib.iter().enumerate().map(|(i, q)| (format!("relay-{i:02}"), q * MIB)).collect();
+            let net = with_catalog(&relays, varied_catalog(), replicas);
+            let table = assign(&net, &Extras::new());
+            let mut bytes = vec![0u64; table.relays.len()];
+            for p in &table.placements {
+                prop_assert!(p.holders.len() <= p.wanted as usize);
+                let distinct: BTreeSet<u32> = p.holders.iter().copied().collect();
+                prop_assert_eq!(distinct.len(), p.holders.len(), "a relay holds {} twice", p.path);
+                for &r in &p.holders {
+                    bytes[r as usize] += p.size;
+                }
+            }
+            let total: u64 = varied_catalog().live_bytes() * u64::from(replicas);
+            let quota_total: u64 = relays.iter().map(|r| r.1).sum();
+            prop_assert!(total > quota_total, "the quota must bind for this test to mean something");
+            for (s, b) in table.relays.iter().zip(&bytes) {
+                prop_assert_eq!(s.assigned_bytes, *b, "{}: share bytes disagree with placements", &s.name);
+                prop_assert!(s.assigned_bytes <= s.quota, "{} holds {} bytes over its quota {}", s.name, s.assigned_bytes, s.quota);
+                // Trimming leaves no big gap: nothing left unplaced would still fit.
+                let smallest_unplaced = table.placements.iter().filter(|p| p.holders.len() < p.wanted as usize && !p.holders.iter().any(|&h| table.relays[h as usize].name == s.name)).map(|p| p.size).min();
+                if let Some(min) = smallest_unplaced {
+                    prop_assert!(s.quota - s.assigned_bytes < min, "{} has {} bytes free but left an artifact of {} unplaced", s.name, s.quota - s.assigned_bytes, min);
+                }
+            }
+        }
+    }
 }

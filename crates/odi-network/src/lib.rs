@@ -3,6 +3,7 @@
 //! Usable without any server: `odi validate`, `odi plan` and the agents all call [`load::load`].
 
 pub mod assign;
+pub mod builder;
 pub mod git;
 pub mod load;
 pub mod model;

@@ -107,7 +107,8 @@ pub fn load(tree: &Tree, anchor: &TrustAnchor, state: &TrustState, now: OffsetDa
     }
 
     // Signatures and parsing dominate the cost on big catalogs, and files are independent.
-    let results: Vec<Result<(String, Kind, Doc, &[u8]), Problem>> = docs_in
+    type Parsed<'t> = Result<(String, Kind, Doc, &'t [u8]), Problem>;
+    let results: Vec<Parsed<'_>> = docs_in
         .into_par_iter()
         .map(|(path, bytes, kind)| {
             trust::verify_delegated(tree, &root, path, bytes)?;

@@ -113,7 +113,7 @@ pub struct Relay {
 impl Relay {
     /// Whether the relay mirrors `catalog` (by name or by one of its tags).
     pub fn subscribes(&self, catalog: &Catalog) -> bool {
-        self.catalogs.iter().any(|c| *c == catalog.name) || self.tags.iter().any(|t| catalog.tags.contains(t))
+        self.catalogs.contains(&catalog.name) || self.tags.iter().any(|t| catalog.tags.contains(t))
     }
 }
 

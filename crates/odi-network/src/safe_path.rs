@@ -52,6 +52,9 @@ impl ArtifactPath {
         if s.contains('%') {
             return Err(err("contains `%` (percent-encoding is not allowed)"));
         }
+        if s.contains('?') || s.contains('#') {
+            return Err(err("contains `?` or `#`, which end the path part of a URL"));
+        }
         for seg in s.split('/') {
             match seg {
                 "" => return Err(err("has an empty segment")),
@@ -105,7 +108,7 @@ impl schemars::JsonSchema for ArtifactPath {
             "description": "A relative path with `/` separators: no empty, `.` or `..` segments, no backslash, `%`, NUL or control characters",
             "minLength": 1,
             "maxLength": MAX_PATH_LEN,
-            "pattern": r"^(?!/)(?!.*(^|/)\.\.?(/|$))(?!.*//)[^\\%\x00-\x1f\x7f]+$",
+            "pattern": r"^(?!/)(?!.*(^|/)\.\.?(/|$))(?!.*//)[^\\%?#\x00-\x1f\x7f]+$",
         })
     }
 }
@@ -144,6 +147,8 @@ mod tests {
             ("a%2f..%2fb", "%"),
             ("%2e%2e/x", "%"),
             ("C:/x", "drive"),
+            ("a?b", "`?`"),
+            ("a#b", "`#`"),
         ];
         for (input, want) in cases {
             let err = ArtifactPath::new(input).unwrap_err().to_string();

@@ -1,0 +1,366 @@
+//! The agent's configuration file, in two stages (as ripgrep does): [`RawConfig`] is the TOML
+//! exactly as written, with unknown fields refused; [`Config`] is validated, with durations,
+//! addresses, keys and region maps parsed, so the rest of the agent never re-checks them.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use odi_network::signature::PublicKey;
+use serde::Deserialize;
+
+use crate::http::TlsFiles;
+
+/// What is wrong with a configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TOML or unknown fields.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What serde said.
+        message: String,
+    },
+    /// A value is out of range or malformed.
+    #[error("{path}: {field}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Which field.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Which role the agent plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Holds assigned artifacts and serves their bytes.
+    Relay,
+    /// Holds whole catalogs, probes relays and redirects clients.
+    Directory,
+}
+
+impl Mode {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Relay => "relay",
+            Mode::Directory => "directory",
+        }
+    }
+}
+
+/// The file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `relay` or `directory`.
+    pub mode: Mode,
+    /// This node's name in the network repository.
+    pub name: String,
+    /// Where the agent keeps its mirror, store and state.
+    pub data_dir: PathBuf,
+    /// Addresses to listen on, like `0.0.0.0:8080` or `[::]:443`.
+    pub listen: Vec<String>,
+    /// The network repository.
+    pub repository: RawRepository,
+    /// HTTPS certificate and key (PEM); plain HTTP when absent.
+    #[serde(default)]
+    pub tls: Option<RawTls>,
+    /// Tuning of the reconcile loop.
+    #[serde(default)]
+    pub reconcile: RawReconcile,
+    /// Directory mode only.
+    #[serde(default)]
+    pub directory: RawDirectory,
+}
+
+/// `[repository]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRepository {
+    /// `https://`, `http://`, `file://` URL or a local path.
+    pub url: String,
+    /// Branch to follow.
+    #[serde(default = "default_branch")]
+    pub branch: String,
+    /// Pinned root keys: base64 or paths of `.pub` files.
+    pub root_keys: Vec<String>,
+    /// How often to pull, like `5m`.
+    #[serde(default = "default_interval")]
+    pub interval: String,
+    /// File holding the bearer token that authorises `POST /.odi/v1/sync`; no trigger without it.
+    #[serde(default)]
+    pub trigger_token_file: Option<PathBuf>,
+    /// Extra CA certificates (PEM) for an https repository with a private CA.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+}
+
+fn default_branch() -> String {
+    "main".into()
+}
+fn default_interval() -> String {
+    "5m".into()
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// Certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Private key, PEM.
+    pub key: PathBuf,
+}
+
+/// `[reconcile]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReconcile {
+    /// Parallel downloads (default 4).
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    /// Abort a download that sends nothing for this long (default `30s`).
+    #[serde(default)]
+    pub stall_timeout: Option<String>,
+    /// How often to re-hash the whole store (default `24h`; `0s` disables).
+    #[serde(default)]
+    pub scrub_interval: Option<String>,
+    /// Retry failed downloads after this long (default `1m`).
+    #[serde(default)]
+    pub retry_after: Option<String>,
+}
+
+/// `[directory]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDirectory {
+    /// How often to probe relays (default `30s`).
+    #[serde(default)]
+    pub probe_interval: Option<String>,
+    /// Client address prefixes to regions, like `{ "10.1.0.0/16" = "eu" }`.
+    #[serde(default)]
+    pub regions: std::collections::BTreeMap<String, String>,
+    /// A MaxMind-format country database; its country code is the region.
+    #[serde(default)]
+    pub geoip_db: Option<PathBuf>,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Downloads per artifact per hour above which it is hot (default 100).
+    #[serde(default)]
+    pub hot_threshold: Option<u64>,
+    /// Extra replicas a hot artifact gets (default 1).
+    #[serde(default)]
+    pub hot_extra_replicas: Option<u32>,
+    /// How many `Link: rel=duplicate` headers at most (default 5).
+    #[serde(default)]
+    pub max_links: Option<usize>,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Role.
+    pub mode: Mode,
+    /// Node name.
+    pub name: String,
+    /// Data folder.
+    pub data_dir: PathBuf,
+    /// Listen addresses.
+    pub listen: Vec<SocketAddr>,
+    /// Repository URL.
+    pub repo_url: String,
+    /// Branch.
+    pub branch: String,
+    /// Pinned root keys.
+    pub root_keys: Vec<PublicKey>,
+    /// Pull interval.
+    pub pull_interval: Duration,
+    /// Token for the sync trigger.
+    pub trigger_token: Option<String>,
+    /// Extra CA for the repository.
+    pub repo_ca_pem: Option<Vec<u8>>,
+    /// TLS files.
+    pub tls: Option<TlsFiles>,
+    /// Parallel downloads.
+    pub concurrency: usize,
+    /// Stall timeout.
+    pub stall_timeout: Duration,
+    /// Scrub interval; zero disables.
+    pub scrub_interval: Duration,
+    /// Retry delay for failed downloads.
+    pub retry_after: Duration,
+    /// Directory settings.
+    pub directory: DirectoryConfig,
+}
+
+/// Validated `[directory]`.
+#[derive(Debug, Clone)]
+pub struct DirectoryConfig {
+    /// Probe interval.
+    pub probe_interval: Duration,
+    /// Prefix to region, longest prefix wins.
+    pub regions: Vec<(IpNet, String)>,
+    /// MaxMind database path.
+    pub geoip_db: Option<PathBuf>,
+    /// Trusted proxies.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Hot threshold per hour.
+    pub hot_threshold: u64,
+    /// Extra replicas for hot artifacts.
+    pub hot_extra_replicas: u32,
+    /// Most `rel=duplicate` links.
+    pub max_links: usize,
+}
+
+impl DirectoryConfig {
+    /// The region of a client address from the prefix map (longest match).
+    pub fn region_of(&self, ip: IpAddr) -> Option<&str> {
+        self.regions.iter().filter(|(net, _)| net.contains(&ip)).max_by_key(|(net, _)| net.prefix_len()).map(|(_, r)| r.as_str())
+    }
+}
+
+/// Parses `500ms`, `30s`, `5m`, `2h`, `1d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a duration like 30s, 5m or 1h"))?;
+    let secs = match unit.trim() {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(format!("`{s}` has an unknown unit (use ms, s, m, h or d)")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        Self::validate(raw, path)
+    }
+
+    /// Validates a parsed file; `path` names it in errors and anchors relative paths.
+    pub fn validate(raw: RawConfig, path: &Path) -> Result<Self, ConfigError> {
+        let invalid = |field: &str, message: String| ConfigError::Invalid { path: path.to_owned(), field: field.to_owned(), message };
+        let base = path.parent().unwrap_or(Path::new("."));
+        let rel = |p: &Path| if p.is_absolute() { p.to_owned() } else { base.join(p) };
+        let dur = |field: &str, v: Option<&str>, default: Duration| -> Result<Duration, ConfigError> {
+            v.map_or(Ok(default), |s| parse_duration(s).map_err(|m| invalid(field, m)))
+        };
+        odi_network::safe_path::check_name(&raw.name).map_err(|m| invalid("name", m.into()))?;
+        if raw.listen.is_empty() {
+            return Err(invalid("listen", "at least one address is needed".into()));
+        }
+        let listen = raw.listen.iter().map(|a| a.parse().map_err(|_| invalid("listen", format!("`{a}` is not an address like 0.0.0.0:8080")))).collect::<Result<_, _>>()?;
+        if raw.repository.root_keys.is_empty() {
+            return Err(invalid("repository.root_keys", "pin at least one root key".into()));
+        }
+        let mut root_keys = Vec::new();
+        for k in &raw.repository.root_keys {
+            let p = rel(Path::new(k));
+            let text = if p.is_file() { std::fs::read_to_string(&p).map_err(|e| invalid("repository.root_keys", format!("{}: {e}", p.display())))? } else { k.clone() };
+            root_keys.push(PublicKey::parse(&text).map_err(|e| invalid("repository.root_keys", e.to_string()))?);
+        }
+        let trigger_token = match &raw.repository.trigger_token_file {
+            Some(f) => {
+                let t = std::fs::read_to_string(rel(f)).map_err(|e| invalid("repository.trigger_token_file", e.to_string()))?.trim().to_owned();
+                if t.len() < 16 {
+                    return Err(invalid("repository.trigger_token_file", "the token must be at least 16 characters".into()));
+                }
+                Some(t)
+            }
+            None => None,
+        };
+        let repo_ca_pem = match &raw.repository.ca_file {
+            Some(f) => Some(std::fs::read(rel(f)).map_err(|e| invalid("repository.ca_file", e.to_string()))?),
+            None => None,
+        };
+        let repo_url = if raw.repository.url.contains("://") { raw.repository.url.clone() } else { rel(Path::new(&raw.repository.url)).display().to_string() };
+        let d = &raw.directory;
+        let regions = d
+            .regions
+            .iter()
+            .map(|(net, region)| net.parse::<IpNet>().map(|n| (n, region.clone())).map_err(|_| invalid("directory.regions", format!("`{net}` is not a prefix like 10.0.0.0/8"))))
+            .collect::<Result<_, _>>()?;
+        let trusted_proxies = d
+            .trusted_proxies
+            .iter()
+            .map(|p| p.parse::<IpNet>().or_else(|_| p.parse::<IpAddr>().map(IpNet::from)).map_err(|_| invalid("directory.trusted_proxies", format!("`{p}` is not an address or prefix"))))
+            .collect::<Result<_, _>>()?;
+        let concurrency = raw.reconcile.concurrency.unwrap_or(4);
+        if concurrency == 0 || concurrency > 256 {
+            return Err(invalid("reconcile.concurrency", "must be between 1 and 256".into()));
+        }
+        let pull_interval = parse_duration(&raw.repository.interval).map_err(|m| invalid("repository.interval", m))?;
+        if pull_interval < Duration::from_millis(100) {
+            return Err(invalid("repository.interval", "must be at least 100ms".into()));
+        }
+        Ok(Config {
+            mode: raw.mode,
+            name: raw.name,
+            data_dir: rel(&raw.data_dir),
+            listen,
+            repo_url,
+            branch: raw.repository.branch,
+            root_keys,
+            pull_interval,
+            trigger_token,
+            repo_ca_pem,
+            tls: raw.tls.map(|t| TlsFiles { cert: rel(&t.cert), key: rel(&t.key) }),
+            concurrency,
+            stall_timeout: dur("reconcile.stall_timeout", raw.reconcile.stall_timeout.as_deref(), Duration::from_secs(30))?,
+            scrub_interval: dur("reconcile.scrub_interval", raw.reconcile.scrub_interval.as_deref(), Duration::from_secs(86400))?,
+            retry_after: dur("reconcile.retry_after", raw.reconcile.retry_after.as_deref(), Duration::from_secs(60))?,
+            directory: DirectoryConfig {
+                probe_interval: dur("directory.probe_interval", d.probe_interval.as_deref(), Duration::from_secs(30))?,
+                regions,
+                geoip_db: d.geoip_db.as_ref().map(|p| rel(p)),
+                trusted_proxies,
+                hot_threshold: d.hot_threshold.unwrap_or(100),
+                hot_extra_replicas: d.hot_extra_replicas.unwrap_or(1),
+                max_links: d.max_links.unwrap_or(5),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = toml::from_str::<RawConfig>("mode='relay'\nname='x'\ndata_dir='d'\nlisten=[]\nbogus=1\n[repository]\nurl='u'\nroot_keys=[]").unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+    }
+}

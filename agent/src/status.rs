@@ -1,0 +1,130 @@
+//! What an agent reports about itself: the `/.odi/v1/status` document (a wire format that
+//! `odi status` and directories read), built from the agent's health record, with the
+//! conditions Ready, Reconciling and Stalled in the style of Kubernetes conditions.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::reconcile::{Failure, Outcome};
+
+/// One condition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Condition {
+    /// `Ready`, `Reconciling` or `Stalled`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Whether it holds.
+    pub status: bool,
+    /// CamelCase reason, stable for alerting.
+    pub reason: String,
+    /// For people.
+    pub message: String,
+}
+
+/// Store figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStatus {
+    /// Complete objects.
+    pub objects: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Bytes of downloads in progress.
+    pub partial_bytes: u64,
+    /// The quota, for relays.
+    pub quota: Option<u64>,
+}
+
+/// What the node should hold at the applied commit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareStatus {
+    /// Artifacts wanted.
+    pub artifacts: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Wanted but not stored.
+    pub missing: usize,
+}
+
+/// `GET /.odi/v1/status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusDoc {
+    /// `relay` or `directory`.
+    pub mode: String,
+    /// Node name.
+    pub name: String,
+    /// Agent version.
+    pub version: String,
+    /// Applied commit.
+    pub commit: Option<String>,
+    /// When it was applied (RFC 3339).
+    pub applied_at: Option<String>,
+    /// Ready, Reconciling, Stalled.
+    pub conditions: Vec<Condition>,
+    /// The last error of any kind, for people.
+    pub last_error: Option<String>,
+    /// Store figures.
+    pub store: StoreStatus,
+    /// Share figures.
+    pub share: ShareStatus,
+    /// Downloads that failed in the last round.
+    #[serde(default)]
+    pub failures: Vec<Failure>,
+    /// Directory mode: relays, peers and federation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<serde_json::Value>,
+}
+
+impl StatusDoc {
+    /// Whether the Ready condition holds.
+    pub fn ready(&self) -> bool {
+        self.conditions.iter().any(|c| c.kind == "Ready" && c.status)
+    }
+}
+
+/// The agent's mutable health record.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// Last sync error: (reason, message).
+    pub sync_error: Option<(String, String)>,
+    /// A reconcile round is running.
+    pub reconciling: bool,
+    /// The last round's outcome and the commit it reconciled.
+    pub last_round: Option<(String, Outcome)>,
+    /// Last error of any kind.
+    pub last_error: Option<(OffsetDateTime, String)>,
+}
+
+impl Health {
+    /// Records an error for `last_error`.
+    pub fn error(&mut self, message: String) {
+        self.last_error = Some((OffsetDateTime::now_utc(), message));
+    }
+
+    /// The three conditions, given the applied commit.
+    pub fn conditions(&self, commit: Option<&str>) -> Vec<Condition> {
+        let c = |kind: &str, status: bool, reason: &str, message: String| Condition { kind: kind.into(), status, reason: reason.into(), message };
+        let round_for_commit = self.last_round.as_ref().filter(|(rc, _)| Some(rc.as_str()) == commit).map(|(_, o)| o);
+        let ready = match (commit, round_for_commit) {
+            (None, _) => c("Ready", false, "NoCommit", "no verified commit applied yet".into()),
+            (Some(_), None) => c("Ready", false, "Reconciling", "reconciling the applied commit".into()),
+            (Some(_), Some(o)) if o.complete() => c("Ready", true, "Reconciled", format!("{} artifacts held, {} skipped for quota", o.wanted - o.skipped_for_quota, o.skipped_for_quota)),
+            (Some(_), Some(o)) => c("Ready", false, "DownloadsFailing", format!("{} downloads failed", o.failed.len())),
+        };
+        let reconciling = if self.reconciling {
+            c("Reconciling", true, "Running", "a reconcile round is running".into())
+        } else {
+            c("Reconciling", false, "Idle", "waiting for a new commit or retry".into())
+        };
+        let stalled = match (&self.sync_error, round_for_commit.filter(|o| !o.complete())) {
+            (Some((reason, message)), _) => c("Stalled", true, reason, message.clone()),
+            (None, Some(o)) => c("Stalled", true, "DownloadsFailing", o.failed.first().map(|f| format!("{}: {}", f.artifact, f.message)).unwrap_or_default()),
+            (None, None) => c("Stalled", false, "Progressing", "last sync and reconcile succeeded".into()),
+        };
+        vec![ready, reconciling, stalled]
+    }
+}
+
+/// RFC 3339 text of a time.
+pub fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}

@@ -1,0 +1,280 @@
+//! The content store: verified artifact bytes, addressed by SHA-256.
+//!
+//! ```text
+//! <data_dir>/store/objects/ab/ab12…ef   complete, verified objects (the only files ever served)
+//! <data_dir>/store/tmp/ab12…ef.part      downloads in progress (resumable)
+//! <data_dir>/store/quarantine/…         objects whose bytes no longer match their name
+//! ```
+//!
+//! An object appears under `objects/` only by `rename` after its hash was verified and the
+//! file fsynced, and the folder is fsynced after the rename, so a `kill -9` at any point leaves
+//! either no object or a whole one: a partial file is never under a served name. Because the
+//! address is the hash, a path whose artifact is replaced in a later commit can never serve the
+//! old bytes, and the same bytes in two catalogs are stored once.
+
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt as _;
+
+/// What a store operation failed on.
+#[derive(Debug, thiserror::Error)]
+#[error("store: {path}: {source}")]
+pub struct StoreError {
+    /// The file or folder.
+    pub path: PathBuf,
+    /// Why.
+    pub source: io::Error,
+}
+
+fn err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError { path: path.to_owned(), source }
+}
+
+/// One stored object.
+#[derive(Debug, Clone, Copy)]
+pub struct ObjectInfo {
+    /// Bytes.
+    pub size: u64,
+    /// Last time it was served or stored; eviction goes least recent first.
+    pub last_access: SystemTime,
+}
+
+/// The store of one agent.
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+    objects: Mutex<HashMap<[u8; 32], ObjectInfo>>,
+}
+
+/// Result of re-hashing the store.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ScrubReport {
+    /// Objects checked.
+    pub checked: usize,
+    /// Objects moved to quarantine.
+    pub quarantined: usize,
+}
+
+impl Store {
+    /// Opens (creating) the store under `root`, indexing existing objects and deleting
+    /// leftovers that are not objects. Partial downloads are kept for resuming.
+    pub fn open(root: &Path) -> Result<Self, StoreError> {
+        for sub in ["objects", "tmp", "quarantine"] {
+            let p = root.join(sub);
+            std::fs::create_dir_all(&p).map_err(err(&p))?;
+        }
+        let mut objects = HashMap::new();
+        let objdir = root.join("objects");
+        for fan in std::fs::read_dir(&objdir).map_err(err(&objdir))? {
+            let fan = fan.map_err(err(&objdir))?.path();
+            if !fan.is_dir() {
+                continue;
+            }
+            for entry in std::fs::read_dir(&fan).map_err(err(&fan))? {
+                let entry = entry.map_err(err(&fan))?;
+                let path = entry.path();
+                let meta = std::fs::symlink_metadata(&path).map_err(err(&path))?;
+                match entry.file_name().to_str().and_then(parse_hex) {
+                    Some(sha) if meta.is_file() => {
+                        let last_access = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                        objects.insert(sha, ObjectInfo { size: meta.len(), last_access });
+                    }
+                    // Not something this store wrote: never serve it.
+                    _ => {
+                        tracing::warn!(path = %path.display(), "removing unexpected file from the object store");
+                        let _ = if meta.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+                    }
+                }
+            }
+        }
+        Ok(Self { root: root.to_owned(), objects: Mutex::new(objects) })
+    }
+
+    fn index(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], ObjectInfo>> {
+        // A panic while holding this lock cannot leave the map half-updated (single inserts
+        // and removes), so a poisoned lock is safe to keep using.
+        self.objects.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Path of a complete object.
+    pub fn object_path(&self, sha: &[u8; 32]) -> PathBuf {
+        let hex = hex::encode(sha);
+        self.root.join("objects").join(&hex[..2]).join(hex)
+    }
+
+    /// Path where a download of `sha` is written until verified.
+    pub fn partial_path(&self, sha: &[u8; 32]) -> PathBuf {
+        self.root.join("tmp").join(format!("{}.part", hex::encode(sha)))
+    }
+
+    /// Whether the object is stored.
+    pub fn contains(&self, sha: &[u8; 32]) -> bool {
+        self.index().contains_key(sha)
+    }
+
+    /// Info about a stored object.
+    pub fn info(&self, sha: &[u8; 32]) -> Option<ObjectInfo> {
+        self.index().get(sha).copied()
+    }
+
+    /// Every stored object.
+    pub fn list(&self) -> Vec<([u8; 32], ObjectInfo)> {
+        self.index().iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    /// Bytes of complete objects.
+    pub fn object_bytes(&self) -> u64 {
+        self.index().values().map(|o| o.size).sum()
+    }
+
+    /// Bytes of partial downloads on disk.
+    pub fn partial_bytes(&self) -> u64 {
+        std::fs::read_dir(self.root.join("tmp"))
+            .map(|rd| rd.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+            .unwrap_or(0)
+    }
+
+    /// Opens an object for serving and records the access.
+    pub async fn open_object(&self, sha: &[u8; 32]) -> Option<tokio::fs::File> {
+        if !self.contains(sha) {
+            return None;
+        }
+        let file = tokio::fs::File::open(self.object_path(sha)).await.ok()?;
+        if let Some(o) = self.index().get_mut(sha) {
+            o.last_access = SystemTime::now();
+        }
+        Some(file)
+    }
+
+    /// Moves a verified, fsynced partial download into place and makes the rename durable.
+    pub fn commit(&self, sha: &[u8; 32]) -> Result<(), StoreError> {
+        let from = self.partial_path(sha);
+        let to = self.object_path(sha);
+        let fan = to.parent().unwrap_or(&self.root).to_owned();
+        std::fs::create_dir_all(&fan).map_err(err(&fan))?;
+        let size = std::fs::metadata(&from).map_err(err(&from))?.len();
+        std::fs::rename(&from, &to).map_err(err(&to))?;
+        std::fs::File::open(&fan).and_then(|d| d.sync_all()).map_err(err(&fan))?;
+        self.index().insert(*sha, ObjectInfo { size, last_access: SystemTime::now() });
+        Ok(())
+    }
+
+    /// Deletes an object (expunged, unassigned or evicted).
+    pub fn remove(&self, sha: &[u8; 32]) -> Result<(), StoreError> {
+        let path = self.object_path(sha);
+        self.index().remove(sha);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError { path, source: e }),
+        }
+    }
+
+    /// Deletes partial downloads whose hash is not in `keep`.
+    pub fn prune_partials(&self, keep: &dyn Fn(&[u8; 32]) -> bool) {
+        let Ok(rd) = std::fs::read_dir(self.root.join("tmp")) else { return };
+        for e in rd.filter_map(Result::ok) {
+            let name = e.file_name();
+            let sha = name.to_str().and_then(|n| n.strip_suffix(".part")).and_then(parse_hex);
+            if !sha.is_some_and(|s| keep(&s)) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
+    /// Re-hashes every object, moving any whose bytes do not match its name to quarantine.
+    /// Paced by `pause` between objects so a scrub does not starve serving.
+    pub async fn scrub(&self, pause: Duration) -> ScrubReport {
+        let mut report = ScrubReport::default();
+        for (sha, _) in self.list() {
+            let path = self.object_path(&sha);
+            let ok = match hash_file(&path).await {
+                Ok(got) => got == sha,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(_) => false,
+            };
+            report.checked += 1;
+            if !ok {
+                self.index().remove(&sha);
+                let q = self.root.join("quarantine").join(format!("{}.{}", hex::encode(sha), unix_now()));
+                tracing::error!(object = %hex::encode(sha), "stored bytes do not match their hash; quarantined");
+                if std::fs::rename(&path, &q).is_err() {
+                    let _ = std::fs::remove_file(&path);
+                }
+                report.quarantined += 1;
+            }
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
+            }
+        }
+        report
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn parse_hex(s: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    (s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))).then_some(())?;
+    hex::decode_to_slice(s, &mut out).ok()?;
+    Some(out)
+}
+
+/// SHA-256 of a file, streamed.
+pub async fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
+    let mut f = tokio::fs::File::open(path).await?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = f.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sha(b: &[u8]) -> [u8; 32] {
+        Sha256::digest(b).into()
+    }
+
+    #[tokio::test]
+    async fn commit_scrub_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (a, b) = (sha(b"aaa"), sha(b"bbb"));
+        std::fs::write(store.partial_path(&a), b"aaa").unwrap();
+        store.commit(&a).unwrap();
+        std::fs::write(store.partial_path(&b), b"bbb").unwrap();
+        store.commit(&b).unwrap();
+        assert!(store.contains(&a) && store.object_bytes() == 6);
+        // Rot one object on disk: the scrub must catch it.
+        std::fs::write(store.object_path(&b), b"bbX").unwrap();
+        let r = store.scrub(Duration::ZERO).await;
+        assert_eq!((r.checked, r.quarantined), (2, 1));
+        assert!(!store.contains(&b));
+        // A stray file under objects/ is removed on open; partials stay for resuming.
+        std::fs::write(dir.path().join("objects").join("zz"), b"x").unwrap();
+        std::fs::create_dir_all(dir.path().join("objects/00")).unwrap();
+        std::fs::write(dir.path().join("objects/00/not-a-hash"), b"x").unwrap();
+        std::fs::write(store.partial_path(&b), b"bb").unwrap();
+        let again = Store::open(dir.path()).unwrap();
+        assert!(again.contains(&a) && !again.contains(&b));
+        assert!(!dir.path().join("objects/00/not-a-hash").exists());
+        assert_eq!(again.partial_bytes(), 2);
+        again.prune_partials(&|_| false);
+        assert_eq!(again.partial_bytes(), 0);
+    }
+}

@@ -1,0 +1,226 @@
+//! Builds a signed network repository from typed files: the demo, the tests and the
+//! benchmarks all make their networks with this, with freshly generated keys.
+//!
+//! One root key signs the root; one maintainer key is delegated all of `catalogs/`,
+//! `directories/` and `relays/` unless a test adds narrower delegations of its own.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::raw::{CatalogFile, Delegation, DirectoryFile, RelayFile, ReleaseFile, RootFile, RootKey, Timestamp};
+use crate::signature::{generate_key, GeneratedKey, SecretKey, SignatureError};
+use crate::tree::Tree;
+
+/// Errors while writing a network.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A file could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// Which.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Signing failed.
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    /// Serialising failed.
+    #[error("serialising {0}: {1}")]
+    Toml(String, toml::ser::Error),
+    /// git failed.
+    #[error("git: {0}")]
+    Git(#[from] git2::Error),
+}
+
+/// A named key pair held in memory.
+#[derive(Debug)]
+pub struct Key {
+    /// Name (file stem when written).
+    pub name: String,
+    /// The generated files.
+    pub files: GeneratedKey,
+    secret: SecretKey,
+}
+
+impl Key {
+    /// Generates a key.
+    pub fn generate(name: &str) -> Result<Self, BuildError> {
+        let files = generate_key()?;
+        let secret = SecretKey::parse(&files.secret_file, None)?;
+        Ok(Self { name: name.to_owned(), files, secret })
+    }
+
+    /// Signs bytes, returning `.minisig` text.
+    pub fn sign(&self, data: &[u8]) -> Result<String, BuildError> {
+        Ok(self.secret.sign(data, &format!("signer:{}", self.name))?)
+    }
+
+    /// The base64 public key.
+    pub fn public(&self) -> &str {
+        &self.files.public
+    }
+}
+
+/// A network under construction.
+#[derive(Debug)]
+pub struct NetworkBuilder {
+    /// Root keys.
+    pub root_keys: Vec<Key>,
+    /// Root threshold.
+    pub threshold: u32,
+    /// Root serial.
+    pub root_serial: u64,
+    /// The key delegated every network path.
+    pub maintainer: Key,
+    /// Extra delegations: (key, paths).
+    pub extra_delegations: Vec<(Key, Vec<String>)>,
+    /// Catalog files by name.
+    pub catalogs: BTreeMap<String, CatalogFile>,
+    /// Release files: (catalog, file name) to file.
+    pub releases: BTreeMap<(String, String), ReleaseFile>,
+    /// Directory files by name.
+    pub directories: BTreeMap<String, DirectoryFile>,
+    /// Relay files by name.
+    pub relays: BTreeMap<String, RelayFile>,
+}
+
+impl NetworkBuilder {
+    /// A network with one root key, one maintainer key and no files.
+    pub fn new() -> Result<Self, BuildError> {
+        Ok(Self {
+            root_keys: vec![Key::generate("root")?],
+            threshold: 1,
+            root_serial: 1,
+            maintainer: Key::generate("maintainer")?,
+            extra_delegations: Vec::new(),
+            catalogs: BTreeMap::new(),
+            releases: BTreeMap::new(),
+            directories: BTreeMap::new(),
+            relays: BTreeMap::new(),
+        })
+    }
+
+    /// The root file this builder writes.
+    pub fn root_file(&self) -> RootFile {
+        let mut delegations = vec![Delegation {
+            name: self.maintainer.name.clone(),
+            public: self.maintainer.public().to_owned(),
+            paths: vec!["catalogs/".into(), "directories/".into(), "relays/".into()],
+        }];
+        for (k, paths) in &self.extra_delegations {
+            delegations.push(Delegation { name: k.name.clone(), public: k.public().to_owned(), paths: paths.clone() });
+        }
+        RootFile {
+            serial: self.root_serial,
+            expires: Timestamp(time::OffsetDateTime::now_utc() + time::Duration::days(365)),
+            threshold: self.threshold,
+            keys: self.root_keys.iter().map(|k| RootKey { name: k.name.clone(), public: k.public().to_owned() }).collect(),
+            delegations,
+        }
+    }
+
+    /// Every network file, signed, in memory.
+    pub fn tree(&self) -> Result<Tree, BuildError> {
+        let mut tree = Tree::default();
+        let ser = |name: &str, v: &dyn erased::Ser| v.to_toml().map_err(|e| BuildError::Toml(name.to_owned(), e));
+        let root_path = format!("trust/roots/{}.toml", self.root_serial);
+        let root = ser(&root_path, &self.root_file())?;
+        for k in &self.root_keys {
+            tree.insert(format!("{root_path}.{}.minisig", k.name), k.sign(root.as_bytes())?.into_bytes());
+        }
+        tree.insert(root_path, root.into_bytes());
+        let mut docs: Vec<(String, String)> = Vec::new();
+        for (name, c) in &self.catalogs {
+            let p = format!("catalogs/{name}/catalog.toml");
+            docs.push((p.clone(), ser(&p, c)?));
+        }
+        for ((cat, file), r) in &self.releases {
+            let p = format!("catalogs/{cat}/releases/{file}.toml");
+            docs.push((p.clone(), ser(&p, r)?));
+        }
+        for (name, d) in &self.directories {
+            let p = format!("directories/{name}.toml");
+            docs.push((p.clone(), ser(&p, d)?));
+        }
+        for (name, r) in &self.relays {
+            let p = format!("relays/{name}.toml");
+            docs.push((p.clone(), ser(&p, r)?));
+        }
+        for (path, text) in docs {
+            tree.insert(format!("{path}.minisig"), self.maintainer.sign(text.as_bytes())?.into_bytes());
+            tree.insert(path, text.into_bytes());
+        }
+        Ok(tree)
+    }
+
+    /// Writes the network files into `dir` (replacing the network folders' contents).
+    pub fn write(&self, dir: &Path) -> Result<(), BuildError> {
+        for sub in crate::tree::NETWORK_DIRS {
+            let p = dir.join(sub);
+            if p.exists() {
+                std::fs::remove_dir_all(&p).map_err(|source| BuildError::Io { path: p.clone(), source })?;
+            }
+        }
+        write_tree(dir, &self.tree()?)
+    }
+
+    /// Writes every key as `<dir>/<name>.key` and `.pub`.
+    pub fn write_keys(&self, dir: &Path) -> Result<(), BuildError> {
+        std::fs::create_dir_all(dir).map_err(|source| BuildError::Io { path: dir.to_owned(), source })?;
+        let all = self.root_keys.iter().chain(std::iter::once(&self.maintainer)).chain(self.extra_delegations.iter().map(|(k, _)| k));
+        for k in all {
+            for (ext, text) in [("key", &k.files.secret_file), ("pub", &k.files.public_file)] {
+                let p = dir.join(format!("{}.{ext}", k.name));
+                std::fs::write(&p, text).map_err(|source| BuildError::Io { path: p.clone(), source })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes files of a tree under `dir`.
+pub fn write_tree(dir: &Path, tree: &Tree) -> Result<(), BuildError> {
+    for (path, bytes) in tree.iter() {
+        let p = dir.join(path);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| BuildError::Io { path: parent.to_owned(), source })?;
+        }
+        std::fs::write(&p, bytes).map_err(|source| BuildError::Io { path: p.clone(), source })?;
+    }
+    Ok(())
+}
+
+/// Commits the whole work tree of the repository at `dir` (creating it, on branch `main`,
+/// when absent) and returns the new commit id.
+pub fn commit_all(dir: &Path, message: &str) -> Result<git2::Oid, BuildError> {
+    let repo = match git2::Repository::open(dir) {
+        Ok(r) => r,
+        Err(_) => {
+            let mut opts = git2::RepositoryInitOptions::new();
+            opts.initial_head("main");
+            git2::Repository::init_opts(dir, &opts)?
+        }
+    };
+    let mut index = repo.index()?;
+    index.add_all(["*"], git2::IndexAddOption::DEFAULT, None)?;
+    index.update_all(["*"], None)?;
+    index.write()?;
+    let tree = repo.find_tree(index.write_tree()?)?;
+    let sig = git2::Signature::now("odi", "odi@localhost")?;
+    let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+    let parents: Vec<&git2::Commit<'_>> = parent.iter().collect();
+    Ok(repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)?)
+}
+
+mod erased {
+    /// Lets `tree()` serialise the different file kinds through one closure.
+    pub trait Ser {
+        fn to_toml(&self) -> Result<String, toml::ser::Error>;
+    }
+    impl<T: serde::Serialize> Ser for T {
+        fn to_toml(&self) -> Result<String, toml::ser::Error> {
+            toml::to_string(self)
+        }
+    }
+}
