@@ -5,4 +5,5 @@ mod testnet;
 
 mod relay;
 mod schemas;
+mod sync;
 mod validate;

@@ -170,6 +170,10 @@ pub struct TestNet {
     pub ports: BTreeMap<String, u16>,
     /// Extra lines for agent configs, by node name (e.g. tuning).
     pub extra_config: BTreeMap<String, String>,
+    /// Replaces the repository URL in every agent config (e.g. a smart-HTTP URL).
+    pub repo_url: Option<String>,
+    /// Extra lines for the `[repository]` section of every agent config.
+    pub repo_extra: String,
 }
 
 impl TestNet {
@@ -194,7 +198,7 @@ impl TestNet {
         }
         let repo = tmp.path().join("network");
         std::fs::create_dir_all(&repo).unwrap();
-        let net = TestNet { tmp, repo, builder, origin, ports, extra_config: BTreeMap::new() };
+        let net = TestNet { tmp, repo, builder, origin, ports, extra_config: BTreeMap::new(), repo_url: None, repo_extra: String::new() };
         net.commit("initial network");
         net
     }
@@ -222,11 +226,12 @@ impl TestNet {
         let dir = self.data_dir(name);
         std::fs::create_dir_all(&dir).unwrap();
         let text = format!(
-            "mode = \"{mode}\"\nname = \"{name}\"\ndata_dir = \"{}\"\nlisten = [\"127.0.0.1:{}\"]\n\n[repository]\nurl = \"{}\"\nbranch = \"main\"\nroot_keys = [{}]\ninterval = \"300ms\"\n\n[reconcile]\nretry_after = \"300ms\"\nstall_timeout = \"2s\"\n\n[directory]\nprobe_interval = \"300ms\"\ntrusted_proxies = [\"127.0.0.1\"]\n{}\n",
+            "mode = \"{mode}\"\nname = \"{name}\"\ndata_dir = \"{}\"\nlisten = [\"127.0.0.1:{}\"]\n\n[repository]\nurl = \"{}\"\nbranch = \"main\"\nroot_keys = [{}]\ninterval = \"300ms\"\n{}\n\n[reconcile]\nretry_after = \"300ms\"\nstall_timeout = \"2s\"\n\n[directory]\nprobe_interval = \"300ms\"\ntrusted_proxies = [\"127.0.0.1\"]\n{}\n",
             dir.join("data").display(),
             self.ports[name],
-            self.repo.display(),
+            self.repo_url.clone().unwrap_or_else(|| self.repo.display().to_string()),
             keys.join(", "),
+            self.repo_extra,
             self.extra_config.get(name).map(String::as_str).unwrap_or(""),
         );
         let path = dir.join("agent.toml");

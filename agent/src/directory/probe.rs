@@ -1,0 +1,314 @@
+//! Probing a relay: is it up, what does it hold (at which commit), and does it serve the right
+//! bytes. A relay is healthy only after a probe that passes every step; its holdings are then
+//! exactly the inventory items whose SHA-256 equals the directory's applied commit, so a relay
+//! that lags behind is only ever routed artifacts it lists with the bytes clients expect.
+//!
+//! Content checks compare a random byte range of a few artifacts the relay claims with the same
+//! range of the directory's own verified copy. They rotate through the relay's holdings round
+//! by round, so every claimed artifact is checked every `ceil(n / CHECKS_PER_ROUND)` rounds.
+
+use std::collections::HashMap;
+use std::io::SeekFrom;
+use std::sync::Arc;
+use std::time::Duration;
+
+use odi_network::model::Relay;
+use rand::Rng as _;
+use time::OffsetDateTime;
+use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+
+use super::route::{artifact_url, Held};
+use crate::node::View;
+use crate::relay::{base, Inventory};
+use crate::store::Store;
+
+/// Content checks per relay per round.
+pub const CHECKS_PER_ROUND: usize = 4;
+/// Longest byte range compared per check.
+pub const CHECK_BYTES: u64 = 32 * 1024;
+/// Largest status document read.
+const MAX_STATUS: usize = 1 << 20;
+/// Largest inventory read (about 400,000 artifacts).
+const MAX_INVENTORY: usize = 64 << 20;
+
+/// Why a probe failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    /// No connection or no answer in time.
+    #[error("{what}: unreachable: {message}")]
+    Unreachable {
+        /// Which request.
+        what: &'static str,
+        /// What the client said.
+        message: String,
+    },
+    /// A non-success status.
+    #[error("{what}: answered HTTP {status}")]
+    Status {
+        /// Which request.
+        what: &'static str,
+        /// The status.
+        status: u16,
+    },
+    /// A body over its size cap.
+    #[error("{what}: answer larger than {limit} bytes")]
+    TooLarge {
+        /// Which request.
+        what: &'static str,
+        /// The cap.
+        limit: usize,
+    },
+    /// An answer that makes no sense.
+    #[error("{what}: {message}")]
+    Invalid {
+        /// Which request.
+        what: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The relay served bytes that differ from the directory's verified copy.
+    #[error("content check of {artifact}: {message}")]
+    Content {
+        /// `catalog/path`.
+        artifact: String,
+        /// What differed.
+        message: String,
+    },
+}
+
+impl ProbeError {
+    /// A short machine-readable kind, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProbeError::Unreachable { .. } => "unreachable",
+            ProbeError::Status { .. } => "status",
+            ProbeError::TooLarge { .. } => "too_large",
+            ProbeError::Invalid { .. } => "invalid",
+            ProbeError::Content { .. } => "content",
+        }
+    }
+}
+
+/// What a passing probe found.
+#[derive(Debug, Clone)]
+pub struct Probed {
+    /// The relay's applied commit.
+    pub commit: Option<String>,
+    /// Items its inventory listed.
+    pub listed: usize,
+    /// What it may be routed: listed with the directory's bytes.
+    pub held: Held,
+    /// Content checks run and passed.
+    pub checks: usize,
+}
+
+/// One relay's probe settings.
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeSettings {
+    /// Per-request timeout.
+    pub timeout: Duration,
+}
+
+fn unreachable(what: &'static str, e: &reqwest::Error) -> ProbeError {
+    // reqwest's Display hides the cause ("error sending request"); the source says why.
+    let mut message = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        message = format!("{message}: {s}");
+        src = s.source();
+    }
+    ProbeError::Unreachable { what, message }
+}
+
+/// Reads a body up to `limit` bytes.
+async fn read_capped(what: &'static str, mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, ProbeError> {
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(ProbeError::TooLarge { what, limit });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| unreachable(what, &e))? {
+        if body.len() + chunk.len() > limit {
+            return Err(ProbeError::TooLarge { what, limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(client: &reqwest::Client, url: url::Url, what: &'static str, limit: usize, timeout: Duration) -> Result<T, ProbeError> {
+    let resp = client.get(url).timeout(timeout).send().await.map_err(|e| unreachable(what, &e))?;
+    if !resp.status().is_success() {
+        return Err(ProbeError::Status { what, status: resp.status().as_u16() });
+    }
+    let body = read_capped(what, resp, limit).await?;
+    serde_json::from_slice(&body).map_err(|e| ProbeError::Invalid { what, message: format!("not the expected JSON: {e}") })
+}
+
+/// Probes one relay against `view`. `cursor` rotates the content checks; the next value is
+/// returned with the outcome.
+pub async fn probe(client: &reqwest::Client, relay: &Relay, view: &View, me: &str, store: &Store, cursor: usize, s: ProbeSettings) -> (Result<Probed, ProbeError>, usize) {
+    match probe_inner(client, relay, view, me, store, cursor, s).await {
+        Ok((p, next)) => (Ok(p), next),
+        Err(e) => (Err(e), cursor),
+    }
+}
+
+async fn probe_inner(client: &reqwest::Client, relay: &Relay, view: &View, me: &str, store: &Store, cursor: usize, s: ProbeSettings) -> Result<(Probed, usize), ProbeError> {
+    let root = base(&relay.url);
+    let join = |p: &str, what: &'static str| root.join(p).map_err(|e| ProbeError::Invalid { what, message: e.to_string() });
+
+    let status: serde_json::Value = get_json(client, join(".odi/v1/status", "status")?, "status", MAX_STATUS, s.timeout).await?;
+    if let Some(name) = status.get("name").and_then(|n| n.as_str()) {
+        if name != relay.name {
+            return Err(ProbeError::Invalid { what: "status", message: format!("the agent at {} is `{name}`, not `{}`", relay.url, relay.name) });
+        }
+    }
+    // The inventory can be large; it gets a longer deadline than the small requests.
+    let inv: Inventory = get_json(client, join(".odi/v1/inventory", "inventory")?, "inventory", MAX_INVENTORY, s.timeout * 4).await?;
+    if inv.name != relay.name {
+        return Err(ProbeError::Invalid { what: "inventory", message: format!("inventory of `{}`, not `{}`", inv.name, relay.name) });
+    }
+
+    let net = &view.network;
+    let mine = net.directories.get(me).map(|d| d.catalogs.as_slice()).unwrap_or_default();
+    let mut held: Held = HashMap::new();
+    for item in &inv.artifacts {
+        if !mine.contains(&item.catalog) {
+            continue;
+        }
+        let mut sha = [0u8; 32];
+        if hex::decode_to_slice(&item.sha256, &mut sha).is_err() {
+            return Err(ProbeError::Invalid { what: "inventory", message: format!("{}/{}: `{}` is not a SHA-256", item.catalog, item.path, item.sha256) });
+        }
+        // Only bytes identical to this commit's are routable; anything else (a lagging
+        // relay's older version, an artifact this commit dropped) is left out, not an error.
+        if net.artifact(&item.catalog, &item.path).is_some_and(|a| a.expunged.is_none() && a.sha256.0 == sha && a.size == item.size) {
+            held.insert((item.catalog.clone(), item.path.clone()), sha);
+        }
+    }
+
+    // Content checks over what the directory can compare (it holds the bytes) and what has
+    // bytes to compare, rotating through them in a stable order.
+    let mut checkable: Vec<(&(String, String), &[u8; 32], u64)> =
+        held.iter().filter_map(|(k, sha)| net.artifact(&k.0, &k.1).filter(|a| a.size > 0 && store.contains(sha)).map(|a| (k, sha, a.size))).collect();
+    checkable.sort_by(|a, b| a.0.cmp(b.0));
+    let n = checkable.len().min(CHECKS_PER_ROUND);
+    let mut checks = 0;
+    for i in 0..n {
+        let (key, sha, size) = checkable[(cursor + i) % checkable.len()];
+        let label = format!("{}/{}", key.0, key.1);
+        let len = size.min(CHECK_BYTES);
+        let offset = if size > len { rand::thread_rng().gen_range(0..=size - len) } else { 0 };
+        let Some(ours) = read_range(store, sha, offset, len).await else { continue };
+        let url = artifact_url(&relay.url, &key.0, &key.1).ok_or_else(|| ProbeError::Invalid { what: "content", message: format!("no URL for {label}") })?;
+        check_range(client, url, &label, sha, offset, size, &ours, s.timeout).await?;
+        checks += 1;
+    }
+    let next = if checkable.is_empty() { 0 } else { (cursor + n) % checkable.len() };
+    Ok((Probed { commit: inv.commit, listed: inv.artifacts.len(), held, checks }, next))
+}
+
+/// The directory's own bytes `offset..offset+len` of an object; `None` if it is gone (garbage
+/// collected meanwhile), in which case the check is skipped rather than blamed on the relay.
+async fn read_range(store: &Store, sha: &[u8; 32], offset: u64, len: u64) -> Option<Vec<u8>> {
+    let mut f = tokio::fs::File::open(store.object_path(sha)).await.ok()?;
+    f.seek(SeekFrom::Start(offset)).await.ok()?;
+    let mut buf = vec![0u8; usize::try_from(len).ok()?];
+    f.read_exact(&mut buf).await.ok()?;
+    Some(buf)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn check_range(client: &reqwest::Client, url: url::Url, label: &str, sha: &[u8; 32], offset: u64, size: u64, ours: &[u8], timeout: Duration) -> Result<(), ProbeError> {
+    let content = |message: String| ProbeError::Content { artifact: label.to_owned(), message };
+    let end = offset + ours.len() as u64 - 1;
+    let resp = client.get(url).header(http::header::RANGE, format!("bytes={offset}-{end}")).timeout(timeout).send().await.map_err(|e| unreachable("content", &e))?;
+    let whole = offset == 0 && ours.len() as u64 == size;
+    match resp.status().as_u16() {
+        206 => {
+            let want = format!("bytes {offset}-{end}/{size}");
+            let got = resp.headers().get(http::header::CONTENT_RANGE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            if got != want {
+                return Err(content(format!("Content-Range `{got}`, expected `{want}`")));
+            }
+        }
+        200 if whole => {}
+        status => return Err(ProbeError::Status { what: "content", status }),
+    }
+    if let Some(etag) = resp.headers().get(http::header::ETAG).and_then(|v| v.to_str().ok()) {
+        let want = crate::http::artifact::etag(sha);
+        if etag != want {
+            return Err(content(format!("ETag {etag}, expected {want}")));
+        }
+    }
+    let body = read_capped("content", resp, ours.len()).await.map_err(|e| match e {
+        ProbeError::TooLarge { .. } => content("more bytes than asked for".into()),
+        e => e,
+    })?;
+    if body.len() != ours.len() {
+        return Err(content(format!("{} bytes at offset {offset}, expected {}", body.len(), ours.len())));
+    }
+    if body != ours {
+        let at = body.iter().zip(ours).position(|(a, b)| a != b).unwrap_or(0) as u64 + offset;
+        return Err(content(format!("bytes differ from the verified copy at offset {at}")));
+    }
+    Ok(())
+}
+
+/// One relay's health as the directory keeps it.
+#[derive(Debug, Clone, Default)]
+pub struct RelayHealth {
+    /// Passed the last probe.
+    pub healthy: bool,
+    /// Why not, when not.
+    pub reason: Option<String>,
+    /// When last probed.
+    pub last_probe: Option<OffsetDateTime>,
+    /// When last seen healthy.
+    pub last_healthy: Option<OffsetDateTime>,
+    /// Its applied commit at the last answer.
+    pub commit: Option<String>,
+    /// Inventory items at the last answer.
+    pub listed: usize,
+    /// What it may be routed (empty while unhealthy).
+    pub held: Arc<Held>,
+    /// Content checks passed at the last probe.
+    pub checks: usize,
+    /// Where the next content checks start.
+    pub cursor: usize,
+    /// Consecutive failed probes.
+    pub failures: u32,
+}
+
+impl RelayHealth {
+    /// Records a probe outcome; returns whether the relay's routability changed.
+    pub fn record(&mut self, outcome: Result<Probed, ProbeError>, cursor: usize, now: OffsetDateTime) -> bool {
+        let was = self.healthy;
+        self.last_probe = Some(now);
+        self.cursor = cursor;
+        match outcome {
+            Ok(p) => {
+                let changed = !was || *self.held != p.held;
+                self.healthy = true;
+                self.reason = None;
+                self.last_healthy = Some(now);
+                self.commit = p.commit;
+                self.listed = p.listed;
+                self.checks = p.checks;
+                self.held = Arc::new(p.held);
+                self.failures = 0;
+                changed
+            }
+            Err(e) => {
+                // Out at once: one failed probe is enough, and only a fully passing one
+                // brings the relay back.
+                self.healthy = false;
+                self.reason = Some(e.to_string());
+                self.held = Arc::new(Held::new());
+                self.checks = 0;
+                self.failures = self.failures.saturating_add(1);
+                was
+            }
+        }
+    }
+}

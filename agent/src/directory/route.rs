@@ -1,0 +1,474 @@
+//! The routing table: for every live artifact of the directory's catalogs, the healthy relays
+//! that really hold it (per their last passing probe, with the same SHA-256 as the applied
+//! commit), ranked, grouped by client region, with every header value precomputed.
+//!
+//! It is rebuilt off the request path (after each probe round and each new view) and swapped
+//! atomically, so a request does one hash lookup on its raw path, draws one random number and
+//! copies a few ready-made header values: no parsing, no formatting, no locks.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::header::{HeaderMap, HeaderValue, CACHE_CONTROL, LINK, LOCATION};
+use http::{Response, StatusCode};
+use odi_network::model::Network;
+use time::OffsetDateTime;
+use url::Url;
+
+use super::metalink::{self, MetaFile, MetaUrl};
+use super::region::{RegionId, RegionMap};
+use super::stats::{Counter, Stats};
+use crate::http::artifact::{DIGEST, REPR_DIGEST};
+use crate::http::{response, Body};
+use crate::node::View;
+use crate::relay::base;
+
+/// What a relay proved it holds at its last passing probe: (catalog, path) to SHA-256.
+pub type Held = HashMap<(String, String), [u8; 32]>;
+
+/// A relay that may serve an artifact.
+#[derive(Debug)]
+pub struct Candidate {
+    /// Relay name.
+    pub relay: Box<str>,
+    /// Relay region as written in its file.
+    pub region: Box<str>,
+    /// Where it serves this artifact.
+    pub url: Box<str>,
+    /// Weight (its quota).
+    pub weight: f64,
+    location: HeaderValue,
+    counter: Arc<Counter>,
+}
+
+/// Candidates as seen from one client region.
+#[derive(Debug)]
+pub struct Group {
+    /// The client region this order is for; `None` for clients of no (or another) region.
+    region: Option<RegionId>,
+    /// Candidate indices, best first: same-region relays, then the others.
+    order: Vec<u16>,
+    /// Cumulative weights of the first `cum.len()` entries of `order`: the ones drawn from.
+    cum: Vec<f64>,
+    /// `Link: rel=duplicate` value of each entry of `order`, with `pri` its position.
+    links: Vec<HeaderValue>,
+}
+
+/// One routable artifact.
+#[derive(Debug)]
+pub struct Entry {
+    /// Catalog.
+    pub catalog: Box<str>,
+    /// Path in the catalog.
+    pub path: Box<str>,
+    /// SHA-256.
+    pub sha256: [u8; 32],
+    /// Size.
+    pub size: u64,
+    /// Publication time.
+    pub published: Option<OffsetDateTime>,
+    /// Healthy relays that hold it, in assignment (HRW) order.
+    pub candidates: Vec<Candidate>,
+    /// Download counter.
+    pub counter: Arc<Counter>,
+    groups: Vec<Group>,
+    digest: HeaderValue,
+    repr_digest: HeaderValue,
+    describedby: HeaderValue,
+    own_url: Box<str>,
+}
+
+/// The routing table for one view and one set of probe results.
+#[derive(Debug, Default)]
+pub struct Table {
+    /// The view it was built from; requests use the table only while that view is applied.
+    pub view: Option<Arc<View>>,
+    entries: Vec<Entry>,
+    /// Raw request paths (`/r/<catalog>/<path>` as a client sends it, and the decoded form
+    /// when different) to entries.
+    index: HashMap<Box<str>, u32>,
+    /// This directory's region (for the Metalink `location` of its own URL).
+    own_region: Option<Box<str>>,
+}
+
+/// What to build a table from.
+#[derive(Debug)]
+pub struct BuildInput<'a> {
+    /// The applied view.
+    pub view: &'a Arc<View>,
+    /// This directory's name.
+    pub me: &'a str,
+    /// Healthy relays and what they hold.
+    pub healthy: &'a HashMap<String, Arc<Held>>,
+    /// Client regions.
+    pub regions: &'a RegionMap,
+    /// Counters.
+    pub stats: &'a Stats,
+}
+
+fn header(s: &str) -> Option<HeaderValue> {
+    HeaderValue::from_str(s).ok()
+}
+
+/// A region code fit for `geo=` and Metalink `location` (ISO 3166-1 alpha-2 in the RFCs).
+pub fn geo(region: &str) -> Option<String> {
+    (region.len() == 2 && region.bytes().all(|b| b.is_ascii_alphabetic())).then(|| region.to_ascii_lowercase())
+}
+
+/// `<base>r/<catalog>/<path>` with the path percent-encoded where a URL needs it.
+pub fn artifact_url(node_url: &Url, catalog: &str, path: &str) -> Option<Url> {
+    base(node_url).join(&format!("r/{catalog}/{path}")).ok()
+}
+
+/// The path a client sends for an artifact, percent-encoded as a URL library would.
+fn raw_path(catalog: &str, path: &str) -> Option<String> {
+    Url::parse("http://x/").ok()?.join(&format!("r/{catalog}/{path}")).ok().map(|u| u.path().to_owned())
+}
+
+impl Table {
+    /// Builds the table.
+    pub fn build(input: &BuildInput<'_>) -> Table {
+        let view = input.view;
+        let net: &Network = &view.network;
+        let Some(me) = net.directories.get(input.me) else {
+            return Table { view: Some(view.clone()), ..Table::default() };
+        };
+        // Invert the relays' holdings once: artifact -> relays holding exactly the bytes of
+        // this commit. A relay that lags (older commit) or never got the artifact is simply
+        // absent here, so it can never be sent a request for it.
+        let mut holders: HashMap<(&str, &str), Vec<&str>> = HashMap::new();
+        for (name, held) in input.healthy {
+            for ((c, p), sha) in held.iter() {
+                if !me.catalogs.iter().any(|mc| mc == c) {
+                    continue;
+                }
+                if net.artifact(c, p).is_some_and(|a| a.expunged.is_none() && a.sha256.0 == *sha) {
+                    holders.entry((c.as_str(), p.as_str())).or_default().push(name.as_str());
+                }
+            }
+        }
+        let mut relay_counters: HashMap<&str, Arc<Counter>> = HashMap::new();
+        let mut entries = Vec::new();
+        let mut index = HashMap::new();
+        for catalog in me.catalogs.iter().filter_map(|c| net.catalogs.get(c)) {
+            for a in catalog.live() {
+                let path = a.path.as_str();
+                let Some(raw) = raw_path(&catalog.name, path) else { continue };
+                let mut names: Vec<&str> = holders.remove(&(catalog.name.as_str(), path)).unwrap_or_default();
+                let hrw = view.assignment.holders(&catalog.name, path);
+                let rank = |n: &str| hrw.iter().position(|h| *h == n).unwrap_or(usize::MAX);
+                names.sort_by(|x, y| rank(x).cmp(&rank(y)).then_with(|| x.cmp(y)));
+                names.truncate(u16::MAX as usize);
+                let mut candidates = Vec::with_capacity(names.len());
+                for n in names {
+                    let Some(relay) = net.relays.get(n) else { continue };
+                    let Some(url) = artifact_url(&relay.url, &catalog.name, path) else { continue };
+                    let Some(location) = header(url.as_str()) else { continue };
+                    let counter = relay_counters.entry(n).or_insert_with(|| input.stats.relay(n)).clone();
+                    candidates.push(Candidate { relay: n.into(), region: relay.region.as_str().into(), url: url.as_str().into(), weight: relay.quota.0 as f64, location, counter });
+                }
+                let groups = groups(&candidates, input.regions);
+                let own = artifact_url(&me.url, &catalog.name, path).map(|u| u.to_string()).unwrap_or_else(|| raw.clone());
+                let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, a.sha256.0);
+                let (Some(digest), Some(repr_digest), Some(describedby)) = (
+                    header(&format!("SHA-256={b64}")),
+                    header(&format!("sha-256=:{b64}:")),
+                    header(&format!("<{own}{}>; rel=describedby; type=\"{}\"", metalink_suffix(), metalink::CONTENT_TYPE)),
+                ) else {
+                    continue;
+                };
+                let i = entries.len() as u32;
+                let decoded = format!("/r/{}/{}", catalog.name, path);
+                if decoded != raw {
+                    index.insert(decoded.into_boxed_str(), i);
+                }
+                index.insert(raw.into_boxed_str(), i);
+                entries.push(Entry {
+                    catalog: catalog.name.as_str().into(),
+                    path: path.into(),
+                    sha256: a.sha256.0,
+                    size: a.size,
+                    published: a.published,
+                    candidates,
+                    counter: input.stats.artifact(&catalog.name, path),
+                    groups,
+                    digest,
+                    repr_digest,
+                    describedby,
+                    own_url: own.into_boxed_str(),
+                });
+            }
+        }
+        Table { view: Some(view.clone()), entries, index, own_region: Some(me.region.as_str().into()) }
+    }
+
+    /// The entry for a raw request path (`/r/<catalog>/<path>`, without `.meta4`).
+    #[inline]
+    pub fn get(&self, raw_path: &str) -> Option<&Entry> {
+        self.index.get(raw_path).map(|&i| &self.entries[i as usize])
+    }
+
+    /// Every entry.
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    /// Renders the Metalink of an entry for a client of `region`: its ranked relays, then the
+    /// directory itself.
+    pub fn metalink(&self, e: &Entry, region: Option<RegionId>) -> String {
+        let g = e.group(region);
+        let mut urls: Vec<MetaUrl<'_>> = g.map(|g| g.order.iter().map(|&i| &e.candidates[i as usize]).map(|c| MetaUrl { url: &c.url, location: Some(&c.region) }).collect()).unwrap_or_default();
+        urls.push(MetaUrl { url: &e.own_url, location: self.own_region.as_deref() });
+        let name = e.path.rsplit('/').next().unwrap_or(&e.path);
+        metalink::render(&MetaFile { name, size: e.size, sha256: &e.sha256, published: e.published.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()), urls })
+    }
+}
+
+fn metalink_suffix() -> &'static str {
+    crate::http::path::META4_SUFFIX
+}
+
+/// The groups of an entry: first the one for clients of no candidate's region (all relays,
+/// drawn by weight), then one per region that has candidates.
+fn groups(cands: &[Candidate], regions: &RegionMap) -> Vec<Group> {
+    if cands.is_empty() {
+        return Vec::new();
+    }
+    let ids: Vec<Option<RegionId>> = cands.iter().map(|c| regions.id(&c.region)).collect();
+    let all: Vec<u16> = (0..cands.len() as u16).collect();
+    let mut out = vec![group(None, cands, all.clone(), cands.len())];
+    let mut seen: Vec<RegionId> = Vec::new();
+    for id in ids.iter().flatten() {
+        if seen.contains(id) {
+            continue;
+        }
+        seen.push(*id);
+        let (same, other): (Vec<u16>, Vec<u16>) = all.iter().partition(|&&i| ids[i as usize] == Some(*id));
+        let n = same.len();
+        let mut order = same;
+        order.extend(other);
+        out.push(group(Some(*id), cands, order, n));
+    }
+    out
+}
+
+fn group(region: Option<RegionId>, cands: &[Candidate], order: Vec<u16>, draw: usize) -> Group {
+    let mut cum = Vec::with_capacity(draw);
+    let mut total = 0.0;
+    // A zero (or absurd) weight must not make a relay unreachable when it is all there is.
+    let all_zero = order[..draw].iter().all(|&i| !(cands[i as usize].weight > 0.0));
+    for &i in &order[..draw] {
+        let w = cands[i as usize].weight;
+        total += if all_zero { 1.0 } else if w.is_finite() && w > 0.0 { w } else { 0.0 };
+        cum.push(total);
+    }
+    let links = order
+        .iter()
+        .enumerate()
+        .map(|(pos, &i)| {
+            let c = &cands[i as usize];
+            let v = match geo(&c.region) {
+                Some(g) => format!("<{}>; rel=duplicate; pri={}; geo={g}", c.url, pos + 1),
+                None => format!("<{}>; rel=duplicate; pri={}", c.url, pos + 1),
+            };
+            // The URL came out of the url crate, so it is a valid header value.
+            HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static(""))
+        })
+        .collect();
+    Group { region, order, cum, links }
+}
+
+impl Entry {
+    fn group(&self, region: Option<RegionId>) -> Option<&Group> {
+        let specific = region.and_then(|r| self.groups.iter().skip(1).find(|g| g.region == Some(r)));
+        specific.or_else(|| self.groups.first())
+    }
+
+    /// Picks a relay for a client of `region`, with `u` uniform in [0, 1): weighted by quota
+    /// among the relays of the client's region when there are any, else among all.
+    /// Returns the group and the position in its order.
+    #[inline]
+    pub fn choose(&self, region: Option<RegionId>, u: f64) -> Option<(&Group, usize)> {
+        let g = self.group(region)?;
+        let total = *g.cum.last()?;
+        let x = u * total;
+        let pos = g.cum.iter().position(|&c| x < c).unwrap_or(g.cum.len() - 1);
+        Some((g, pos))
+    }
+
+    /// The relay at a chosen position.
+    pub fn candidate(&self, g: &Group, pos: usize) -> &Candidate {
+        &self.candidates[g.order[pos] as usize]
+    }
+
+    /// The `302` to the chosen relay, with `Link`s to up to `max_links` other candidates, the
+    /// Metalink and the digests; counts the redirect for the relay.
+    pub fn redirect(&self, g: &Group, pos: usize, max_links: usize) -> Response<Body> {
+        let c = self.candidate(g, pos);
+        c.counter.hit();
+        let mut resp = response::empty(StatusCode::FOUND);
+        let h = resp.headers_mut();
+        h.reserve(6 + max_links.min(g.links.len()));
+        h.insert(LOCATION, c.location.clone());
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+        for (_, link) in g.links.iter().enumerate().filter(|(i, _)| *i != pos).take(max_links) {
+            h.append(LINK, link.clone());
+        }
+        self.meta_headers(h);
+        resp
+    }
+
+    /// `Link: rel=describedby`, `Digest` and `Repr-Digest`.
+    pub fn meta_headers(&self, h: &mut HeaderMap) {
+        h.append(LINK, self.describedby.clone());
+        h.insert(DIGEST, self.digest.clone());
+        h.insert(REPR_DIGEST, self.repr_digest.clone());
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use odi_network::builder::NetworkBuilder;
+    use odi_network::raw::{ArtifactEntry, CatalogFile, DirectoryFile, DirectoryKind, RelayFile, Sha256};
+    use odi_network::safe_path::ArtifactPath;
+    use odi_network::trust::{TrustAnchor, TrustState};
+
+    /// A network with one directory `dir` (region eu) holding catalog `c` with artifacts
+    /// `a.bin` and `dir/b c.bin`, and relays given as (name, region, quota MiB).
+    pub(crate) fn network(relays: &[(&str, &str, u64)]) -> Arc<Network> {
+        let mut b = NetworkBuilder::new().unwrap();
+        let art = |p: &str, n: u8| ArtifactEntry { path: ArtifactPath::new(p).unwrap(), size: 100, sha256: Sha256([n; 32]), published: None, expunged: None };
+        b.catalogs.insert(
+            "c".into(),
+            CatalogFile {
+                serial: 1,
+                name: "c".into(),
+                description: "test".into(),
+                tags: vec![],
+                origins: vec!["https://origin.example/c/".into()],
+                replicas: relays.len() as u32,
+                artifacts: vec![art("a.bin", 1), art("dir/b c.bin", 2)],
+            },
+        );
+        b.directories.insert(
+            "dir".into(),
+            DirectoryFile {
+                serial: 1,
+                name: "dir".into(),
+                url: "https://dir.example/".into(),
+                region: "eu".into(),
+                kind: DirectoryKind::Directory,
+                contact: None,
+                catalogs: vec!["c".into()],
+                links: vec![],
+                references: vec![],
+            },
+        );
+        for (name, region, mib) in relays {
+            b.relays.insert(
+                (*name).into(),
+                RelayFile {
+                    serial: 1,
+                    name: (*name).into(),
+                    url: format!("https://{name}.example/mirror"),
+                    region: (*region).into(),
+                    contact: "x@example".into(),
+                    quota: format!("{mib} MiB").parse().unwrap(),
+                    bandwidth: None,
+                    directories: vec!["dir".into()],
+                    catalogs: vec!["c".into()],
+                    tags: vec![],
+                },
+            );
+        }
+        let tree = b.tree().unwrap();
+        let loaded = odi_network::load::load(&tree, &TrustAnchor { pinned: vec![] }, &TrustState::default(), OffsetDateTime::now_utc()).unwrap();
+        Arc::new(loaded.network)
+    }
+
+    pub(crate) fn view(net: Arc<Network>) -> Arc<View> {
+        let assignment = odi_network::assign::assign(&net, &Default::default());
+        Arc::new(View { commit: "c1".into(), network: net, assignment, extras: Default::default(), applied_at: OffsetDateTime::UNIX_EPOCH })
+    }
+
+    pub(crate) fn holding(net: &Network, names: &[&str]) -> HashMap<String, Arc<Held>> {
+        let held: Held = net.catalogs["c"].live().map(|a| (("c".to_owned(), a.path.as_str().to_owned()), a.sha256.0)).collect();
+        let held = Arc::new(held);
+        names.iter().map(|n| ((*n).to_owned(), held.clone())).collect()
+    }
+
+    fn regions() -> RegionMap {
+        RegionMap::new(&[("10.1.0.0/16".parse().unwrap(), "eu".into()), ("10.2.0.0/16".parse().unwrap(), "us".into())], &[])
+    }
+
+    #[test]
+    fn routes_only_to_holders_with_the_right_bytes() {
+        let net = network(&[("r1", "eu", 1), ("r2", "us", 1), ("r3", "eu", 1)]);
+        let v = view(net.clone());
+        let mut healthy = holding(&net, &["r1", "r2"]);
+        // r3 lags: it holds a.bin with other bytes and nothing else.
+        healthy.insert("r3".into(), Arc::new(HashMap::from([(("c".to_owned(), "a.bin".to_owned()), [9u8; 32])])));
+        let stats = Stats::in_memory();
+        let t = Table::build(&BuildInput { view: &v, me: "dir", healthy: &healthy, regions: &regions(), stats: &stats });
+        let e = t.get("/r/c/a.bin").unwrap();
+        let mut names: Vec<&str> = e.candidates.iter().map(|c| &*c.relay).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["r1", "r2"]);
+        // The encoded and decoded forms of a path with a space both find the entry.
+        assert!(t.get("/r/c/dir/b%20c.bin").is_some());
+        assert!(t.get("/r/c/dir/b c.bin").is_some());
+        assert!(t.get("/r/c/nope").is_none());
+        let (g, pos) = e.choose(regions().lookup("10.2.0.1".parse().unwrap()), 0.99).unwrap();
+        assert_eq!(&*e.candidate(g, pos).relay, "r2", "a us client goes to the us relay");
+        let r = e.redirect(g, pos, 5);
+        assert_eq!(r.status(), 302);
+        assert_eq!(r.headers()[LOCATION], "https://r2.example/mirror/r/c/a.bin");
+        let links: Vec<_> = r.headers().get_all(LINK).iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+        assert_eq!(links, ["<https://r1.example/mirror/r/c/a.bin>; rel=duplicate; pri=2; geo=eu", "<https://dir.example/r/c/a.bin.meta4>; rel=describedby; type=\"application/metalink4+xml\""]);
+        assert_eq!(r.headers()[DIGEST], "SHA-256=AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=");
+        assert_eq!(r.headers()[REPR_DIGEST], "sha-256=:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=:");
+        assert_eq!(stats.relay("r2").get(), 1);
+    }
+
+    #[test]
+    fn weights_and_region_preference() {
+        let net = network(&[("e1", "eu", 1), ("e2", "eu", 3), ("u1", "us", 8)]);
+        let v = view(net.clone());
+        let healthy = holding(&net, &["e1", "e2", "u1"]);
+        let stats = Stats::in_memory();
+        let rm = regions();
+        let t = Table::build(&BuildInput { view: &v, me: "dir", healthy: &healthy, regions: &rm, stats: &stats });
+        let e = t.get("/r/c/a.bin").unwrap();
+        let count = |region: Option<RegionId>| {
+            let mut n: HashMap<String, u32> = HashMap::new();
+            for i in 0..4000 {
+                let (g, pos) = e.choose(region, (i as f64 + 0.5) / 4000.0).unwrap();
+                *n.entry(e.candidate(g, pos).relay.to_string()).or_default() += 1;
+            }
+            n
+        };
+        let eu = count(rm.id("eu"));
+        assert_eq!(eu.get("u1"), None, "eu clients stay in eu");
+        assert_eq!(eu["e1"], 1000);
+        assert_eq!(eu["e2"], 3000);
+        let anywhere = count(None);
+        assert_eq!(anywhere.values().sum::<u32>(), 4000);
+        let share = |n: u32| n as f64 / 4000.0;
+        assert!((share(anywhere["e1"]) - 1.0 / 12.0).abs() < 0.001);
+        assert!((share(anywhere["u1"]) - 8.0 / 12.0).abs() < 0.001);
+    }
+
+    #[test]
+    fn no_healthy_relay_means_no_candidates() {
+        let net = network(&[("r1", "eu", 1)]);
+        let v = view(net);
+        let stats = Stats::in_memory();
+        let t = Table::build(&BuildInput { view: &v, me: "dir", healthy: &HashMap::new(), regions: &RegionMap::default(), stats: &stats });
+        let e = t.get("/r/c/a.bin").unwrap();
+        assert!(e.candidates.is_empty());
+        assert!(e.choose(None, 0.5).is_none());
+        let doc = t.metalink(e, None);
+        assert!(doc.contains("<url location=\"eu\" priority=\"1\">https://dir.example/r/c/a.bin</url>"), "{doc}");
+    }
+}
