@@ -359,6 +359,14 @@ mod tests {
     }
 
     #[test]
+    fn shipped_examples_parse() {
+        for text in [include_str!("../../dist/relay.example.toml"), include_str!("../../dist/directory.example.toml")] {
+            let raw: RawConfig = toml::from_str(text).unwrap();
+            assert!(raw.repository.root_keys.len() == 2);
+        }
+    }
+
+    #[test]
     fn unknown_fields_are_refused() {
         let err = toml::from_str::<RawConfig>("mode='relay'\nname='x'\ndata_dir='d'\nlisten=[]\nbogus=1\n[repository]\nurl='u'\nroot_keys=[]").unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");
