@@ -93,6 +93,31 @@ impl Node {
         self.view.load_full()
     }
 
+    /// Whether `v` is the applied view (no reference count taken: the directory's request
+    /// path asks this on every redirect).
+    pub fn view_is(&self, v: &Arc<View>) -> bool {
+        self.view.load().as_ref().is_some_and(|cur| Arc::ptr_eq(cur, v))
+    }
+
+    /// Re-installs the applied view with other hot extras. Compare-and-swap: if a new commit
+    /// was installed meanwhile it is kept (never rolled back); the caller retries later.
+    pub async fn install_extras(self: &Arc<Self>, extras: Extras) -> bool {
+        let Some(cur) = self.view() else { return false };
+        let (n, e) = (cur.network.clone(), extras.clone());
+        let assignment = tokio::task::spawn_blocking(move || assign(&n, &e)).await.unwrap_or_default();
+        let new = Arc::new(View { commit: cur.commit.clone(), network: cur.network.clone(), assignment, extras, applied_at: cur.applied_at });
+        let expected = Some(cur);
+        let prev = self.view.compare_and_swap(&expected, Some(new));
+        let swapped = match (&*prev, &expected) {
+            (Some(p), Some(c)) => Arc::ptr_eq(p, c),
+            _ => false,
+        };
+        if swapped {
+            self.reconcile_now.notify_one();
+        }
+        swapped
+    }
+
     /// Health record, tolerating a poisoned lock (it holds plain data).
     pub fn health(&self) -> std::sync::MutexGuard<'_, Health> {
         self.health.lock().unwrap_or_else(|p| p.into_inner())
@@ -162,6 +187,9 @@ impl Node {
         m.set("odi_store_partial_bytes", "Bytes of downloads in progress.", &[], self.store.partial_bytes() as f64);
         if let Some(q) = self.quota(self.view().as_deref()) {
             m.set("odi_store_quota_bytes", "The relay's disk quota.", &[], q as f64);
+        }
+        if let Some(d) = &self.directory {
+            d.export_metrics(m);
         }
         let ready = self.health().conditions(self.view().as_ref().map(|v| v.commit.as_str()))[0].status;
         m.set("odi_ready", "1 when the Ready condition holds.", &[], if ready { 1.0 } else { 0.0 });

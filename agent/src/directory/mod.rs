@@ -480,10 +480,16 @@ pub async fn probe_round(node: &Arc<Node>, client: &reqwest::Client, view: &Arc<
         m.retain(|n, _| relays.iter().any(|r| r.name == *n));
         m.iter().map(|(n, h)| (n.clone(), h.cursor)).collect()
     };
-    let probes = relays.iter().map(|r| {
-        let cursor = cursors.get(&r.name).copied().unwrap_or(0);
-        async move { (*r, probe::probe(client, r, view, me, &node.store, cursor, settings).await) }
-    });
+    // Boxed and collected first: a lazily mapped iterator of async blocks trips the
+    // compiler's higher-ranked lifetime inference inside `tokio::spawn`.
+    let probes: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = (&Relay, _)> + Send + '_>>> = relays
+        .iter()
+        .map(|&r| {
+            let cursor = cursors.get(&r.name).copied().unwrap_or(0);
+            let fut: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> = Box::pin(async move { (r, probe::probe(client, r, view, me, &node.store, cursor, settings).await) });
+            fut
+        })
+        .collect();
     let mut results = futures_util::stream::iter(probes).buffer_unordered(PROBE_CONCURRENCY);
     let mut changed = false;
     while let Some((relay, (outcome, cursor))) = results.next().await {

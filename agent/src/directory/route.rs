@@ -302,10 +302,12 @@ impl Entry {
     }
 
     /// The `302` to the chosen relay, with `Link`s to up to `max_links` other candidates, the
-    /// Metalink and the digests; counts the redirect for the relay.
-    pub fn redirect(&self, g: &Group, pos: usize, max_links: usize) -> Response<Body> {
+    /// Metalink and the digests; counts the redirect for the relay when `count` (a GET).
+    pub fn redirect(&self, g: &Group, pos: usize, max_links: usize, count: bool) -> Response<Body> {
         let c = self.candidate(g, pos);
-        c.counter.hit();
+        if count {
+            c.counter.hit();
+        }
         let mut resp = response::empty(StatusCode::FOUND);
         let h = resp.headers_mut();
         h.reserve(6 + max_links.min(g.links.len()));
@@ -421,7 +423,7 @@ pub(crate) mod tests {
         assert!(t.get("/r/c/nope").is_none());
         let (g, pos) = e.choose(regions().lookup("10.2.0.1".parse().unwrap()), 0.99).unwrap();
         assert_eq!(&*e.candidate(g, pos).relay, "r2", "a us client goes to the us relay");
-        let r = e.redirect(g, pos, 5);
+        let r = e.redirect(g, pos, 5, true);
         assert_eq!(r.status(), 302);
         assert_eq!(r.headers()[LOCATION], "https://r2.example/mirror/r/c/a.bin");
         let links: Vec<_> = r.headers().get_all(LINK).iter().map(|v| v.to_str().unwrap().to_owned()).collect();

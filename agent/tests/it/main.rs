@@ -6,4 +6,5 @@ mod testnet;
 mod relay;
 mod schemas;
 mod sync;
+mod tls;
 mod validate;
