@@ -3,7 +3,9 @@
 
 pub mod cmd;
 pub mod config;
+pub mod demo;
 pub mod directory;
+pub mod federation;
 pub mod fetch;
 pub mod http;
 pub mod logging;

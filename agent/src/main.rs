@@ -87,6 +87,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Start a whole local network on loopback (origin, meta-directory, two directories, three
+    /// relays, each its own process) and print how to use it; Ctrl-C stops every node.
+    Demo {
+        /// Address of the entry point (the meta-directory) that clients use.
+        #[arg(long, default_value = odi_agent::demo::DEFAULT_LISTEN)]
+        listen: std::net::SocketAddr,
+        /// Keep the network (repository, keys, origin, agent configs and logs) in this folder;
+        /// without it a temporary folder is removed at exit.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Write the JSON Schemas of every file kind into a folder.
     Schemas {
         /// Output folder.
@@ -134,6 +145,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             let text = rt.block_on(odi_agent::cmd::status::fetch_and_render(&url, json))?;
             print!("{text}");
         }
+        Command::Demo { listen, dir } => odi_agent::demo::run(odi_agent::demo::DemoOptions { listen, dir })?,
         Command::Schemas { dir } => {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             for (name, json) in odi_network::schema::all() {

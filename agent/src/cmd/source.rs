@@ -14,7 +14,15 @@ pub fn read(path: &Path, rev: Option<&str>) -> Result<Tree, CmdError> {
         Some(rev) => {
             let repo = git2::Repository::open(path).map_err(|e| CmdError::Git(e.into()))?;
             let oid = git::resolve(&repo, rev)?;
-            Ok(git::read_commit(&repo, oid)?)
+            match git::read_commit(&repo, oid) {
+                Err(git::GitError::BadTree { problems, .. }) => {
+                    for p in &problems {
+                        println!("{p}");
+                    }
+                    Err(CmdError::Invalid { count: problems.len() })
+                }
+                other => Ok(other?),
+            }
         }
         None => Tree::from_worktree(path).map_err(|problems| {
             for p in &problems {

@@ -41,9 +41,7 @@ pub fn render(doc: &StatusDoc) -> String {
         let _ = writeln!(s, "last error: {e}");
     }
     if let Some(d) = &doc.directory {
-        if let Ok(pretty) = serde_json::to_string_pretty(d) {
-            let _ = writeln!(s, "directory: {pretty}");
-        }
+        s.push_str(&crate::directory::render_status(d));
     }
     s
 }

@@ -146,7 +146,8 @@ pub fn tar(entries: &[(&str, &[u8])]) -> Vec<u8> {
         put(&mut h, 136, format!("{MTIME:011o}\0").as_bytes());
         put(&mut h, 148, b"        ");
         h[156] = b'0';
-        put(&mut h, 257, b"ustar\000");
+        put(&mut h, 257, b"ustar\0");
+        put(&mut h, 263, b"00");
         put(&mut h, 265, b"odi");
         put(&mut h, 297, b"odi");
         let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();

@@ -88,7 +88,10 @@ mod tests {
             size: 42,
             sha256: &sha,
             published: None,
-            urls: vec![MetaUrl { url: "https://r1.example/r/c/a&b.bin", location: Some("EU") }, MetaUrl { url: "https://d.example/r/c/x", location: Some("north") }],
+            urls: vec![
+                MetaUrl { url: "https://r1.example/r/c/a&b.bin", location: Some("EU") },
+                MetaUrl { url: "https://d.example/r/c/x", location: Some("north") },
+            ],
         });
         assert!(doc.contains("<file name=\"a&amp;b&lt;&quot;c&quot;&gt;.bin\">"), "{doc}");
         assert!(doc.contains("<url location=\"eu\" priority=\"1\">https://r1.example/r/c/a&amp;b.bin</url>"), "{doc}");

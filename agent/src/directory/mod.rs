@@ -169,7 +169,7 @@ impl DirectoryState {
         let health = self.relay_health();
         let me = view.and_then(|v| v.network.directories.get(&node.config.name));
         let relays: Vec<serde_json::Value> = view
-            .map(|v| v.network.relays.values().filter(|r| r.directories.iter().any(|d| *d == node.config.name)).collect::<Vec<_>>())
+            .map(|v| v.network.relays.values().filter(|r| r.directories.contains(&node.config.name)).collect::<Vec<_>>())
             .unwrap_or_default()
             .into_iter()
             .map(|r| {
@@ -210,6 +210,60 @@ impl DirectoryState {
             "downloads": self.stats.doc(0).downloads,
         })
     }
+}
+
+/// The directory section of a status document for a person (`odi status URL`).
+pub fn render_status(d: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let list = |v: &serde_json::Value| {
+        let items: Vec<&str> = v.as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
+        if items.is_empty() {
+            "-".to_owned()
+        } else {
+            items.join(", ")
+        }
+    };
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
+    let short = |v: &serde_json::Value| v.as_str().map(|c| c.chars().take(12).collect::<String>()).unwrap_or_else(|| "-".into());
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "directory: region {}; catalogs {}; links {}; references {}",
+        s(&d["region"]),
+        list(&d["catalogs"]),
+        list(&d["links"]),
+        list(&d["references"])
+    );
+    let r = &d["routing"];
+    let _ = writeln!(
+        out,
+        "routing:  {} of {} artifacts have a healthy relay (table for commit {}{})",
+        r["routable"],
+        r["artifacts"],
+        short(&r["commit"]),
+        if r["current"] == true { "" } else { ", rebuilding" }
+    );
+    let _ = writeln!(out, "downloads: {} total; {} hot artifacts", d["downloads"], d["hot"]);
+    for relay in d["relays"].as_array().into_iter().flatten() {
+        let state = if relay["healthy"] == true { "healthy" } else { "UNHEALTHY" };
+        let lag = if relay["lagging"] == true { " (lagging)" } else { "" };
+        let _ = writeln!(
+            out,
+            "  {:<16} {:<6} {:<9} commit {}{lag}, holds {} of {} listed, {} content checks, probed {}",
+            s(&relay["name"]),
+            s(&relay["region"]),
+            state,
+            short(&relay["commit"]),
+            relay["artifacts_held"],
+            relay["artifacts_listed"],
+            relay["content_checks"],
+            s(&relay["last_probe"]),
+        );
+        if let Some(reason) = relay["reason"].as_str() {
+            let _ = writeln!(out, "  {:<16} why: {reason}", "");
+        }
+    }
+    out
 }
 
 /// What directory `name` holds: every live artifact of its catalogs, fetched from linked
@@ -363,7 +417,8 @@ async fn fallback(
         }
         return resp;
     }
-    let origin = view.network.catalogs.get(catalog).and_then(|c| c.origins.iter().find(|o| o.scheme() != "file")).and_then(|o| origin_url(o, artifact.path.as_str()));
+    let origin =
+        view.network.catalogs.get(catalog).and_then(|c| c.origins.iter().find(|o| o.scheme() != "file")).and_then(|o| origin_url(o, artifact.path.as_str()));
     match origin {
         Some(url) => {
             let mut resp = response::redirect(StatusCode::FOUND, url.as_str());
@@ -378,7 +433,10 @@ async fn fallback(
             }
             resp
         }
-        None => response::text(StatusCode::SERVICE_UNAVAILABLE, "no relay holds this artifact yet, the directory has no copy yet and there is no HTTP origin to redirect to; retry shortly"),
+        None => response::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no relay holds this artifact yet, the directory has no copy yet and there is no HTTP origin to redirect to; retry shortly",
+        ),
     }
 }
 
@@ -486,7 +544,8 @@ pub async fn probe_round(node: &Arc<Node>, client: &reqwest::Client, view: &Arc<
         .iter()
         .map(|&r| {
             let cursor = cursors.get(&r.name).copied().unwrap_or(0);
-            let fut: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> = Box::pin(async move { (r, probe::probe(client, r, view, me, &node.store, cursor, settings).await) });
+            let fut: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> =
+                Box::pin(async move { (r, probe::probe(client, r, view, me, &node.store, cursor, settings).await) });
             fut
         })
         .collect();
@@ -619,11 +678,12 @@ mod tests {
 
     #[test]
     fn geoip_db_is_refused_clearly() {
-        let raw: crate::config::RawConfig = toml::from_str(
-            "mode='directory'\nname='d'\ndata_dir='/tmp/x'\nlisten=['127.0.0.1:0']\n[repository]\nurl='/tmp/r'\nroot_keys=['RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3']\n[directory]\ngeoip_db='/tmp/GeoLite2-Country.mmdb'\n",
-        )
-        .unwrap();
-        let Ok(config) = Config::validate(raw, std::path::Path::new("/tmp/odi.toml")) else { return };
+        let key = odi_network::signature::generate_key().unwrap().public;
+        let text = format!(
+            "mode='directory'\nname='d'\ndata_dir='/tmp/x'\nlisten=['127.0.0.1:0']\n[repository]\nurl='/tmp/r'\nroot_keys=['{key}']\n[directory]\ngeoip_db='/tmp/GeoLite2-Country.mmdb'\n"
+        );
+        let raw: crate::config::RawConfig = toml::from_str(&text).unwrap();
+        let config = Config::validate(raw, std::path::Path::new("/tmp/odi.toml")).unwrap();
         let err = DirectoryState::open(&config).unwrap_err();
         assert!(err.contains("directory.geoip_db") && err.contains("directory.regions"), "{err}");
     }

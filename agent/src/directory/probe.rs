@@ -135,7 +135,13 @@ async fn read_capped(what: &'static str, mut resp: reqwest::Response, limit: usi
     Ok(body)
 }
 
-async fn get_json<T: serde::de::DeserializeOwned>(client: &reqwest::Client, url: url::Url, what: &'static str, limit: usize, timeout: Duration) -> Result<T, ProbeError> {
+async fn get_json<T: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    url: url::Url,
+    what: &'static str,
+    limit: usize,
+    timeout: Duration,
+) -> Result<T, ProbeError> {
     let resp = client.get(url).timeout(timeout).send().await.map_err(|e| unreachable(what, &e))?;
     if !resp.status().is_success() {
         return Err(ProbeError::Status { what, status: resp.status().as_u16() });
@@ -146,14 +152,30 @@ async fn get_json<T: serde::de::DeserializeOwned>(client: &reqwest::Client, url:
 
 /// Probes one relay against `view`. `cursor` rotates the content checks; the next value is
 /// returned with the outcome.
-pub async fn probe(client: &reqwest::Client, relay: &Relay, view: &View, me: &str, store: &Store, cursor: usize, s: ProbeSettings) -> (Result<Probed, ProbeError>, usize) {
+pub async fn probe(
+    client: &reqwest::Client,
+    relay: &Relay,
+    view: &View,
+    me: &str,
+    store: &Store,
+    cursor: usize,
+    s: ProbeSettings,
+) -> (Result<Probed, ProbeError>, usize) {
     match probe_inner(client, relay, view, me, store, cursor, s).await {
         Ok((p, next)) => (Ok(p), next),
         Err(e) => (Err(e), cursor),
     }
 }
 
-async fn probe_inner(client: &reqwest::Client, relay: &Relay, view: &View, me: &str, store: &Store, cursor: usize, s: ProbeSettings) -> Result<(Probed, usize), ProbeError> {
+async fn probe_inner(
+    client: &reqwest::Client,
+    relay: &Relay,
+    view: &View,
+    me: &str,
+    store: &Store,
+    cursor: usize,
+    s: ProbeSettings,
+) -> Result<(Probed, usize), ProbeError> {
     let root = base(&relay.url);
     let join = |p: &str, what: &'static str| root.join(p).map_err(|e| ProbeError::Invalid { what, message: e.to_string() });
 
@@ -219,10 +241,20 @@ async fn read_range(store: &Store, sha: &[u8; 32], offset: u64, len: u64) -> Opt
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn check_range(client: &reqwest::Client, url: url::Url, label: &str, sha: &[u8; 32], offset: u64, size: u64, ours: &[u8], timeout: Duration) -> Result<(), ProbeError> {
+async fn check_range(
+    client: &reqwest::Client,
+    url: url::Url,
+    label: &str,
+    sha: &[u8; 32],
+    offset: u64,
+    size: u64,
+    ours: &[u8],
+    timeout: Duration,
+) -> Result<(), ProbeError> {
     let content = |message: String| ProbeError::Content { artifact: label.to_owned(), message };
     let end = offset + ours.len() as u64 - 1;
-    let resp = client.get(url).header(http::header::RANGE, format!("bytes={offset}-{end}")).timeout(timeout).send().await.map_err(|e| unreachable("content", &e))?;
+    let resp =
+        client.get(url).header(http::header::RANGE, format!("bytes={offset}-{end}")).timeout(timeout).send().await.map_err(|e| unreachable("content", &e))?;
     let whole = offset == 0 && ours.len() as u64 == size;
     match resp.status().as_u16() {
         206 => {

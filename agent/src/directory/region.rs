@@ -130,7 +130,11 @@ mod tests {
     use super::*;
 
     fn map() -> RegionMap {
-        let regions = vec![("10.0.0.0/8".parse().unwrap(), "EU".to_owned()), ("10.1.0.0/16".parse().unwrap(), "us".to_owned()), ("2001:db8::/32".parse().unwrap(), "eu".to_owned())];
+        let regions = vec![
+            ("10.0.0.0/8".parse().unwrap(), "EU".to_owned()),
+            ("10.1.0.0/16".parse().unwrap(), "us".to_owned()),
+            ("2001:db8::/32".parse().unwrap(), "eu".to_owned()),
+        ];
         RegionMap::new(&regions, &["127.0.0.1/32".parse().unwrap(), "192.168.0.0/16".parse().unwrap()])
     }
 

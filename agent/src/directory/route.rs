@@ -165,7 +165,14 @@ impl Table {
                     let Some(url) = artifact_url(&relay.url, &catalog.name, path) else { continue };
                     let Some(location) = header(url.as_str()) else { continue };
                     let counter = relay_counters.entry(n).or_insert_with(|| input.stats.relay(n)).clone();
-                    candidates.push(Candidate { relay: n.into(), region: relay.region.as_str().into(), url: url.as_str().into(), weight: relay.quota.0 as f64, location, counter });
+                    candidates.push(Candidate {
+                        relay: n.into(),
+                        region: relay.region.as_str().into(),
+                        url: url.as_str().into(),
+                        weight: relay.quota.0 as f64,
+                        location,
+                        counter,
+                    });
                 }
                 let groups = groups(&candidates, input.regions);
                 let own = artifact_url(&me.url, &catalog.name, path).map(|u| u.to_string()).unwrap_or_else(|| raw.clone());
@@ -217,10 +224,18 @@ impl Table {
     /// directory itself.
     pub fn metalink(&self, e: &Entry, region: Option<RegionId>) -> String {
         let g = e.group(region);
-        let mut urls: Vec<MetaUrl<'_>> = g.map(|g| g.order.iter().map(|&i| &e.candidates[i as usize]).map(|c| MetaUrl { url: &c.url, location: Some(&c.region) }).collect()).unwrap_or_default();
+        let mut urls: Vec<MetaUrl<'_>> = g
+            .map(|g| g.order.iter().map(|&i| &e.candidates[i as usize]).map(|c| MetaUrl { url: &c.url, location: Some(&c.region) }).collect())
+            .unwrap_or_default();
         urls.push(MetaUrl { url: &e.own_url, location: self.own_region.as_deref() });
         let name = e.path.rsplit('/').next().unwrap_or(&e.path);
-        metalink::render(&MetaFile { name, size: e.size, sha256: &e.sha256, published: e.published.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()), urls })
+        metalink::render(&MetaFile {
+            name,
+            size: e.size,
+            sha256: &e.sha256,
+            published: e.published.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+            urls,
+        })
     }
 }
 
@@ -256,10 +271,16 @@ fn group(region: Option<RegionId>, cands: &[Candidate], order: Vec<u16>, draw: u
     let mut cum = Vec::with_capacity(draw);
     let mut total = 0.0;
     // A zero (or absurd) weight must not make a relay unreachable when it is all there is.
-    let all_zero = order[..draw].iter().all(|&i| !(cands[i as usize].weight > 0.0));
+    let all_zero = order[..draw].iter().all(|&i| cands[i as usize].weight.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater));
     for &i in &order[..draw] {
         let w = cands[i as usize].weight;
-        total += if all_zero { 1.0 } else if w.is_finite() && w > 0.0 { w } else { 0.0 };
+        total += if all_zero {
+            1.0
+        } else if w.is_finite() && w > 0.0 {
+            w
+        } else {
+            0.0
+        };
         cum.push(total);
     }
     let links = order
@@ -427,7 +448,13 @@ pub(crate) mod tests {
         assert_eq!(r.status(), 302);
         assert_eq!(r.headers()[LOCATION], "https://r2.example/mirror/r/c/a.bin");
         let links: Vec<_> = r.headers().get_all(LINK).iter().map(|v| v.to_str().unwrap().to_owned()).collect();
-        assert_eq!(links, ["<https://r1.example/mirror/r/c/a.bin>; rel=duplicate; pri=2; geo=eu", "<https://dir.example/r/c/a.bin.meta4>; rel=describedby; type=\"application/metalink4+xml\""]);
+        assert_eq!(
+            links,
+            [
+                "<https://r1.example/mirror/r/c/a.bin>; rel=duplicate; pri=2; geo=eu",
+                "<https://dir.example/r/c/a.bin.meta4>; rel=describedby; type=\"application/metalink4+xml\""
+            ]
+        );
         assert_eq!(r.headers()[DIGEST], "SHA-256=AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=");
         assert_eq!(r.headers()[REPR_DIGEST], "sha-256=:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=:");
         assert_eq!(stats.relay("r2").get(), 1);

@@ -144,6 +144,10 @@ pub fn digests(h: &mut HeaderMap, sha256: &[u8; 32]) {
 /// `Content-Type` from the file name; unknown types are plain bytes.
 pub fn content_type(path: &str) -> &'static str {
     let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
+    if name.is_empty() {
+        // A folder URL is answered with its index.html (see `path::INDEX_FILE`).
+        return "text/html; charset=utf-8";
+    }
     const MAP: &[(&str, &str)] = &[
         (".tar.gz", "application/gzip"),
         (".tgz", "application/gzip"),
@@ -157,6 +161,7 @@ pub fn content_type(path: &str) -> &'static str {
         (".json", "application/json"),
         (".txt", "text/plain; charset=utf-8"),
         (".meta4", "application/metalink4+xml"),
+        (".html", "text/html; charset=utf-8"),
     ];
     MAP.iter()
         .find(|(ext, _)| name.ends_with(ext))

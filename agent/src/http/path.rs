@@ -11,6 +11,9 @@ pub const ARTIFACT_PREFIX: &str = "/r/";
 /// The suffix under which a directory serves an artifact's Metalink.
 pub const META4_SUFFIX: &str = ".meta4";
 
+/// The file a request for a folder (a path ending in `/`) is answered with.
+pub const INDEX_FILE: &str = "index.html";
+
 /// Raw paths longer than this are refused before any work is done on them.
 pub const MAX_PATH_LEN: usize = 4096;
 
@@ -103,6 +106,15 @@ pub fn parse_artifact_path(raw: &str) -> Result<ArtifactPath, PathError> {
     if path.is_empty() {
         return Err(PathError::MissingArtifact);
     }
+    // A folder URL means its `index.html`, as static web servers answer it: pip asks for
+    // `<index>/<project>/` in a PEP 503 simple index.
+    let with_index;
+    let path = if path.ends_with('/') {
+        with_index = format!("{path}{INDEX_FILE}");
+        with_index.as_str()
+    } else {
+        path
+    };
     let (path, meta4) = match path.strip_suffix(META4_SUFFIX) {
         Some(p) => (p, true),
         None => (path, false),
@@ -195,6 +207,10 @@ mod tests {
             ("/r/c.d_e/x", ok("c.d_e", "x", false)),
             // '%2f' decodes to a separator, and is then checked like one.
             ("/r/c/a%2fb", ok("c", "a/b", false)),
+            (
+                "/r/pypi/simple/hello-odi/",
+                ok("pypi", "simple/hello-odi/index.html", false),
+            ),
         ];
         for (raw, want) in cases {
             assert_eq!(parse_artifact_path(raw), want, "{raw}");
@@ -215,7 +231,7 @@ mod tests {
             ("/r//etc/passwd", EmptySegment),
             ("/r/c//etc/passwd", EmptySegment),
             ("/r/c/a//b", EmptySegment),
-            ("/r/c/a/", EmptySegment),
+            ("/r/c/a//", EmptySegment),
             ("/r/c/../../etc/passwd", DotSegment),
             ("/r/c/a/../b", DotSegment),
             ("/r/c/./a", DotSegment),

@@ -3,6 +3,8 @@
 mod support;
 mod testnet;
 
+mod demo;
+mod directory;
 mod relay;
 mod schemas;
 mod sync;

@@ -253,15 +253,7 @@ impl TestNet {
     pub fn spawn(&self, name: &str) -> std::process::Child {
         let config = self.config_file(name);
         let log = std::fs::File::create(self.data_dir(name).join("agent.log")).unwrap();
-        support::odi()
-            .env("ODI_LOG", "info")
-            .arg("agent")
-            .arg("--config")
-            .arg(config)
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap()
+        support::odi().env("ODI_LOG", "info").arg("agent").arg("--config").arg(config).stdout(std::process::Stdio::null()).stderr(log).spawn().unwrap()
     }
 
     /// Base URL of a node.

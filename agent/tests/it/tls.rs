@@ -10,11 +10,7 @@ fn cert() -> (String, String) {
 }
 
 async fn served_cert(addr: std::net::SocketAddr, trust: &str) -> Result<reqwest::StatusCode, reqwest::Error> {
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(trust.as_bytes()).unwrap())
-        .no_proxy()
-        .build()
-        .unwrap();
+    let client = reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(trust.as_bytes()).unwrap()).no_proxy().build().unwrap();
     Ok(client.get(format!("https://127.0.0.1:{}/healthz", addr.port())).send().await?.status())
 }
 

@@ -236,14 +236,14 @@ fn build(root: Root, docs: Vec<(String, Kind, Doc)>, problems: &mut Vec<Problem>
                 if d.name != stem {
                     problems.push(Problem::field(&path, "name", format!("`{}` must equal the file name `{stem}`", d.name)));
                 }
-                dir_files.insert(d.name.clone(), path);
+                dir_files.insert(stem.clone(), path);
                 directories.insert(stem, d);
             }
             (Kind::Relay { stem }, Doc::Relay(r)) => {
                 if r.name != stem {
                     problems.push(Problem::field(&path, "name", format!("`{}` must equal the file name `{stem}`", r.name)));
                 }
-                relay_files.insert(r.name.clone(), path);
+                relay_files.insert(stem.clone(), path);
                 relays.insert(stem, r);
             }
             _ => unreachable!("classify and parse agree on kinds"),

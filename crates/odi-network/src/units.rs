@@ -86,7 +86,11 @@ impl FromStr for Rate {
     type Err = UnitError;
     fn from_str(s: &str) -> Result<Self, UnitError> {
         scaled(s, "rate", |u| {
-            let per = u.strip_suffix("/s").or_else(|| u.strip_suffix("ps"))?;
+            // "Mbps" is megabits; "MB/s" and "MBps" would be ambiguous, so only /s names bytes.
+            let (per, bits_only) = match u.strip_suffix("bps") {
+                Some(p) => (format!("{p}bit"), true),
+                None => (u.strip_suffix("/s")?.to_owned(), false),
+            };
             if let Some(bits) = per.strip_suffix("bit") {
                 let m = match bits {
                     "" => 1,
@@ -98,9 +102,33 @@ impl FromStr for Rate {
                 // Bits to bytes: only exact for multiples of 8, which all decimal prefixes are.
                 return Some(m / 8).filter(|m| *m > 0);
             }
+            if bits_only {
+                return None;
+            }
             SIZE_UNITS.iter().find(|(n, _)| *n == per).map(|(_, m)| *m)
         })
         .map(|bytes_per_second| Rate { bytes_per_second })
+    }
+}
+
+impl ByteSize {
+    /// The exact value in the largest binary unit that divides it, for writing files back:
+    /// `Display` rounds for people, this never does.
+    pub fn exact(&self) -> String {
+        let units = [("PiB", 1u64 << 50), ("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+        for (name, m) in units {
+            if self.0 >= m && self.0 % m == 0 {
+                return format!("{} {name}", self.0 / m);
+            }
+        }
+        format!("{} B", self.0)
+    }
+}
+
+impl Rate {
+    /// The exact value, for writing files back.
+    pub fn exact(&self) -> String {
+        format!("{}/s", ByteSize(self.bytes_per_second).exact())
     }
 }
 
@@ -134,7 +162,7 @@ macro_rules! string_serde {
         }
         impl Serialize for $t {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.collect_str(self)
+                s.serialize_str(&self.exact())
             }
         }
         impl schemars::JsonSchema for $t {
@@ -160,7 +188,7 @@ string_serde!(
 string_serde!(
     Rate,
     "A bandwidth such as \"100 Mbit/s\" or \"20 MiB/s\"",
-    r"^\s*[0-9]*\.?[0-9]+\s*(([kKmMgG]?bit)|([kKmMgGtTpP][iI]?)?[bB])(/s|ps)\s*$"
+    r"^\s*[0-9]*\.?[0-9]+\s*(([kKmMgG]?bit/s)|([kKmMgG]?bps)|(([kKmMgGtTpP][iI]?)?[bB]/s))\s*$"
 );
 
 #[cfg(test)]
@@ -198,6 +226,16 @@ mod tests {
         assert_eq!("1 Gbps".parse::<Rate>().unwrap().bytes_per_second, 125_000_000);
         assert!("1 bit/s".parse::<Rate>().is_err());
         assert!("100 Mbit".parse::<Rate>().is_err());
+    }
+
+    #[test]
+    fn serialisation_is_exact() {
+        for n in [1_234_567u64, 500 << 30, 3, 1 << 20] {
+            let text = ByteSize(n).exact();
+            assert_eq!(text.parse::<ByteSize>().unwrap().0, n, "{text}");
+            let r = Rate { bytes_per_second: n };
+            assert_eq!(r.exact().parse::<Rate>().unwrap(), r);
+        }
     }
 
     #[test]

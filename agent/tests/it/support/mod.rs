@@ -210,7 +210,9 @@ pub fn small_network() -> NetworkBuilder {
             },
         );
     }
-    let relays: [(&str, &str, &str, &[&str], bool, Option<&str>); 3] = [
+    // (name, region, quota, directories, subscribes by tag, bandwidth)
+    type RelaySpec<'a> = (&'a str, &'a str, &'a str, &'a [&'a str], bool, Option<&'a str>);
+    let relays: [RelaySpec<'_>; 3] = [
         ("relay-1", "eu", "1 MiB", &["dir-a"], false, None),
         ("relay-2", "us", "2 MiB", &["dir-b"], true, Some("100 Mbit/s")),
         ("relay-3", "eu", "4 MiB", &["dir-a", "dir-b"], true, None),
