@@ -58,16 +58,6 @@ impl Federation {
     fn is_live(&self, name: &str) -> bool {
         self.health.load().get(name).is_some_and(|h| h.live)
     }
-
-    /// The federation section of the status document.
-    pub fn status_json(&self, me: Option<&Directory>) -> serde_json::Value {
-        serde_json::json!({
-            "kind": me.map(|d| format!("{:?}", d.kind).to_lowercase()),
-            "links": me.map(|d| d.links.clone()).unwrap_or_default(),
-            "references": me.map(|d| d.references.clone()).unwrap_or_default(),
-            "peers": &*self.health(),
-        })
-    }
 }
 
 /// Directories this one probes: those it links to and those it references.

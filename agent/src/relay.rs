@@ -229,7 +229,8 @@ pub async fn hot_loop(node: Arc<Node>, shutdown: CancellationToken) {
         }
         if extras != view.extras {
             tracing::info!(hot = extras.len(), "hot list changed; recomputing the assignment");
-            node.install(view.commit.clone(), view.network.clone(), extras, view.applied_at).await;
+            // Compare-and-swap: never roll back a commit the sync loop installed meanwhile.
+            node.install_extras(extras).await;
         }
     }
 }

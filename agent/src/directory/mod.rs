@@ -85,6 +85,8 @@ pub struct DirectoryState {
     hot: ArcSwap<HotList>,
     rebuild_lock: tokio::sync::Mutex<()>,
     probe_now: Notify,
+    /// Linked and referenced directories: their health, and redirects for catalogs not held here.
+    pub federation: Arc<crate::federation::Federation>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -131,6 +133,7 @@ impl DirectoryState {
             hot: ArcSwap::from_pointee(HotList::default()),
             rebuild_lock: tokio::sync::Mutex::new(()),
             probe_now: Notify::new(),
+            federation: Arc::default(),
         }
     }
 
@@ -199,6 +202,8 @@ impl DirectoryState {
             "catalogs": me.map(|d| d.catalogs.clone()).unwrap_or_default(),
             "links": me.map(|d| d.links.clone()).unwrap_or_default(),
             "references": me.map(|d| d.references.clone()).unwrap_or_default(),
+            "kind": me.map(|d| if d.kind == odi_network::raw::DirectoryKind::Meta { "meta" } else { "directory" }),
+            "peers": &*self.federation.health(),
             "relays": relays,
             "routing": {
                 "commit": table.view.as_ref().map(|v| v.commit.clone()),
@@ -244,6 +249,10 @@ pub fn render_status(d: &serde_json::Value) -> String {
         if r["current"] == true { "" } else { ", rebuilding" }
     );
     let _ = writeln!(out, "downloads: {} total; {} hot artifacts", d["downloads"], d["hot"]);
+    for (name, p) in d["peers"].as_object().into_iter().flatten() {
+        let live = if p["live"] == true { "live" } else { "DOWN" };
+        let _ = writeln!(out, "peer directory {name}: {live} ({}), commit {}", s(&p["reason"]), short(&p["commit"]));
+    }
     for relay in d["relays"].as_array().into_iter().flatten() {
         let state = if relay["healthy"] == true { "healthy" } else { "UNHEALTHY" };
         let lag = if relay["lagging"] == true { " (lagging)" } else { "" };
@@ -333,6 +342,11 @@ async fn slow_path(node: &Arc<Node>, dir: &DirectoryState, req: &Request<Incomin
     };
     let mine = view.network.directories.get(&node.config.name).is_some_and(|d| d.catalogs.contains(&parsed.catalog));
     if !mine {
+        let me = view.network.directories.get(&node.config.name);
+        if me.is_some_and(|d| !d.references.is_empty()) {
+            let region = dir.regions.region_of_request(remote.ip(), req.headers()).and_then(|id| dir.regions.names().get(usize::from(id)));
+            return crate::federation::route(&dir.federation, view, &node.config.name, req.uri().query(), region.map(String::as_str), &parsed.catalog, &parsed.path);
+        }
         let others: Vec<&str> = view.network.holders(&parsed.catalog).map(|d| d.url.as_str()).collect();
         let hint = if others.is_empty() { String::new() } else { format!("; directories that do: {}", others.join(", ")) };
         return response::text(StatusCode::NOT_FOUND, format!("catalog `{}` is not served by directory `{}`{hint}", parsed.catalog, node.config.name));
@@ -485,6 +499,7 @@ pub fn spawn_tasks(node: &Arc<Node>, shutdown: &CancellationToken) -> Vec<tokio:
         tokio::spawn(probe_loop(node.clone(), shutdown.clone())),
         tokio::spawn(watch_loop(node.clone(), shutdown.clone())),
         tokio::spawn(stats_loop(node.clone(), shutdown.clone())),
+        tokio::spawn(crate::federation::probe_loop(node.clone(), node.directory.as_ref().map(|d| d.federation.clone()).unwrap_or_default(), shutdown.clone())),
     ]
 }
 

@@ -5,6 +5,7 @@ mod testnet;
 
 mod demo;
 mod directory;
+mod federation;
 mod relay;
 mod schemas;
 mod sync;

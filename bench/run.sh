@@ -1,0 +1,342 @@
+#!/usr/bin/env bash
+# ODI performance figures, side by side with the reference tools on this machine.
+#
+#   bench/run.sh [--quick] [--keep]
+#
+# Prints, and writes to bench/results.txt, four figures, each the median of N runs
+# (N = 5, or 3 with --quick) with both absolute values and their ratio:
+#   1. relay bytes/s serving a 1 GiB artifact vs nginx static (sendfile), wrk -t2 -c4;
+#      plus memory of both under 64 concurrent downloads (wrk -c64);
+#   2. directory redirects/s and p99 vs nginx `return 302`, wrk -t2 -c64 --latency;
+#   3. sha256 of a 1 GiB file (page cache) the way the agent hashes vs `openssl dgst -sha256`,
+#      one core and all cores;
+#   4. `odi validate` and `odi plan` on a network of 100,000 artifacts and 1,000 relays.
+#
+# Everything listens on 127.0.0.1 only, every wait is bounded, every process started here is
+# stopped on exit (also on Ctrl-C), and the scratch folder (/tmp/odi-bench.*) is removed
+# unless --keep is given. Missing tools are installed with apt-get (Debian).
+# Runs are interleaved (odi, reference, reference, odi, ...) so drift in the machine's load
+# hits both sides alike; the servers are measured one at a time.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH="$ROOT/bench"
+RESULTS="$BENCH/results.txt"
+RUNS=5
+DUR=10
+KEEP=0
+for arg in "$@"; do
+    case "$arg" in
+        --quick) RUNS=3; DUR=5 ;;
+        --keep) KEEP=1 ;;
+        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "unknown argument: $arg (use --quick, --keep)" >&2; exit 2 ;;
+    esac
+done
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------- processes and cleanup
+PIDS=()
+WORK=""
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    for pid in "${PIDS[@]:-}"; do
+        [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]:-}"; do
+        [ -n "$pid" ] || continue
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+        if [ "$KEEP" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+    fi
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Stops one process started here and waits (bounded) for it to go.
+stop() {
+    local pid=$1
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# ---------------------------------------------------------------- tools
+need_apt=()
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
+command -v wrk >/dev/null || need_apt+=(wrk)
+command -v openssl >/dev/null || need_apt+=(openssl)
+command -v curl >/dev/null || need_apt+=(curl)
+command -v git >/dev/null || need_apt+=(git)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    log "installing ${need_apt[*]}"
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
+    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need_apt[@]}" >&2
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+command -v cargo >/dev/null || die "cargo is needed (https://rustup.rs)"
+
+log "building (cargo build --release)"
+(cd "$ROOT" && cargo build --release -q -p odi --bin odi --example bench_network --example hash_bench >&2)
+(cd "$ROOT" && cargo build --release -q -p odi-network --example scale >&2)
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+ODI="$TARGET/release/odi"
+EX="$TARGET/release/examples"
+for f in "$ODI" "$EX/bench_network" "$EX/hash_bench" "$EX/scale"; do [ -x "$f" ] || die "$f was not built"; done
+
+# ---------------------------------------------------------------- helpers
+CORES=$(nproc)
+WORK=$(mktemp -d /tmp/odi-bench.XXXXXX)
+chmod 755 "$WORK" # nginx workers run as an unprivileged user and must read the origin
+
+now_ns() { date +%s%N; }
+
+# A free loopback port (nothing answers on it now).
+free_port() {
+    local p
+    for _ in $(seq 1 200); do
+        p=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
+    done
+    die "no free port found"
+}
+
+# wait_for SECONDS DESCRIPTION COMMAND...: polls COMMAND every 0.2 s until it succeeds.
+wait_for() {
+    local secs=$1 what=$2; shift 2
+    local deadline=$(( $(date +%s) + secs ))
+    until "$@" >/dev/null 2>&1; do
+        [ "$(date +%s)" -lt "$deadline" ] || die "timed out after ${secs}s waiting for $what"
+        sleep 0.2
+    done
+}
+
+# median of the numbers on stdin.
+median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "nan"; exit} if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+# calc EXPR: floating point arithmetic.
+calc() { awk "BEGIN {printf \"%.6g\", $1}"; }
+fmt() { awk -v x="$1" -v d="${2:-2}" 'BEGIN {printf "%.*f", d, x}'; }
+verdict() { awk -v r="$1" -v t="$2" -v dir="${3:-ge}" 'BEGIN { ok = (dir == "ge") ? (r >= t) : (r < t); print ok ? "meets target" : "BELOW TARGET" }'; }
+
+# wrk_run ARGS...: runs wrk with the raw-number reporter; sets WRK to
+# "bytes duration_us requests errors p50_us p99_us".
+WRK=""
+wrk_run() {
+    timeout $((DUR + 60)) wrk -s "$BENCH/wrk-report.lua" "$@" > "$WORK/wrk.out" 2>&1 || die "wrk $* failed: $(cat "$WORK/wrk.out")"
+    WRK=$(sed -n 's/^ODI_WRK bytes=\([0-9]*\) duration_us=\([0-9]*\) requests=\([0-9]*\) errors=\([0-9]*\) p50_us=\([0-9]*\) p99_us=\([0-9]*\)$/\1 \2 \3 \4 \5 \6/p' "$WORK/wrk.out")
+    [ -n "$WRK" ] || die "no figures from wrk $*: $(cat "$WORK/wrk.out")"
+}
+
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+hwm_kb() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# RSS of a process and its children (nginx: master + workers).
+tree_rss_kb() {
+    local total=0 p
+    for p in "$1" $(pgrep -P "$1" 2>/dev/null || true); do total=$((total + $(rss_kb "$p"))); done
+    echo "$total"
+}
+reset_hwm() { for p in "$1" $(pgrep -P "$1" 2>/dev/null || true); do echo 5 > "/proc/$p/clear_refs" 2>/dev/null || true; done; }
+
+# mem_under_load PID URL: sets MEM to "before_kb peak_kb after_kb hwm_kb bytes duration_us" for PID
+# (and its children) while wrk -c64 downloads URL for DUR seconds, sampling every 0.1 s.
+mem_under_load() {
+    local pid=$1 url=$2 before peak after r wpid hwm=0 p h
+    reset_hwm "$pid"
+    sleep 0.5
+    before=$(tree_rss_kb "$pid"); peak=$before
+    timeout $((DUR + 60)) wrk -s "$BENCH/wrk-report.lua" -t2 -c64 -d"${DUR}s" --timeout 120s "$url" > "$WORK/wrk64.out" 2>&1 &
+    wpid=$!
+    while kill -0 "$wpid" 2>/dev/null; do
+        r=$(tree_rss_kb "$pid"); [ "$r" -gt "$peak" ] && peak=$r
+        sleep 0.1
+    done
+    wait "$wpid" || die "wrk -c64 failed: $(cat "$WORK/wrk64.out")"
+    for p in "$pid" $(pgrep -P "$pid" 2>/dev/null || true); do h=$(hwm_kb "$p"); hwm=$((hwm + h)); done
+    sleep 2
+    after=$(tree_rss_kb "$pid")
+    local raw
+    raw=$(sed -n 's/^ODI_WRK bytes=\([0-9]*\) duration_us=\([0-9]*\) .*/\1 \2/p' "$WORK/wrk64.out")
+    [ -n "$raw" ] || die "no figures from wrk -c64: $(cat "$WORK/wrk64.out")"
+    MEM="$before $peak $after $hwm $raw"
+}
+
+SUMMARY=()
+DETAILS=()
+add() { SUMMARY+=("$*"); }
+detail() { DETAILS+=("$*"); }
+
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+
+# ---------------------------------------------------------------- the network and servers
+log "scratch folder $WORK"
+mkdir -p "$WORK/origin" "$WORK/nginx"
+chmod 755 "$WORK/origin"
+log "writing a 1 GiB artifact"
+head -c 1073741824 /dev/urandom > "$WORK/origin/big.bin"
+head -c 1048576 /dev/urandom > "$WORK/origin/small.bin"
+chmod 644 "$WORK/origin/"*.bin
+
+RELAY_PORT=$(free_port)
+DIR_PORT=$(free_port)
+NGINX_PORT=$(free_port)
+[ "$RELAY_PORT" != "$DIR_PORT" ] && [ "$DIR_PORT" != "$NGINX_PORT" ] && [ "$RELAY_PORT" != "$NGINX_PORT" ] || die "port clash, run again"
+
+log "generating the benchmark network"
+"$EX/bench_network" "$WORK/net" "$WORK/origin" "$RELAY_PORT" "$DIR_PORT" big.bin small.bin >/dev/null
+
+RELAY_URL="http://127.0.0.1:$RELAY_PORT"
+DIR_URL="http://127.0.0.1:$DIR_PORT"
+NGINX_URL="http://127.0.0.1:$NGINX_PORT"
+
+sed -e "s#@PREFIX@#$WORK/nginx#g" -e "s#@PORT@#$NGINX_PORT#g" -e "s#@ROOT@#$WORK/origin#g" \
+    -e "s#@REDIRECT@#$RELAY_URL/r/bench/small.bin#g" "$BENCH/nginx.conf" > "$WORK/nginx/nginx.conf"
+"$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" > "$WORK/nginx/stdout.log" 2>&1 &
+NGINX_PID=$!
+PIDS+=("$NGINX_PID")
+wait_for 20 "nginx on port $NGINX_PORT" curl -sf -o /dev/null "$NGINX_URL/r/small.bin"
+
+log "starting the relay agent and waiting until it is Ready (it copies and verifies 1 GiB)"
+ODI_LOG=warn "$ODI" agent --config "$WORK/net/relay.toml" > "$WORK/relay.log" 2>&1 &
+RELAY_PID=$!
+PIDS+=("$RELAY_PID")
+relay_ready() { curl -sf "$RELAY_URL/.odi/v1/status" | grep -q '"type":"Ready","status":true'; }
+wait_for 600 "the relay to report Ready (log: $WORK/relay.log)" relay_ready
+cmp -s <(curl -sf "$RELAY_URL/r/bench/small.bin") "$WORK/origin/small.bin" || die "the relay serves wrong bytes"
+curl -sf -o /dev/null -r 0-0 "$NGINX_URL/r/big.bin" || die "nginx does not serve the artifact"
+
+# Both copies of the 1 GiB file in the page cache before measuring.
+cat "$WORK/origin/big.bin" > /dev/null
+find "$WORK/net/bench-relay-data" -type f -size +1000M -exec cat {} + > /dev/null
+
+# ---------------------------------------------------------------- 1. relay bytes/s
+log "1. relay vs nginx static: $RUNS x ${DUR}s each, wrk -t2 -c4"
+odi_bps=(); ngx_bps=()
+for i in $(seq 1 "$RUNS"); do
+    order="odi nginx"; [ $((i % 2)) = 0 ] && order="nginx odi"
+    for who in $order; do
+        if [ "$who" = odi ]; then url="$RELAY_URL/r/bench/big.bin"; else url="$NGINX_URL/r/big.bin"; fi
+        wrk_run -t2 -c4 -d"${DUR}s" --timeout 120s "$url"
+        read -r bytes dur _ errs _ _ <<<"$WRK"
+        bps=$(calc "$bytes / ($dur / 1e6)")
+        if [ "$who" = odi ]; then odi_bps+=("$bps"); else ngx_bps+=("$bps"); fi
+        detail "1 run $i $who bytes/s=$(fmt "$(calc "$bps / 1e9")" 3)e9 errors=$errs"
+    done
+done
+O=$(printf '%s\n' "${odi_bps[@]}" | median); N=$(printf '%s\n' "${ngx_bps[@]}" | median); R=$(calc "$O / $N")
+add "$(printf '1. Relay bytes/s, 1 GiB artifact (wrk -t2 -c4, %ss x %s)\n   odi relay %s GB/s   nginx sendfile %s GB/s   ratio %sx  (target >= 0.90x: %s)' \
+    "$DUR" "$RUNS" "$(fmt "$(calc "$O/1e9")")" "$(fmt "$(calc "$N/1e9")")" "$(fmt "$R")" "$(verdict "$R" 0.9)")"
+
+log "1b. memory under 64 concurrent downloads (${DUR}s each)"
+mem_under_load "$RELAY_PID" "$RELAY_URL/r/bench/big.bin"
+read -r ob op oa oh obytes odur <<<"$MEM"
+mem_under_load "$NGINX_PID" "$NGINX_URL/r/big.bin"
+read -r nb np na nh nbytes ndur <<<"$MEM"
+mb() { fmt "$(calc "$1 / 1024")" 1; }
+add "$(printf '   Memory under 64 concurrent downloads (wrk -t2 -c64, %ss), RSS before / peak / after:\n   odi relay %s / %s / %s MiB (VmHWM %s MiB)   nginx master+2 workers %s / %s / %s MiB (VmHWM sum %s MiB)\n   throughput at 64 connections: odi %s GB/s, nginx %s GB/s (ratio %sx)' \
+    "$DUR" "$(mb "$ob")" "$(mb "$op")" "$(mb "$oa")" "$(mb "$oh")" "$(mb "$nb")" "$(mb "$np")" "$(mb "$na")" "$(mb "$nh")" \
+    "$(fmt "$(calc "$obytes / ($odur / 1e6) / 1e9")")" "$(fmt "$(calc "$nbytes / ($ndur / 1e6) / 1e9")")" \
+    "$(fmt "$(calc "($obytes / $odur) / ($nbytes / $ndur)")")")"
+
+# ---------------------------------------------------------------- 2. redirects/s
+log "starting the directory agent and waiting until it redirects to the relay"
+ODI_LOG=warn "$ODI" agent --config "$WORK/net/directory.toml" > "$WORK/directory.log" 2>&1 &
+DIR_PID=$!
+PIDS+=("$DIR_PID")
+routed() { [ "$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "$DIR_URL/r/bench/small.bin")" = "302 $RELAY_URL/r/bench/small.bin" ]; }
+wait_for 600 "the directory to redirect to the relay (log: $WORK/directory.log)" routed
+[ "$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "$NGINX_URL/redirect/bench/small.bin")" = "302 $RELAY_URL/r/bench/small.bin" ] \
+    || die "nginx does not redirect"
+sleep 2
+
+log "2. directory vs nginx return 302: $RUNS x ${DUR}s each, wrk -t2 -c64 --latency"
+odi_rps=(); ngx_rps=(); odi_p99=(); ngx_p99=()
+for i in $(seq 1 "$RUNS"); do
+    order="odi nginx"; [ $((i % 2)) = 0 ] && order="nginx odi"
+    for who in $order; do
+        if [ "$who" = odi ]; then url="$DIR_URL/r/bench/small.bin"; else url="$NGINX_URL/redirect/bench/small.bin"; fi
+        wrk_run -t2 -c64 -d"${DUR}s" --timeout 10s --latency "$url"
+        read -r _ dur reqs errs _ p99 <<<"$WRK"
+        rps=$(calc "$reqs / ($dur / 1e6)")
+        if [ "$who" = odi ]; then odi_rps+=("$rps"); odi_p99+=("$p99"); else ngx_rps+=("$rps"); ngx_p99+=("$p99"); fi
+        detail "2 run $i $who req/s=$(fmt "$rps" 0) p99=$(fmt "$(calc "$p99/1000")" 2)ms errors=$errs"
+    done
+done
+O=$(printf '%s\n' "${odi_rps[@]}" | median); N=$(printf '%s\n' "${ngx_rps[@]}" | median); R=$(calc "$O / $N")
+OP=$(printf '%s\n' "${odi_p99[@]}" | median); NP=$(printf '%s\n' "${ngx_p99[@]}" | median)
+add "$(printf '2. Directory redirects/s (wrk -t2 -c64 --latency, %ss x %s)\n   odi directory %s req/s, p99 %s ms   nginx return 302 %s req/s, p99 %s ms   ratio %sx  (target >= 1.00x: %s)' \
+    "$DUR" "$RUNS" "$(fmt "$O" 0)" "$(fmt "$(calc "$OP/1000")")" "$(fmt "$N" 0)" "$(fmt "$(calc "$NP/1000")")" "$(fmt "$R")" "$(verdict "$R" 1.0)")"
+
+# The servers are not needed any more: stop them so the CPU figures below run alone.
+stop "$DIR_PID"; stop "$RELAY_PID"; stop "$NGINX_PID"
+
+# ---------------------------------------------------------------- 3. sha256
+log "3. sha256: odi (sha2, the store's hash_file) vs openssl dgst, $RUNS runs, $CORES cores"
+F="$WORK/origin/big.bin"
+cat "$F" > /dev/null
+SIZE=$(stat -c %s "$F")
+mem=(); sync=(); store=(); par=(); ossl=(); ossl_par=(); SHA_NI="?"
+for i in $(seq 1 "$RUNS"); do
+    out=$(timeout 600 "$EX/hash_bench" "$F" "$CORES") || die "hash_bench failed"
+    SHA_NI=$(echo "$out" | awk '/^cpu sha_ni/ {print $3}')
+    mem+=("$(echo "$out" | awk '/^memory/ {print $2 / $3}')")
+    sync+=("$(echo "$out" | awk '/^sync/ {print $2 / $3}')")
+    store+=("$(echo "$out" | awk '/^store/ {print $2 / $3}')")
+    par+=("$(echo "$out" | awk '/^parallel/ {print $2 / $3}')")
+    t0=$(now_ns); timeout 600 openssl dgst -sha256 "$F" > /dev/null; t1=$(now_ns)
+    ossl+=("$(calc "$SIZE / (($t1 - $t0) / 1e9)")")
+    t0=$(now_ns)
+    opids=()
+    for _ in $(seq 1 "$CORES"); do timeout 600 openssl dgst -sha256 "$F" > /dev/null & opids+=($!); done
+    for p in "${opids[@]}"; do wait "$p"; done
+    t1=$(now_ns)
+    ossl_par+=("$(calc "$SIZE * $CORES / (($t1 - $t0) / 1e9)")")
+    detail "3 run $i odi store=$(fmt "$(calc "${store[-1]}/1e9")")GB/s sync=$(fmt "$(calc "${sync[-1]}/1e9")") memory=$(fmt "$(calc "${mem[-1]}/1e9")") parallel=$(fmt "$(calc "${par[-1]}/1e9")") openssl=$(fmt "$(calc "${ossl[-1]}/1e9")") openssl-x$CORES=$(fmt "$(calc "${ossl_par[-1]}/1e9")")"
+done
+S=$(printf '%s\n' "${store[@]}" | median); Y=$(printf '%s\n' "${sync[@]}" | median); M=$(printf '%s\n' "${mem[@]}" | median)
+P=$(printf '%s\n' "${par[@]}" | median); OS=$(printf '%s\n' "${ossl[@]}" | median); OP=$(printf '%s\n' "${ossl_par[@]}" | median)
+R1=$(calc "$S / $OS"); RY=$(calc "$Y / $OS"); RP=$(calc "$P / $OP")
+g() { fmt "$(calc "$1 / 1e9")"; }
+add "$(printf '3. sha256 of a 1 GiB file in page cache (sha2 crate, SHA-NI detected: %s)\n   one core:  odi store::hash_file %s GB/s   openssl dgst -sha256 %s GB/s   ratio %sx  (target >= 0.90x: %s)\n              (plain std::fs reads + sha2 on one thread %s GB/s = %sx; sha2 on memory %s GB/s)\n   all %s cores: odi %s hash_file tasks %s GB/s   %s openssl processes %s GB/s   ratio %sx  (target >= 0.90x: %s; scaling %sx of one core)' \
+    "$SHA_NI" "$(g "$S")" "$(g "$OS")" "$(fmt "$R1")" "$(verdict "$R1" 0.9)" "$(g "$Y")" "$(fmt "$RY")" "$(g "$M")" \
+    "$CORES" "$CORES" "$(g "$P")" "$CORES" "$(g "$OP")" "$(fmt "$RP")" "$(verdict "$RP" 0.9)" "$(fmt "$(calc "$P / $S")")")"
+
+# ---------------------------------------------------------------- 4. validate + plan
+log "4. validate + plan at 100,000 artifacts / 1,000 relays"
+timeout 600 "$EX/scale" "$WORK/scale" 100000 1000 > "$WORK/scale.log" 2>&1 || die "scale example failed: $(tail -5 "$WORK/scale.log")"
+"$ODI" validate "$WORK/scale" > /dev/null 2>&1 || die "the generated network does not validate"
+val=(); valc=(); plan=()
+# timed COMMAND...: sets T to its wall-clock seconds.
+timed() { local t0 t1; t0=$(now_ns); timeout 120 "$@" > /dev/null 2>&1 || die "$* failed"; t1=$(now_ns); T=$(calc "($t1 - $t0) / 1e9"); }
+for i in $(seq 1 "$RUNS"); do
+    timed "$ODI" validate "$WORK/scale"; val+=("$T")
+    timed "$ODI" validate --commit HEAD "$WORK/scale"; valc+=("$T")
+    timed "$ODI" plan --node relay-0007 "$WORK/scale"; plan+=("$T")
+    detail "4 run $i validate=${val[-1]}s validate-commit=${valc[-1]}s plan=${plan[-1]}s"
+done
+V=$(printf '%s\n' "${val[@]}" | median); VC=$(printf '%s\n' "${valc[@]}" | median); PL=$(printf '%s\n' "${plan[@]}" | median)
+add "$(printf '4. Network of 100,000 artifacts and 1,000 relays (wall clock of the odi binary, median of %s)\n   odi plan --node relay-0007 (verifies + loads + assigns + plans) %s s   vs target 2 s: %sx of budget  (target < 2 s: %s)\n   odi validate (work tree) %s s, odi validate --commit HEAD (git objects) %s s' \
+    "$RUNS" "$(fmt "$PL")" "$(fmt "$(calc "$PL / 2")")" "$(verdict "$PL" 2 lt)" "$(fmt "$V")" "$(fmt "$VC")")"
+
+# ---------------------------------------------------------------- summary
+LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
+{
+    echo "ODI benchmarks, $STARTED, median of $RUNS runs$([ "$RUNS" = 3 ] && echo ' (--quick)')"
+    echo "machine: $CORES cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM; load average at start $LOAD_START, at end $LOAD_END"
+    echo "tools: $("$NGINX" -v 2>&1 | sed 's/.*version: //'), $(wrk -v 2>&1 | head -1 | awk '{print $1, $2}'), $(openssl version | awk '{print $1, $2}'), odi $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo '+changes')"
+    echo
+    for s in "${SUMMARY[@]}"; do echo "$s"; echo; done
+    echo "runs:"
+    for d in "${DETAILS[@]}"; do echo "  $d"; done
+} > "$RESULTS.tmp"
+mv "$RESULTS.tmp" "$RESULTS"
+cat "$RESULTS"
