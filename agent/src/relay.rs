@@ -133,18 +133,44 @@ pub fn inventory(node: &Node) -> Inventory {
     Inventory { name: node.config.name.clone(), commit: view.map(|v| v.commit.clone()), artifacts }
 }
 
-/// Looks up `/r/<catalog>/<path>` in the applied commit: the artifact, or the response to
-/// give instead (400 for hostile paths, 404 unknown, 410 expunged).
-pub fn lookup<'v>(view: Option<&'v View>, raw_path: &str) -> Result<(&'v Artifact, web::path::ArtifactPath), Response<Body>> {
-    let parsed = web::path::parse_artifact_path(raw_path).map_err(|e| response::text(e.status(), e))?;
-    let Some(view) = view else {
-        return Err(response::text(StatusCode::SERVICE_UNAVAILABLE, "no verified commit applied yet"));
-    };
-    let Some(artifact) = view.network.artifact(&parsed.catalog, &parsed.path) else {
-        return Err(response::text(StatusCode::NOT_FOUND, format!("no artifact {}/{}", parsed.catalog, parsed.path)));
-    };
+/// Why `/r/<catalog>/<path>` names nothing servable.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    /// A hostile or malformed path.
+    #[error(transparent)]
+    BadPath(#[from] web::path::PathError),
+    /// Nothing verified yet.
+    #[error("no verified commit applied yet")]
+    NoCommit,
+    /// Not in the applied commit.
+    #[error("no artifact {0}")]
+    Unknown(String),
+    /// Withdrawn, with the catalog's reason.
+    #[error("{0} was expunged: {1}")]
+    Expunged(String, String),
+}
+
+impl LookupError {
+    /// 400, 503, 404 or 410 with the message as body.
+    pub fn response(&self) -> Response<Body> {
+        let status = match self {
+            LookupError::BadPath(e) => e.status(),
+            LookupError::NoCommit => StatusCode::SERVICE_UNAVAILABLE,
+            LookupError::Unknown(_) => StatusCode::NOT_FOUND,
+            LookupError::Expunged(..) => StatusCode::GONE,
+        };
+        response::text(status, self)
+    }
+}
+
+/// Looks up `/r/<catalog>/<path>` in the applied commit.
+pub fn lookup<'v>(view: Option<&'v View>, raw_path: &str) -> Result<(&'v Artifact, web::path::ArtifactPath), LookupError> {
+    let parsed = web::path::parse_artifact_path(raw_path)?;
+    let view = view.ok_or(LookupError::NoCommit)?;
+    let name = || format!("{}/{}", parsed.catalog, parsed.path);
+    let artifact = view.network.artifact(&parsed.catalog, &parsed.path).ok_or_else(|| LookupError::Unknown(name()))?;
     if let Some(reason) = &artifact.expunged {
-        return Err(response::text(StatusCode::GONE, format!("{}/{} was expunged: {reason}", parsed.catalog, parsed.path)));
+        return Err(LookupError::Expunged(name(), reason.clone()));
     }
     Ok((artifact, parsed))
 }
@@ -173,7 +199,7 @@ pub async fn handle(node: &Arc<Node>, req: Request<Incoming>) -> Response<Body> 
     }
     let (artifact, parsed) = match lookup(view.as_deref(), &path) {
         Ok(x) => x,
-        Err(resp) => return resp,
+        Err(e) => return e.response(),
     };
     if parsed.meta4 {
         return response::text(StatusCode::NOT_FOUND, "relays do not serve Metalink; ask a directory");

@@ -335,7 +335,7 @@ async fn slow_path(node: &Arc<Node>, dir: &DirectoryState, req: &Request<Incomin
     let view = node.view();
     let (artifact, parsed) = match relay::lookup(view.as_deref(), req.uri().path()) {
         Ok(x) => x,
-        Err(resp) => return resp,
+        Err(e) => return e.response(),
     };
     let Some(view) = view.as_deref() else {
         return response::text(StatusCode::SERVICE_UNAVAILABLE, "no verified commit applied yet");

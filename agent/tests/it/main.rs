@@ -3,6 +3,7 @@
 mod support;
 mod testnet;
 
+mod clients;
 mod demo;
 mod directory;
 mod federation;
