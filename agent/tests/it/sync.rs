@@ -67,3 +67,26 @@ async fn sync_trigger_needs_the_token() {
     assert_eq!(c.get(&url).send().await.unwrap().status(), 405);
     relay.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_pulls_at_once() {
+    let mut net = TestNet::small().await;
+    // A pull interval long enough that only the signal can explain a prompt update.
+    let cfg = net.config_file("relay-3");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace("interval = \"300ms\"", "interval = \"1h\"");
+    std::fs::write(&cfg, text).unwrap();
+    let log = std::fs::File::create(net.data_dir("relay-3").join("agent.log")).unwrap();
+    let mut child = crate::support::odi().arg("agent").arg("--config").arg(&cfg).stderr(log).spawn().unwrap();
+    let base = net.url("relay-3");
+    eventually("first commit applied", WAIT, || async { status(&base).await.is_some_and(|s| s.commit.is_some()) }).await;
+    net.builder.relays.get_mut("relay-3").unwrap().serial += 1;
+    net.builder.relays.get_mut("relay-3").unwrap().contact = "hup@relay-3.example.net".into();
+    let second = net.commit("after start");
+    let kill = std::process::Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    eventually("SIGHUP applied the new commit", WAIT, || async { status(&base).await.is_some_and(|s| s.commit.as_deref() == Some(second.as_str())) }).await;
+    // SIGTERM stops it cleanly.
+    std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let code = child.wait().unwrap();
+    assert!(code.success(), "clean exit on SIGTERM: {code:?}");
+}
