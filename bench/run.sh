@@ -144,6 +144,16 @@ tree_rss_kb() {
     for p in "$1" $(pgrep -P "$1" 2>/dev/null || true); do total=$((total + $(rss_kb "$p"))); done
     echo "$total"
 }
+# CPU time (user + system, clock ticks) of a process and its children so far.
+cpu_ticks() {
+    local total=0 p t
+    for p in "$1" $(pgrep -P "$1" 2>/dev/null || true); do
+        t=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)
+        total=$((total + t))
+    done
+    echo "$total"
+}
+TICK=$(getconf CLK_TCK)
 reset_hwm() { for p in "$1" $(pgrep -P "$1" 2>/dev/null || true); do echo 5 > "/proc/$p/clear_refs" 2>/dev/null || true; done; }
 
 # mem_under_load PID URL: sets MEM to "before_kb peak_kb after_kb hwm_kb bytes duration_us" for PID
@@ -220,21 +230,25 @@ find "$WORK/net/bench-relay-data" -type f -size +1000M -exec cat {} + > /dev/nul
 
 # ---------------------------------------------------------------- 1. relay bytes/s
 log "1. relay vs nginx static: $RUNS x ${DUR}s each, wrk -t2 -c4"
-odi_bps=(); ngx_bps=()
+odi_bps=(); ngx_bps=(); odi_cpg=(); ngx_cpg=()
 for i in $(seq 1 "$RUNS"); do
     order="odi nginx"; [ $((i % 2)) = 0 ] && order="nginx odi"
     for who in $order; do
-        if [ "$who" = odi ]; then url="$RELAY_URL/r/bench/big.bin"; else url="$NGINX_URL/r/big.bin"; fi
+        if [ "$who" = odi ]; then url="$RELAY_URL/r/bench/big.bin"; pid=$RELAY_PID; else url="$NGINX_URL/r/big.bin"; pid=$NGINX_PID; fi
+        c0=$(cpu_ticks "$pid")
         wrk_run -t2 -c4 -d"${DUR}s" --timeout 120s "$url"
+        c1=$(cpu_ticks "$pid")
         read -r bytes dur _ errs _ _ <<<"$WRK"
         bps=$(calc "$bytes / ($dur / 1e6)")
-        if [ "$who" = odi ]; then odi_bps+=("$bps"); else ngx_bps+=("$bps"); fi
-        detail "1 run $i $who bytes/s=$(fmt "$(calc "$bps / 1e9")" 3)e9 errors=$errs"
+        cpg=$(calc "(($c1 - $c0) / $TICK) / ($bytes / 1e9)") # server CPU seconds per GB sent
+        if [ "$who" = odi ]; then odi_bps+=("$bps"); odi_cpg+=("$cpg"); else ngx_bps+=("$bps"); ngx_cpg+=("$cpg"); fi
+        detail "1 run $i $who $(fmt "$(calc "$bps / 1e9")" 3) GB/s, server CPU $(fmt "$cpg" 3) s/GB, errors=$errs"
     done
 done
 O=$(printf '%s\n' "${odi_bps[@]}" | median); N=$(printf '%s\n' "${ngx_bps[@]}" | median); R=$(calc "$O / $N")
-add "$(printf '1. Relay bytes/s, 1 GiB artifact (wrk -t2 -c4, %ss x %s)\n   odi relay %s GB/s   nginx sendfile %s GB/s   ratio %sx  (target >= 0.90x: %s)' \
-    "$DUR" "$RUNS" "$(fmt "$(calc "$O/1e9")")" "$(fmt "$(calc "$N/1e9")")" "$(fmt "$R")" "$(verdict "$R" 0.9)")"
+OC=$(printf '%s\n' "${odi_cpg[@]}" | median); NC=$(printf '%s\n' "${ngx_cpg[@]}" | median)
+add "$(printf '1. Relay bytes/s, 1 GiB artifact (wrk -t2 -c4, %ss x %s)\n   odi relay %s GB/s   nginx sendfile %s GB/s   ratio %sx  (target >= 0.90x: %s)\n   server CPU per GB sent: odi %s s, nginx %s s' \
+    "$DUR" "$RUNS" "$(fmt "$(calc "$O/1e9")")" "$(fmt "$(calc "$N/1e9")")" "$(fmt "$R" 3)" "$(verdict "$R" 0.9)" "$(fmt "$OC" 3)" "$(fmt "$NC" 3)")"
 
 log "1b. memory under 64 concurrent downloads (${DUR}s each)"
 mem_under_load "$RELAY_PID" "$RELAY_URL/r/bench/big.bin"
@@ -259,22 +273,27 @@ wait_for 600 "the directory to redirect to the relay (log: $WORK/directory.log)"
 sleep 2
 
 log "2. directory vs nginx return 302: $RUNS x ${DUR}s each, wrk -t2 -c64 --latency"
-odi_rps=(); ngx_rps=(); odi_p99=(); ngx_p99=()
+odi_rps=(); ngx_rps=(); odi_p99=(); ngx_p99=(); odi_cpr=(); ngx_cpr=()
 for i in $(seq 1 "$RUNS"); do
     order="odi nginx"; [ $((i % 2)) = 0 ] && order="nginx odi"
     for who in $order; do
-        if [ "$who" = odi ]; then url="$DIR_URL/r/bench/small.bin"; else url="$NGINX_URL/redirect/bench/small.bin"; fi
+        if [ "$who" = odi ]; then url="$DIR_URL/r/bench/small.bin"; pid=$DIR_PID; else url="$NGINX_URL/redirect/bench/small.bin"; pid=$NGINX_PID; fi
+        c0=$(cpu_ticks "$pid")
         wrk_run -t2 -c64 -d"${DUR}s" --timeout 10s --latency "$url"
+        c1=$(cpu_ticks "$pid")
         read -r _ dur reqs errs _ p99 <<<"$WRK"
         rps=$(calc "$reqs / ($dur / 1e6)")
-        if [ "$who" = odi ]; then odi_rps+=("$rps"); odi_p99+=("$p99"); else ngx_rps+=("$rps"); ngx_p99+=("$p99"); fi
-        detail "2 run $i $who req/s=$(fmt "$rps" 0) p99=$(fmt "$(calc "$p99/1000")" 2)ms errors=$errs"
+        cpr=$(calc "(($c1 - $c0) / $TICK) * 1e6 / $reqs") # server CPU microseconds per redirect
+        if [ "$who" = odi ]; then odi_rps+=("$rps"); odi_p99+=("$p99"); odi_cpr+=("$cpr"); else ngx_rps+=("$rps"); ngx_p99+=("$p99"); ngx_cpr+=("$cpr"); fi
+        detail "2 run $i $who $(fmt "$rps" 0) req/s, p99 $(fmt "$(calc "$p99/1000")" 2) ms, server CPU $(fmt "$cpr" 1) us/redirect, errors=$errs"
     done
 done
+OC=$(printf '%s\n' "${odi_cpr[@]}" | median); NC=$(printf '%s\n' "${ngx_cpr[@]}" | median)
 O=$(printf '%s\n' "${odi_rps[@]}" | median); N=$(printf '%s\n' "${ngx_rps[@]}" | median); R=$(calc "$O / $N")
 OP=$(printf '%s\n' "${odi_p99[@]}" | median); NP=$(printf '%s\n' "${ngx_p99[@]}" | median)
-add "$(printf '2. Directory redirects/s (wrk -t2 -c64 --latency, %ss x %s)\n   odi directory %s req/s, p99 %s ms   nginx return 302 %s req/s, p99 %s ms   ratio %sx  (target >= 1.00x: %s)' \
-    "$DUR" "$RUNS" "$(fmt "$O" 0)" "$(fmt "$(calc "$OP/1000")")" "$(fmt "$N" 0)" "$(fmt "$(calc "$NP/1000")")" "$(fmt "$R")" "$(verdict "$R" 1.0)")"
+add "$(printf '2. Directory redirects/s (wrk -t2 -c64 --latency, %ss x %s)\n   odi directory %s req/s, p99 %s ms   nginx return 302 %s req/s, p99 %s ms   ratio %sx  (target >= 1.00x: %s)\n   server CPU per redirect: odi %s us, nginx %s us (ratio of CPU efficiency %sx)' \
+    "$DUR" "$RUNS" "$(fmt "$O" 0)" "$(fmt "$(calc "$OP/1000")")" "$(fmt "$N" 0)" "$(fmt "$(calc "$NP/1000")")" "$(fmt "$R" 3)" "$(verdict "$R" 1.0)" \
+    "$(fmt "$OC" 1)" "$(fmt "$NC" 1)" "$(fmt "$(calc "$NC / $OC")")")"
 
 # The servers are not needed any more: stop them so the CPU figures below run alone.
 stop "$DIR_PID"; stop "$RELAY_PID"; stop "$NGINX_PID"
@@ -307,8 +326,8 @@ P=$(printf '%s\n' "${par[@]}" | median); OS=$(printf '%s\n' "${ossl[@]}" | media
 R1=$(calc "$S / $OS"); RY=$(calc "$Y / $OS"); RP=$(calc "$P / $OP")
 g() { fmt "$(calc "$1 / 1e9")"; }
 add "$(printf '3. sha256 of a 1 GiB file in page cache (sha2 crate, SHA-NI detected: %s)\n   one core:  odi store::hash_file %s GB/s   openssl dgst -sha256 %s GB/s   ratio %sx  (target >= 0.90x: %s)\n              (plain std::fs reads + sha2 on one thread %s GB/s = %sx; sha2 on memory %s GB/s)\n   all %s cores: odi %s hash_file tasks %s GB/s   %s openssl processes %s GB/s   ratio %sx  (target >= 0.90x: %s; scaling %sx of one core)' \
-    "$SHA_NI" "$(g "$S")" "$(g "$OS")" "$(fmt "$R1")" "$(verdict "$R1" 0.9)" "$(g "$Y")" "$(fmt "$RY")" "$(g "$M")" \
-    "$CORES" "$CORES" "$(g "$P")" "$CORES" "$(g "$OP")" "$(fmt "$RP")" "$(verdict "$RP" 0.9)" "$(fmt "$(calc "$P / $S")")")"
+    "$SHA_NI" "$(g "$S")" "$(g "$OS")" "$(fmt "$R1" 3)" "$(verdict "$R1" 0.9)" "$(g "$Y")" "$(fmt "$RY")" "$(g "$M")" \
+    "$CORES" "$CORES" "$(g "$P")" "$CORES" "$(g "$OP")" "$(fmt "$RP" 3)" "$(verdict "$RP" 0.9)" "$(fmt "$(calc "$P / $S")")")"
 
 # ---------------------------------------------------------------- 4. validate + plan
 log "4. validate + plan at 100,000 artifacts / 1,000 relays"

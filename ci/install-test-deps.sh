@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the test suite drives as real clients and tools, on Debian: minisign (signature
 # interop), curl/wget/aria2c (downloads through the network), python3-jsonschema (an
-# independent schema validator), git. Run as root, or with sudo available; skips what is there.
+# independent schema validator), git; and the ecosystem clients of agent/tests/it/clients.rs:
+# pip (python3-pip), Maven with Debian's offline plugin repository under /usr/share/maven-repo
+# (maven, libmaven-dependency-plugin-java, and junit4 which its Debian poms depend on), apt
+# and dpkg-deb (apt, dpkg). Run as root, or with sudo available; skips what is there.
 set -euo pipefail
 need=()
 command -v minisign >/dev/null || need+=(minisign)
@@ -10,6 +13,14 @@ command -v wget >/dev/null || need+=(wget)
 command -v aria2c >/dev/null || need+=(aria2)
 command -v git >/dev/null || need+=(git)
 /usr/bin/python3 -c 'import jsonschema' 2>/dev/null || need+=(python3-jsonschema)
+command -v python3 >/dev/null || need+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
+command -v mvn >/dev/null || need+=(maven)
+repo=/usr/share/maven-repo
+ls "$repo"/org/apache/maven/plugins/maven-dependency-plugin/*/maven-dependency-plugin-*.jar >/dev/null 2>&1 || need+=(libmaven-dependency-plugin-java)
+[ -d "$repo/junit/junit/4.x" ] || need+=(junit4)
+command -v apt-get >/dev/null || need+=(apt)
+command -v dpkg-deb >/dev/null || need+=(dpkg)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

@@ -115,23 +115,23 @@ pub fn nodes() -> Vec<(&'static str, Role, &'static str)> {
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     /// A file or folder.
-    #[error("{path}: {source}")]
+    #[error("{path}: {reason}")]
     Io {
         /// Which.
         path: PathBuf,
-        /// Why.
-        source: std::io::Error,
+        /// Why (not `source`: the message already says it, and anyhow would repeat it).
+        reason: std::io::Error,
     },
     /// `--dir` already holds something.
     #[error("{0} is not empty; give --dir a new or empty folder")]
     DirNotEmpty(PathBuf),
     /// The entry point's address is taken.
-    #[error("cannot listen on {addr}: {source} (choose another with --listen)")]
+    #[error("cannot listen on {addr}: {reason} (choose another with --listen)")]
     Listen {
         /// The address.
         addr: SocketAddr,
         /// Why.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// A catalog layout is wrong (a bug in a layout function).
     #[error("demo catalog: {0}")]
@@ -149,12 +149,12 @@ pub enum DemoError {
     #[error("{0}")]
     Setup(String),
     /// An agent could not be started.
-    #[error("cannot start {name}: {source}")]
+    #[error("cannot start {name}: {reason}")]
     Spawn {
         /// Node.
         name: String,
         /// Why.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// An agent exited while the network was starting.
     #[error("{name} (pid {pid}) exited during start-up ({status}); see its log {}{tail}", log.display())]
@@ -187,7 +187,7 @@ pub enum DemoError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DemoError + '_ {
-    move |source| DemoError::Io { path: path.to_owned(), source }
+    move |reason| DemoError::Io { path: path.to_owned(), reason }
 }
 
 /// `odi demo` options.
@@ -218,7 +218,7 @@ async fn run_async(options: DemoOptions) -> Result<(), DemoError> {
     let root = work.path.clone();
 
     // Fail before doing any work if the entry point's port is taken.
-    drop(TcpListener::bind(options.listen).map_err(|source| DemoError::Listen { addr: options.listen, source })?);
+    drop(TcpListener::bind(options.listen).map_err(|reason| DemoError::Listen { addr: options.listen, reason })?);
 
     println!("Generating the demo network in {} ...", root.display());
     let origin_dir = root.join("origin");
@@ -434,7 +434,7 @@ impl Fleet {
         // Own process group: a terminal's Ctrl-C reaches only the demo, which then stops the
         // agents itself, in order, and waits for them.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = cmd.spawn().map_err(|source| DemoError::Spawn { name: p.name.into(), source })?;
+        let child = cmd.spawn().map_err(|reason| DemoError::Spawn { name: p.name.into(), reason })?;
         self.procs.push(Proc { name: p.name, role: p.role, region: p.region, url: p.url.clone(), pid: child.id(), log: log.to_owned(), child, exited: None });
         Ok(())
     }

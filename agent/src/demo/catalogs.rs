@@ -108,9 +108,9 @@ impl CatalogWriter {
         let artifact_path = ArtifactPath::new(path).map_err(|e| DemoError::Catalog(format!("{}/{path}: {e}", self.catalog.name)))?;
         let file = self.root.join(path);
         if let Some(parent) = file.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| DemoError::Io { path: parent.to_owned(), source })?;
+            std::fs::create_dir_all(parent).map_err(|reason| DemoError::Io { path: parent.to_owned(), reason })?;
         }
-        std::fs::write(&file, bytes).map_err(|source| DemoError::Io { path: file.clone(), source })?;
+        std::fs::write(&file, bytes).map_err(|reason| DemoError::Io { path: file.clone(), reason })?;
         self.catalog.artifacts.push(ArtifactEntry {
             path: artifact_path,
             size: bytes.len() as u64,
@@ -201,8 +201,8 @@ pub fn pypi(origin_dir: &Path) -> Result<DemoCatalog, DemoError> {
     let sha = hex::encode(sha2::Sha256::digest(&whl));
     w.add(&format!("packages/{WHEEL}"), &whl)?;
     w.add("simple/index.html", simple_page("Simple index", &format!("<a href=\"{PYPI_PROJECT}/\">{PYPI_PROJECT}</a>")).as_bytes())?;
-    // Relative link: it resolves against whichever node served the page (see the report on
-    // relays that hold the page but not the wheel: the demo's pypi relays hold both).
+    // Relative link, as PEP 503 allows: it resolves against whichever relay served the page,
+    // so that relay must hold the wheel too (the demo's topology ensures it, see RELAYS).
     let link = format!("<a href=\"../../packages/{WHEEL}#sha256={sha}\" data-requires-python=\"&gt;=3.7\">{WHEEL}</a>");
     w.add(&format!("simple/{PYPI_PROJECT}/index.html"), simple_page(&format!("Links for {PYPI_PROJECT}"), &link).as_bytes())?;
     Ok(w.finish())

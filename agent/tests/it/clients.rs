@@ -8,6 +8,7 @@
 //! (`ci/install-test-deps.sh` installs them all); nothing here touches the internet.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use odi_agent::node::RunningAgent;
 use odi_network::builder::NetworkBuilder;
 use odi_network::raw::CatalogFile;
+use tokio_util::sync::CancellationToken;
 
 use crate::support::{self, Run};
 use crate::testnet::{client, eventually, TestNet};
@@ -108,6 +110,13 @@ fn cmd(bin: &str) -> Command {
         c.env_remove(v);
     }
     c.env("no_proxy", "*").env("NO_PROXY", "*");
+    c
+}
+
+/// A command with its arguments.
+fn command(bin: &str, args: &[&str]) -> Command {
+    let mut c = Command::new(bin);
+    c.args(args);
     c
 }
 
@@ -246,8 +255,8 @@ struct Net {
 }
 
 impl Net {
-    /// Builds the content, starts the directory and the relays and waits until the directory
-    /// redirects every artifact to a healthy relay.
+    /// Builds the content, starts the directory and the relays and waits until every relay is
+    /// healthy at the directory and holds its share (every artifact on its 2 relays).
     async fn up() -> Self {
         let work = tempfile::tempdir().unwrap();
         let content = build_content(work.path());
@@ -260,20 +269,34 @@ impl Net {
             }
         }
         let total = files.len();
-        let net = TestNet::new(network(&content), files).await;
+        let mut net = TestNet::new(network(&content), files).await;
+        // Each relay on its own loopback address: clients that limit connections per host
+        // (aria2c) see the directory and the relays as different servers, as on the internet.
+        let addrs: BTreeMap<&str, SocketAddr> = RELAYS.iter().zip(2u8..).map(|(r, i)| (*r, SocketAddr::from(([127, 0, 0, i], net.ports[*r])))).collect();
+        for (r, a) in &addrs {
+            net.builder.relays.get_mut(*r).unwrap().url = format!("http://{a}/");
+        }
+        net.commit("relays on their own loopback addresses");
         let mut agents = vec![net.start(DIR).await];
-        for r in RELAYS {
-            agents.push(net.start(r).await);
+        for (r, a) in &addrs {
+            let mut config = net.config(r);
+            config.listen = vec![*a];
+            agents.push(odi_agent::node::start(config, CancellationToken::new()).await.unwrap());
         }
         let base = net.url(DIR);
-        eventually(&format!("{DIR}: relays {RELAYS:?} healthy and all {total} artifacts routable"), WAIT, || {
+        // Every replica in place (2 per artifact), not just one per artifact: clients may be
+        // sent to either copy.
+        let copies = 2 * total;
+        eventually(&format!("{DIR}: relays {RELAYS:?} healthy, holding all {copies} copies of the {total} artifacts"), WAIT, || {
             let base = base.clone();
             async move {
                 let Ok(r) = client().get(format!("{base}/.odi/v1/status")).send().await else { return false };
                 let Ok(doc) = r.json::<serde_json::Value>().await else { return false };
                 let d = &doc["directory"];
-                let healthy = d["relays"].as_array().is_some_and(|a| a.len() == RELAYS.len() && a.iter().all(|r| r["healthy"] == true));
-                healthy && d["routing"]["current"] == true && d["routing"]["routable"] == total
+                let Some(relays) = d["relays"].as_array() else { return false };
+                let healthy = relays.len() == RELAYS.len() && relays.iter().all(|r| r["healthy"] == true);
+                let held: u64 = relays.iter().filter_map(|r| r["artifacts_held"].as_u64()).sum();
+                healthy && held >= copies as u64 && d["routing"]["current"] == true && d["routing"]["routable"] == total
             }
         })
         .await;
@@ -301,16 +324,21 @@ impl Net {
         d
     }
 
+    /// Base URL of a relay (with a trailing slash).
+    fn relay_url(&self, relay: &str) -> &str {
+        &self.net.builder.relays[relay].url
+    }
+
     /// Which relay a URL points at.
     fn relay_of(&self, url: &str) -> Option<&'static str> {
-        RELAYS.into_iter().find(|r| url.starts_with(&format!("{}/", self.net.url(r))))
+        RELAYS.into_iter().find(|r| url.starts_with(self.relay_url(r)))
     }
 
     /// `odi_served_bytes_total` of every relay.
     async fn served_bytes(&self) -> BTreeMap<&'static str, f64> {
         let mut out = BTreeMap::new();
         for r in RELAYS {
-            let text = client().get(format!("{}/metrics", self.net.url(r))).send().await.unwrap().text().await.unwrap();
+            let text = client().get(format!("{}metrics", self.relay_url(r))).send().await.unwrap().text().await.unwrap();
             let v = text
                 .lines()
                 .find_map(|l| l.strip_prefix("odi_served_bytes_total").filter(|rest| rest.starts_with(' ') || rest.starts_with('{')))
@@ -324,7 +352,14 @@ impl Net {
 }
 
 fn same(what: &str, got: &[u8], want: &[u8]) {
-    assert!(got == want, "{what}: {} bytes (sha256 {}), the catalog has {} bytes (sha256 {})", got.len(), support::sha256_hex(got), want.len(), support::sha256_hex(want));
+    assert!(
+        got == want,
+        "{what}: {} bytes (sha256 {}), the catalog has {} bytes (sha256 {})",
+        got.len(),
+        support::sha256_hex(got),
+        want.len(),
+        support::sha256_hex(want)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -377,24 +412,50 @@ async fn wget_follows_the_redirect() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn aria2_uses_the_metalink_and_the_link_headers() {
+async fn aria2_uses_the_metalink_and_the_link_headers_to_download_from_several_relays() {
     need("aria2c", "aria2");
     let n = Net::up().await;
     let blob = n.bytes("files", BLOB);
     let aria = |dir: &Path, out: &str| {
         let mut c = cmd("aria2c");
-        // 1 MiB pieces so that the 3 MiB blob is split over 3 connections.
-        c.args(["--no-conf", "--console-log-level=warn", "--summary-interval=0", "--download-result=hide", "--allow-overwrite=true", "--auto-file-renaming=false"])
-            .args(["--check-integrity=true", "--max-tries=2", "--retry-wait=1", "--timeout=30", "-k1M", "-x3", "-s3", "--log-level=info", "--log=-"])
-            .arg("-d")
-            .arg(dir)
-            .arg("-o")
-            .arg(out);
+        // 1 MiB pieces so that the 3 MiB blob is split, at most one connection per server
+        // (`-x1`) so that aria2 has to use other sources for the other pieces, a speed cap
+        // so that the first connection does not fetch every piece on loopback before the
+        // others are up, and the debug log on stdout to see which URIs it took from where.
+        c.args([
+            "--no-conf",
+            "--console-log-level=warn",
+            "--summary-interval=0",
+            "--download-result=hide",
+            "--allow-overwrite=true",
+            "--auto-file-renaming=false",
+        ])
+        .args([
+            "--check-integrity=true",
+            "--max-tries=2",
+            "--retry-wait=1",
+            "--timeout=30",
+            "-k1M",
+            "-x1",
+            "-s3",
+            "--max-download-limit=3M",
+            "--uri-selector=inorder",
+            "--log-level=debug",
+            "--log=-",
+        ])
+        .arg("-d")
+        .arg(dir)
+        .arg("-o")
+        .arg(out);
         c
+    };
+    // Relays that served at least one 1 MiB piece (the directory's probes read far less).
+    let servers = |before: &BTreeMap<&'static str, f64>, after: &BTreeMap<&'static str, f64>| -> Vec<&'static str> {
+        RELAYS.into_iter().filter(|r| after[r] - before[r] >= f64::from(512u32 << 10)).collect()
     };
 
     // Metalink: aria2 reads the `.meta4` from the directory (size, sha256, relay URLs),
-    // downloads from the relays and checks the hash.
+    // downloads pieces from the relays and checks the hash.
     let before = n.served_bytes().await;
     let dir = n.dir("aria2-metalink");
     let mut c = aria(&dir, BLOB);
@@ -402,25 +463,278 @@ async fn aria2_uses_the_metalink_and_the_link_headers() {
     let r = run_ok("aria2c --follow-metalink=mem", c).await;
     same("aria2c (Metalink) files/blob", &read(&dir.join(BLOB)), blob);
     let after = n.served_bytes().await;
-    let servers: Vec<&str> = RELAYS.into_iter().filter(|r| after[r] - before[r] >= (256 << 10) as f64).collect();
-    assert!(servers.len() >= 2, "several relays served parts of the blob from the Metalink: {before:?} -> {after:?}\n{}", r.stdout);
+    let used = servers(&before, &after);
+    assert!(used.len() >= 2, "several relays served pieces of the blob listed in the Metalink: {used:?}, bytes {before:?} -> {after:?}\n{}", tail(&r.stdout));
 
-    // Link headers (RFC 6249): a plain URL on the directory, `-s3` pieces.
+    // Link headers (RFC 6249) on the directory's 302: aria2 adds the `rel=duplicate` relay
+    // as a source, takes the hash from `Digest`, and fetches pieces from both relays.
     let before = n.served_bytes().await;
     let dir = n.dir("aria2-link");
     let mut c = aria(&dir, BLOB);
     c.arg(n.url("files", BLOB));
     let r = run_ok("aria2c URL", c).await;
     same("aria2c (Link headers) files/blob", &read(&dir.join(BLOB)), blob);
+    let added: Vec<&str> = RELAYS.into_iter().filter(|relay| r.stdout.contains(&format!("Adding URI={}r/files/{BLOB}", n.relay_url(relay)))).collect();
+    assert!(!added.is_empty(), "aria2 took a relay from the Link: rel=duplicate header:\n{}", tail(&r.stdout));
+    assert!(r.stdout.contains("Setting digest: type=sha-256"), "aria2 took the sha-256 from the Digest header:\n{}", tail(&r.stdout));
     let after = n.served_bytes().await;
-    let servers: Vec<&str> = RELAYS.into_iter().filter(|r| after[r] - before[r] >= (256 << 10) as f64).collect();
-    eprintln!("aria2c with Link headers: relays that served >= 256 KiB: {servers:?} ({before:?} -> {after:?})");
-    assert!(!servers.is_empty(), "a relay served the blob: {before:?} -> {after:?}\n{}", r.stdout);
+    let used = servers(&before, &after);
+    assert!(used.len() >= 2, "the redirect target and the Link duplicate both served pieces: {used:?} (Link added {added:?}), bytes {before:?} -> {after:?}");
+    assert!(added.iter().all(|a| used.contains(a)), "the relay from the Link header served bytes: added {added:?}, served {used:?}");
 
-    // The small file too.
+    // A small file: one piece, one relay.
     let dir = n.dir("aria2-small");
     let mut c = aria(&dir, "hello.txt");
     c.arg(n.url("files", "hello.txt"));
     run_ok("aria2c small file", c).await;
     same("aria2c files/hello.txt", &read(&dir.join("hello.txt")), n.bytes("files", "hello.txt"));
+}
+
+/// The end of a long log, for assertion messages.
+fn tail(log: &str) -> &str {
+    let mut start = log.len().saturating_sub(6000);
+    while !log.is_char_boundary(start) {
+        start += 1;
+    }
+    &log[start..]
+}
+
+/// Every URL the directory may send a client to for `url`: its own when it answers with the
+/// bytes, else the redirect target and the `Link: rel=duplicate` alternatives.
+async fn page_sources(url: &str) -> Vec<String> {
+    let r = client().get(url).send().await.unwrap();
+    match r.status().as_u16() {
+        200 => vec![url.to_owned()],
+        302 => {
+            let mut out = vec![r.headers()["location"].to_str().unwrap().to_owned()];
+            for l in r.headers().get_all("link").iter().filter_map(|v| v.to_str().ok()) {
+                for one in l.split(',').filter(|one| one.contains("rel=duplicate")) {
+                    if let Some(u) = one.trim().strip_prefix('<').and_then(|u| u.split('>').next()) {
+                        out.push(u.to_owned());
+                    }
+                }
+            }
+            out
+        }
+        s => panic!("GET {url} on the directory answered {s}"),
+    }
+}
+
+/// `python3 -m pip` with no user or site configuration and no network beyond the index.
+fn pip() -> Command {
+    let mut c = cmd("python3");
+    c.args(["-m", "pip"]);
+    for v in
+        ["PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_TRUSTED_HOST", "PIP_NO_INDEX", "PIP_TARGET", "PIP_REQUIRE_VIRTUALENV", "PYTHONPATH"]
+    {
+        c.env_remove(v);
+    }
+    c.env("PIP_NO_INPUT", "1").env("PIP_DISABLE_PIP_VERSION_CHECK", "1").env("PIP_CONFIG_FILE", "/dev/null").env("PYTHONDONTWRITEBYTECODE", "1");
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pip_installs_a_wheel_from_the_simple_index() {
+    need("python3", "python3");
+    let mut c = pip();
+    c.arg("--version");
+    let r = run(c).await;
+    assert_eq!(r.code, 0, "`python3 -m pip` is not available: install the Debian package `python3-pip`\n{}", r.both());
+    let n = Net::up().await;
+    // pip asks `<index>/hello-odi/` (a folder URL: the directory redirects to the relay's
+    // `index.html`), reads the link, and fetches the wheel relative to the relay's page.
+    let index = n.url("pypi", "simple/");
+    let wheel = n.bytes("pypi", &format!("packages/{WHEEL}"));
+
+    // pip resolves the page's relative link against the URL the page finally came from.
+    // Wherever the directory may send it for the page (the 302 target and every
+    // `rel=duplicate`), that link must lead to the wheel, even from a relay that does not
+    // hold the wheel itself (replicas 2 of 3 relays); otherwise pip fails at random.
+    let page = format!("{index}hello-odi/");
+    for base in page_sources(&page).await {
+        let body = reqwest::Client::builder().no_proxy().build().unwrap().get(&base).send().await.unwrap().text().await.unwrap();
+        let href = body.split("href=\"").nth(1).and_then(|h| h.split('"').next()).expect("the project page has a link");
+        let link = reqwest::Url::parse(&base).unwrap().join(href).unwrap();
+        let r = reqwest::Client::builder().no_proxy().build().unwrap().get(link.clone()).send().await.unwrap();
+        let status = r.status();
+        let got = r.bytes().await.unwrap();
+        assert!(
+            status == 200 && got == wheel,
+            "the wheel link of the project page served from {base} ({link}) answers {status} ({} bytes): a page served by a relay must have \
+             working relative links, e.g. a relay redirects requests for artifacts it does not hold to its directory",
+            got.len()
+        );
+    }
+
+    let out = n.dir("pip-download");
+    let mut c = pip();
+    c.args(["download", "--no-deps", "--no-cache-dir", "--index-url", &index, "hello-odi", "-d"]).arg(&out);
+    run_ok("pip download", c).await;
+    same("pip download hello-odi", &read(&out.join(WHEEL)), wheel);
+
+    let target = n.dir("pip-target");
+    let mut c = pip();
+    c.args(["install", "--no-deps", "--no-cache-dir", "--no-compile", "--index-url", &index, "hello-odi==1.0", "--target"]).arg(&target);
+    let r = run_ok("pip install --target", c).await;
+    assert!(r.stdout.contains("Successfully installed hello-odi-1.0"), "pip installed the wheel:\n{}", r.both());
+    let mut c = cmd("python3");
+    c.env("PYTHONPATH", &target).env("PYTHONDONTWRITEBYTECODE", "1").args(["-c", "import hello_odi; print(hello_odi.__version__); print(hello_odi.__file__)"]);
+    let r = run_ok("import hello_odi", c).await;
+    let mut lines = r.stdout.lines();
+    assert_eq!(lines.next(), Some("1.0"), "the installed module's version:\n{}", r.both());
+    let file = lines.next().unwrap_or_default();
+    assert!(Path::new(file).starts_with(&target), "imported from the --target folder, not from {file}");
+}
+
+/// Debian's local Maven repository (plugins packaged as `lib*-java`).
+const DEBIAN_MAVEN_REPO: &str = "/usr/share/maven-repo";
+
+/// The version of `maven-dependency-plugin` that Debian installed (a folder with the jar).
+fn debian_dependency_plugin() -> String {
+    let dir = Path::new(DEBIAN_MAVEN_REPO).join("org/apache/maven/plugins/maven-dependency-plugin");
+    let mut versions: Vec<String> =
+        std::fs::read_dir(&dir).map(|rd| rd.flatten().filter_map(|e| e.file_name().into_string().ok()).collect()).unwrap_or_default();
+    versions.retain(|v| dir.join(v).join(format!("maven-dependency-plugin-{v}.jar")).is_file());
+    // A real version number before Debian's `debian` alias.
+    versions.sort_by_key(|v| (v != "debian", v.split('.').map(|p| p.parse::<u32>().unwrap_or(0)).collect::<Vec<_>>()));
+    versions
+        .pop()
+        .unwrap_or_else(|| panic!("no maven-dependency-plugin jar under {}: install the Debian package `libmaven-dependency-plugin-java`", dir.display()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maven_resolves_an_artifact_through_the_directory_as_a_mirror() {
+    need("mvn", "maven");
+    let plugin = debian_dependency_plugin();
+    // The plugin's dependencies as Debian declares them include junit:junit:4.x.
+    let junit = Path::new(DEBIAN_MAVEN_REPO).join("junit/junit/4.x");
+    assert!(junit.is_dir(), "{} is missing: install the Debian package `junit4` (a dependency of Debian's maven-dependency-plugin poms)", junit.display());
+    let n = Net::up().await;
+    let work = n.dir("maven");
+    let local = n.dir("maven-local");
+    let mirror = n.url("maven", "");
+    // Every remote repository is mirrored by the directory, except Debian's plugin jars,
+    // which come from the local file repository: no internet.
+    let settings = format!(
+        r#"<settings xmlns="http://maven.apache.org/SETTINGS/1.2.0">
+  <localRepository>{}</localRepository>
+  <interactiveMode>false</interactiveMode>
+  <offline>false</offline>
+  <mirrors>
+    <mirror><id>odi</id><name>ODI directory</name><mirrorOf>*,!debian</mirrorOf><url>{mirror}</url></mirror>
+  </mirrors>
+  <profiles>
+    <profile>
+      <id>debian</id>
+      <pluginRepositories>
+        <pluginRepository><id>debian</id><url>file://{DEBIAN_MAVEN_REPO}</url></pluginRepository>
+      </pluginRepositories>
+    </profile>
+  </profiles>
+  <activeProfiles><activeProfile>debian</activeProfile></activeProfiles>
+</settings>
+"#,
+        local.display()
+    );
+    std::fs::write(work.join("settings.xml"), settings).unwrap();
+    std::fs::write(work.join("global-settings.xml"), "<settings/>\n").unwrap();
+    let mut c = cmd("mvn");
+    c.current_dir(&work).env_remove("MAVEN_OPTS").env_remove("MAVEN_ARGS").env_remove("MAVEN_CONFIG");
+    c.args(["-B", "-s", "settings.xml", "-gs", "global-settings.xml"])
+        .arg(format!("-Dmaven.repo.local={}", local.display()))
+        .arg(format!("org.apache.maven.plugins:maven-dependency-plugin:{plugin}:get"))
+        .args(["-Dartifact=org.odi.demo:hello:1.0", "-Dtransitive=false"]);
+    let r = run_ok("mvn dependency:get", c).await;
+    let jar_url = format!("{mirror}{MAVEN_DIR}/hello-1.0.jar");
+    assert!(r.stdout.contains(&format!("Downloaded from odi: {jar_url}")), "Maven fetched the jar from the directory:\n{}", tail(&r.stdout));
+    assert!(
+        !r.stdout.contains("from odi for") && !r.stdout.contains(&format!("integrity of download from {mirror}")),
+        "Maven verified the .sha1 of what it got through the directory:\n{}",
+        tail(&r.stdout)
+    );
+    for f in ["hello-1.0.jar", "hello-1.0.pom"] {
+        let path = format!("{MAVEN_DIR}/{f}");
+        same(&format!("Maven local repository {f}"), &read(&local.join(&path)), n.bytes("maven", &path));
+    }
+}
+
+/// Purges `odi-hello` from the system when dropped (the apt test installs it for real).
+struct Purge;
+
+impl Drop for Purge {
+    fn drop(&mut self) {
+        let _ = command("dpkg", &["--purge", "odi-hello"]).output();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apt_installs_a_package_from_the_repository() {
+    need("apt-get", "apt");
+    need("dpkg", "dpkg");
+    let id = support::run(command("id", &["-u"]));
+    let root = id.stdout.trim() == "0";
+    let n = Net::up().await;
+    let state = n.dir("apt");
+    for d in ["lists/partial", "archives/partial", "cache", "sources.list.d", "preferences.d"] {
+        std::fs::create_dir_all(state.join(d)).unwrap();
+    }
+    // Unsigned repository: `trusted=yes`.
+    std::fs::write(state.join("sources.list"), format!("deb [trusted=yes] {} stable main\n", n.url("apt", ""))).unwrap();
+    // apt with only this repository and its own lists and caches; dpkg's database is the
+    // system's (a real install, purged at the end).
+    let apt = |sub: &[&str]| {
+        let mut c = cmd("apt-get");
+        c.env("DEBIAN_FRONTEND", "noninteractive");
+        for (k, v) in [
+            ("Dir::Etc::SourceList", state.join("sources.list")),
+            ("Dir::Etc::SourceParts", state.join("sources.list.d")),
+            ("Dir::Etc::PreferencesParts", state.join("preferences.d")),
+            ("Dir::State::Lists", state.join("lists")),
+            ("Dir::Cache", state.join("cache")),
+            ("Dir::Cache::Archives", state.join("archives")),
+        ] {
+            c.arg("-o").arg(format!("{k}={}", v.display()));
+        }
+        for o in
+            ["Acquire::http::Proxy=DIRECT", "Acquire::Languages=none", "Acquire::Retries=0", "APT::Keep-Downloaded-Packages=true", "DPkg::Lock::Timeout=60"]
+        {
+            c.args(["-o", o]);
+        }
+        // Root drops to `_apt` for downloads, which cannot read a private temp folder.
+        c.args(["-o", if root { "APT::Sandbox::User=root" } else { "Debug::NoLocking=1" }]);
+        c.args(sub);
+        c
+    };
+    let r = run_ok("apt-get update", apt(&["update"])).await;
+    assert!(!r.stdout.contains("Err:") && !r.stderr.contains("W:"), "apt-get update read the repository cleanly:\n{}", r.both());
+    let deb = n.bytes("apt", DEB);
+
+    if !root {
+        // Not root (CI is): download and unpack instead of installing.
+        let r = run_ok("apt-get download", {
+            let mut c = apt(&["download", "odi-hello"]);
+            c.current_dir(&state);
+            c
+        })
+        .await;
+        same("apt-get download odi-hello", &read(&state.join("odi-hello_1.0_all.deb")), deb);
+        let unpacked = n.dir("apt-unpacked");
+        let mut c = Command::new("dpkg-deb");
+        c.arg("-x").arg(state.join("odi-hello_1.0_all.deb")).arg(&unpacked);
+        run_ok("dpkg-deb -x", c).await;
+        same("the file of odi-hello", &read(&unpacked.join(DEB_FILE.trim_start_matches('/'))), DEB_TEXT.as_bytes());
+        eprintln!("not root: checked `apt-get download` and the unpacked file instead of a real install\n{}", r.stdout);
+        return;
+    }
+
+    let _purge = Purge;
+    let _ = support::run(command("dpkg", &["--purge", "odi-hello"]));
+    let r = run_ok("apt-get install odi-hello", apt(&["install", "-y", "--no-install-recommends", "odi-hello"])).await;
+    assert!(r.stdout.contains("Setting up odi-hello (1.0)"), "apt installed odi-hello 1.0:\n{}", r.both());
+    same("apt's downloaded .deb", &read(&state.join("archives/odi-hello_1.0_all.deb")), deb);
+    same(&format!("{DEB_FILE} installed by apt"), &read(Path::new(DEB_FILE)), DEB_TEXT.as_bytes());
+    let r = run_ok("dpkg -s", command("dpkg", &["-s", "odi-hello"])).await;
+    assert!(r.stdout.contains("Status: install ok installed") && r.stdout.contains("Version: 1.0"), "{}", r.stdout);
+    run_ok("dpkg --purge", command("dpkg", &["--purge", "odi-hello"])).await;
+    assert!(!Path::new(DEB_FILE).exists(), "{DEB_FILE} is gone after the purge");
 }

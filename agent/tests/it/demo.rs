@@ -158,10 +158,35 @@ async fn demo_serves_survives_a_killed_relay_and_stops_every_node() {
 
     let client = follow();
     let origin = dir.join("origin");
-    // The downloads go through a directory the demo printed. FEDERATION: once the
-    // meta-directory redirects (issue 5), this is `entry` (the printed `curl -L` URL).
+    // A directory the demo printed redirects to a relay the demo printed, once it has probed
+    // them.
+    let relays: Vec<&str> = nodes.iter().filter(|r| r.role == "relay").map(|r| r.url.as_str()).collect();
     let directory = nodes.iter().find(|r| r.role == "directory").unwrap().url.clone();
-    let base = directory.as_str();
+    let no_follow = crate::testnet::client();
+    let start = Instant::now();
+    loop {
+        let r = no_follow.get(format!("{directory}r/{HELLO}/{HELLO_LARGE}")).send().await.unwrap();
+        let location = r.headers().get(reqwest::header::LOCATION).and_then(|l| l.to_str().ok()).unwrap_or("").to_owned();
+        if r.status() == reqwest::StatusCode::FOUND && relays.iter().any(|u| location.starts_with(u)) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no redirect to a relay yet: {} {location}\n{ctx}", r.status());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Everything else goes through the entry point, as a person would: the printed `curl -L`
+    // URL gives the origin's bytes after the meta-directory -> directory -> relay redirects.
+    let base = entry.as_str();
+    // The meta-directory probes its directories every 2s; give it a few rounds.
+    let start = Instant::now();
+    let printed = loop {
+        match fetch(&client, curl).await {
+            Ok(bytes) => break bytes,
+            Err(e) => assert!(start.elapsed() < Duration::from_secs(20), "{e}\n{ctx}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(printed, std::fs::read(origin.join(HELLO).join(HELLO_LARGE)).unwrap(), "{curl}");
     hello_round(&client, base, &origin).await.unwrap_or_else(|e| panic!("{e}\n{ctx}"));
     let gone = client.get(format!("{base}r/{HELLO}/{HELLO_EXPUNGED}")).send().await.unwrap();
     assert_eq!(gone.status(), reqwest::StatusCode::GONE);
