@@ -204,8 +204,20 @@ pub async fn handle(node: &Arc<Node>, req: Request<Incoming>) -> Response<Body> 
     if parsed.meta4 {
         return response::text(StatusCode::NOT_FOUND, "relays do not serve Metalink; ask a directory");
     }
-    match serve_stored(node, &req, &parsed.catalog, artifact).await {
-        Some(resp) => resp,
+    if let Some(resp) = serve_stored(node, &req, &parsed.catalog, artifact).await {
+        return resp;
+    }
+    // Not held here (a relative link from a page this relay served, say): send the client to
+    // one of this relay's directories, marked so that the directory answers it itself.
+    let directory = view.as_ref().and_then(|v| {
+        let me = v.network.relays.get(&node.config.name)?;
+        me.directories.iter().filter_map(|d| v.network.directories.get(d)).find(|d| d.catalogs.contains(&parsed.catalog))
+    });
+    match directory.and_then(|d| base(&d.url).join(&format!("r/{}/{}", parsed.catalog, parsed.path)).ok()) {
+        Some(mut url) => {
+            url.query_pairs_mut().append_pair(crate::federation::VIA_PARAM, &node.config.name);
+            response::redirect(StatusCode::FOUND, url.as_str())
+        }
         None => response::text(StatusCode::NOT_FOUND, format!("{}/{} is not held by this relay", parsed.catalog, parsed.path)),
     }
 }

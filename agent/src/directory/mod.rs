@@ -384,8 +384,14 @@ async fn answer(node: &Arc<Node>, dir: &DirectoryState, req: &Request<Incoming>,
         return metalink_response(table.metalink(e, region));
     }
     let get = req.method() == Method::GET;
+    // A relay that did not hold the artifact sent the client back here (`odi-via=<relay>`):
+    // answer from this directory rather than risk sending it round again.
+    let bounced = req.uri().query().is_some_and(|q| {
+        let via = crate::federation::via(Some(q));
+        table.view.as_ref().is_some_and(|v| via.iter().any(|n| v.network.relays.contains_key(n)))
+    });
     let u = if e.candidates.len() > 1 { rand::thread_rng().gen::<f64>() } else { 0.0 };
-    if let Some((g, pos)) = e.choose(region, u) {
+    if let Some((g, pos)) = e.choose(region, u).filter(|_| !bounced) {
         if get {
             e.counter.hit();
             dir.region_counter(region).hit();

@@ -55,9 +55,17 @@ async fn relay_holds_exactly_its_share_and_serves_it() {
         assert_eq!(r.status(), 206);
         assert_eq!(r.bytes().await.unwrap().as_ref(), &bytes[p][1..4]);
     }
-    // Not in its share: 404; expunged: 410; unknown: 404; traversal: 400.
+    // Not in its share: back to its directory, marked so the directory answers it itself
+    // (a relative link on a page this relay served must still work); expunged: 410;
+    // unknown: 404; traversal: 400.
     if let Some(other) = bytes.keys().find(|k| !want.contains(k) && k.as_str() != EXPUNGED) {
-        assert_eq!(c.get(format!("{base}/r/{CATALOG}/{other}")).send().await.unwrap().status(), 404);
+        let r = c.get(format!("{base}/r/{CATALOG}/{other}")).send().await.unwrap();
+        assert_eq!(r.status(), 302);
+        let loc = r.headers()["location"].to_str().unwrap().to_owned();
+        assert!(loc.starts_with(&format!("{}/r/{CATALOG}/", net.url("dir-a"))) && loc.ends_with("?odi-via=relay-3"), "{loc}");
+        let again = c.get(&loc).send().await.unwrap();
+        assert_eq!(again.status(), 200, "the directory serves a bounced request itself");
+        assert_eq!(again.bytes().await.unwrap().as_ref(), bytes[other].as_slice());
     }
     assert_eq!(c.get(format!("{base}/r/{CATALOG}/{EXPUNGED}")).send().await.unwrap().status(), 410);
     assert_eq!(c.get(format!("{base}/r/{CATALOG}/nope.bin")).send().await.unwrap().status(), 404);
