@@ -272,14 +272,22 @@ impl Config {
         if raw.listen.is_empty() {
             return Err(invalid("listen", "at least one address is needed".into()));
         }
-        let listen = raw.listen.iter().map(|a| a.parse().map_err(|_| invalid("listen", format!("`{a}` is not an address like 0.0.0.0:8080")))).collect::<Result<_, _>>()?;
+        let listen = raw
+            .listen
+            .iter()
+            .map(|a| a.parse().map_err(|_| invalid("listen", format!("`{a}` is not an address like 0.0.0.0:8080"))))
+            .collect::<Result<_, _>>()?;
         if raw.repository.root_keys.is_empty() {
             return Err(invalid("repository.root_keys", "pin at least one root key".into()));
         }
         let mut root_keys = Vec::new();
         for k in &raw.repository.root_keys {
             let p = rel(Path::new(k));
-            let text = if p.is_file() { std::fs::read_to_string(&p).map_err(|e| invalid("repository.root_keys", format!("{}: {e}", p.display())))? } else { k.clone() };
+            let text = if p.is_file() {
+                std::fs::read_to_string(&p).map_err(|e| invalid("repository.root_keys", format!("{}: {e}", p.display())))?
+            } else {
+                k.clone()
+            };
             root_keys.push(PublicKey::parse(&text).map_err(|e| invalid("repository.root_keys", e.to_string()))?);
         }
         let trigger_token = match &raw.repository.trigger_token_file {
@@ -301,12 +309,18 @@ impl Config {
         let regions = d
             .regions
             .iter()
-            .map(|(net, region)| net.parse::<IpNet>().map(|n| (n, region.clone())).map_err(|_| invalid("directory.regions", format!("`{net}` is not a prefix like 10.0.0.0/8"))))
+            .map(|(net, region)| {
+                net.parse::<IpNet>().map(|n| (n, region.clone())).map_err(|_| invalid("directory.regions", format!("`{net}` is not a prefix like 10.0.0.0/8")))
+            })
             .collect::<Result<_, _>>()?;
         let trusted_proxies = d
             .trusted_proxies
             .iter()
-            .map(|p| p.parse::<IpNet>().or_else(|_| p.parse::<IpAddr>().map(IpNet::from)).map_err(|_| invalid("directory.trusted_proxies", format!("`{p}` is not an address or prefix"))))
+            .map(|p| {
+                p.parse::<IpNet>()
+                    .or_else(|_| p.parse::<IpAddr>().map(IpNet::from))
+                    .map_err(|_| invalid("directory.trusted_proxies", format!("`{p}` is not an address or prefix")))
+            })
             .collect::<Result<_, _>>()?;
         let concurrency = raw.reconcile.concurrency.unwrap_or(4);
         if concurrency == 0 || concurrency > 256 {

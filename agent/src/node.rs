@@ -21,7 +21,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Mode};
 use crate::fetch::{self, Limits, RateLimiter};
-use odi_network::units::Rate;
 use crate::http::{self as web, response, Body, Handler, ServerConfig};
 use crate::metrics::Metrics;
 use crate::reconcile::{self, Fetcher, Outcome, Target};
@@ -29,6 +28,7 @@ use crate::status::{rfc3339, Health, ShareStatus, StatusDoc, StoreStatus};
 use crate::store::Store;
 use crate::sync::{Applied, SyncConfig, Syncer};
 use crate::{directory, relay};
+use odi_network::units::Rate;
 
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]

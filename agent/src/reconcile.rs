@@ -173,9 +173,7 @@ pub async fn reconcile(store: &Store, target: &Target, fetcher: &Fetcher, observ
             let expect = Expect { size: w.size, sha256: w.sha256 };
             let r = fetch::fetch_any(&fetcher.client, &w.sources, &expect, &partial, fetcher.limiter.as_deref(), &fetcher.limits).await;
             let r = match r {
-                Ok(i) => store.commit(&w.sha256).map(|()| i).map_err(|e| {
-                    vec![FetchError::Io { path: e.path.clone(), source: e.source }]
-                }),
+                Ok(i) => store.commit(&w.sha256).map(|()| i).map_err(|e| vec![FetchError::Io { path: e.path.clone(), source: e.source }]),
                 Err(errs) => Err(errs),
             };
             (w, r)

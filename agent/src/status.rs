@@ -107,7 +107,9 @@ impl Health {
         let ready = match (commit, round_for_commit) {
             (None, _) => c("Ready", false, "NoCommit", "no verified commit applied yet".into()),
             (Some(_), None) => c("Ready", false, "Reconciling", "reconciling the applied commit".into()),
-            (Some(_), Some(o)) if o.complete() => c("Ready", true, "Reconciled", format!("{} artifacts held, {} skipped for quota", o.wanted - o.skipped_for_quota, o.skipped_for_quota)),
+            (Some(_), Some(o)) if o.complete() => {
+                c("Ready", true, "Reconciled", format!("{} artifacts held, {} skipped for quota", o.wanted - o.skipped_for_quota, o.skipped_for_quota))
+            }
             (Some(_), Some(o)) => c("Ready", false, "DownloadsFailing", format!("{} downloads failed", o.failed.len())),
         };
         let reconciling = if self.reconciling {

@@ -134,9 +134,7 @@ impl Store {
 
     /// Bytes of partial downloads on disk.
     pub fn partial_bytes(&self) -> u64 {
-        std::fs::read_dir(self.root.join("tmp"))
-            .map(|rd| rd.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
-            .unwrap_or(0)
+        std::fs::read_dir(self.root.join("tmp")).map(|rd| rd.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()).unwrap_or(0)
     }
 
     /// Opens an object for serving and records the access.

@@ -66,7 +66,14 @@ pub fn run(args: &PlanArgs) -> Result<(), CmdError> {
         }
     }
     if let Some(d) = change {
-        println!("change: download {} ({}), delete {} ({}), keep {}", d.download.len(), ByteSize(d.download.iter().map(|h| h.size).sum()), d.delete.len(), ByteSize(d.delete.iter().map(|h| h.size).sum()), d.keep);
+        println!(
+            "change: download {} ({}), delete {} ({}), keep {}",
+            d.download.len(),
+            ByteSize(d.download.iter().map(|h| h.size).sum()),
+            d.delete.len(),
+            ByteSize(d.delete.iter().map(|h| h.size).sum()),
+            d.keep
+        );
         for h in &d.download {
             println!("  + {}/{} {}", h.catalog, h.path, ByteSize(h.size));
         }

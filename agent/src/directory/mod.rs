@@ -345,7 +345,15 @@ async fn slow_path(node: &Arc<Node>, dir: &DirectoryState, req: &Request<Incomin
         let me = view.network.directories.get(&node.config.name);
         if me.is_some_and(|d| !d.references.is_empty()) {
             let region = dir.regions.region_of_request(remote.ip(), req.headers()).and_then(|id| dir.regions.names().get(usize::from(id)));
-            return crate::federation::route(&dir.federation, view, &node.config.name, req.uri().query(), region.map(String::as_str), &parsed.catalog, &parsed.path);
+            return crate::federation::route(
+                &dir.federation,
+                view,
+                &node.config.name,
+                req.uri().query(),
+                region.map(String::as_str),
+                &parsed.catalog,
+                &parsed.path,
+            );
         }
         let others: Vec<&str> = view.network.holders(&parsed.catalog).map(|d| d.url.as_str()).collect();
         let hint = if others.is_empty() { String::new() } else { format!("; directories that do: {}", others.join(", ")) };

@@ -39,18 +39,13 @@ pub const REPR_DIGEST: HeaderName = HeaderName::from_static("repr-digest");
 pub const DIGEST: HeaderName = HeaderName::from_static("digest");
 
 /// Answers GET or HEAD for an open file whose content is `meta`.
-pub async fn serve(
-    req_parts: &http::request::Parts,
-    file: tokio::fs::File,
-    meta: &ArtifactMeta,
-) -> Response<Body> {
+pub async fn serve(req_parts: &http::request::Parts, file: tokio::fs::File, meta: &ArtifactMeta) -> Response<Body> {
     let is_head = match req_parts.method {
         Method::GET => false,
         Method::HEAD => true,
         _ => {
             let mut r = response::text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-            r.headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return r;
         }
     };
@@ -77,8 +72,7 @@ pub async fn serve(
     let range = if is_head || !if_range_allows(reqh, &etag, lm) {
         RangeSpec::None
     } else {
-        reqh.get(header::RANGE)
-            .map_or(RangeSpec::None, |v| parse_range(v.as_bytes(), size))
+        reqh.get(header::RANGE).map_or(RangeSpec::None, |v| parse_range(v.as_bytes(), size))
     };
 
     let (status, start, len) = match range {
@@ -87,10 +81,7 @@ pub async fn serve(
         RangeSpec::Unsatisfiable => {
             let mut r = response::empty(StatusCode::RANGE_NOT_SATISFIABLE);
             let h = r.headers_mut();
-            h.insert(
-                header::CONTENT_RANGE,
-                header_value(format!("bytes */{size}")),
-            );
+            h.insert(header::CONTENT_RANGE, header_value(format!("bytes */{size}")));
             h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
             validators(h, &etag, lm);
             return r;
@@ -112,17 +103,11 @@ pub async fn serve(
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(content_type(req_parts.uri.path())),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(req_parts.uri.path())));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if status == StatusCode::PARTIAL_CONTENT {
         let end = start + len - 1;
-        h.insert(
-            header::CONTENT_RANGE,
-            header_value(format!("bytes {start}-{end}/{size}")),
-        );
+        h.insert(header::CONTENT_RANGE, header_value(format!("bytes {start}-{end}/{size}")));
     }
     validators(h, &etag, lm);
     digests(h, &meta.sha256);
@@ -163,18 +148,13 @@ pub fn content_type(path: &str) -> &'static str {
         (".meta4", "application/metalink4+xml"),
         (".html", "text/html; charset=utf-8"),
     ];
-    MAP.iter()
-        .find(|(ext, _)| name.ends_with(ext))
-        .map_or("application/octet-stream", |(_, ct)| ct)
+    MAP.iter().find(|(ext, _)| name.ends_with(ext)).map_or("application/octet-stream", |(_, ct)| ct)
 }
 
 fn validators(h: &mut HeaderMap, etag: &str, lm: Option<SystemTime>) {
     h.insert(header::ETAG, header_value(etag.to_owned()));
     if let Some(t) = lm {
-        h.insert(
-            header::LAST_MODIFIED,
-            header_value(httpdate::fmt_http_date(t)),
-        );
+        h.insert(header::LAST_MODIFIED, header_value(httpdate::fmt_http_date(t)));
     }
 }
 
@@ -191,8 +171,7 @@ async fn file_body(mut file: tokio::fs::File, start: u64, len: u64) -> std::io::
     // early and hyper closes the connection on the Content-Length mismatch,
     // so a client never mistakes a short body for a complete one.
     let cap = usize::try_from(len).map_or(CHUNK, |l| l.min(CHUNK));
-    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), cap)
-        .map_ok(http_body::Frame::data);
+    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), cap).map_ok(http_body::Frame::data);
     Ok(BodyExt::boxed(StreamBody::new(stream)))
 }
 
@@ -259,9 +238,7 @@ fn if_range_allows(h: &HeaderMap, etag: &str, lm: Option<SystemTime>) -> bool {
 }
 
 fn parse_date(v: &HeaderValue) -> Option<SystemTime> {
-    v.to_str()
-        .ok()
-        .and_then(|s| httpdate::parse_http_date(s).ok())
+    v.to_str().ok().and_then(|s| httpdate::parse_http_date(s).ok())
 }
 
 /// Whether an `If-Match`/`If-None-Match` list matches our (strong) ETag.
@@ -345,17 +322,11 @@ fn parse_range(v: &[u8], size: u64) -> RangeSpec {
             if n == 0 || size == 0 {
                 RangeSpec::Unsatisfiable
             } else {
-                RangeSpec::Single {
-                    start: size.saturating_sub(n),
-                    end: size - 1,
-                }
+                RangeSpec::Single { start: size.saturating_sub(n), end: size - 1 }
             }
         }
         (a, "") if digits(a) => match a.parse::<u64>() {
-            Ok(start) if start < size => RangeSpec::Single {
-                start,
-                end: size - 1,
-            },
+            Ok(start) if start < size => RangeSpec::Single { start, end: size - 1 },
             Ok(_) => RangeSpec::Unsatisfiable,
             Err(_) => RangeSpec::None,
         },
@@ -364,10 +335,7 @@ fn parse_range(v: &[u8], size: u64) -> RangeSpec {
                 if start >= size {
                     RangeSpec::Unsatisfiable
                 } else {
-                    RangeSpec::Single {
-                        start,
-                        end: end.min(size - 1),
-                    }
+                    RangeSpec::Single { start, end: end.min(size - 1) }
                 }
             }
             _ => RangeSpec::None,
@@ -429,10 +397,7 @@ mod tests {
         assert_eq!(p.headers["content-type"], "application/zip");
         let b64 = base64::engine::general_purpose::STANDARD.encode(m.sha256);
         assert_eq!(p.headers["digest"], format!("SHA-256={b64}").as_str());
-        assert_eq!(
-            p.headers["repr-digest"],
-            format!("sha-256=:{b64}:").as_str()
-        );
+        assert_eq!(p.headers["repr-digest"], format!("sha-256=:{b64}:").as_str());
     }
 
     #[tokio::test]
@@ -460,12 +425,7 @@ mod tests {
             ("bytes=18-", 206, b"ij", Some("bytes 18-19/20")),
             ("bytes=-3", 206, b"hij", Some("bytes 17-19/20")),
             ("bytes=-100", 206, CONTENT, Some("bytes 0-19/20")),
-            (
-                "bytes=5-100",
-                206,
-                b"56789abcdefghij",
-                Some("bytes 5-19/20"),
-            ),
+            ("bytes=5-100", 206, b"56789abcdefghij", Some("bytes 5-19/20")),
             ("BYTES = 1-1", 206, b"1", Some("bytes 1-1/20")),
             ("bytes=20-", 416, b"", Some("bytes */20")),
             ("bytes=20-30", 416, b"", Some("bytes */20")),
@@ -485,11 +445,7 @@ mod tests {
             let (p, b) = run("GET", &[("range", range)]).await;
             assert_eq!(p.status.as_u16(), *status, "{range}");
             assert_eq!(&b[..], *body, "{range}");
-            assert_eq!(
-                p.headers.get("content-range").map(|v| v.to_str().unwrap()),
-                *cr,
-                "{range}"
-            );
+            assert_eq!(p.headers.get("content-range").map(|v| v.to_str().unwrap()), *cr, "{range}");
             if *status == 206 {
                 assert_eq!(p.headers["content-length"], body.len().to_string().as_str());
                 assert!(p.headers.contains_key("repr-digest"));
@@ -506,14 +462,7 @@ mod tests {
         let e = etag(&meta().sha256);
         let weak = format!("W/{e}");
         let lm = lm_str();
-        let cases: &[(&str, u16)] = &[
-            (&e, 206),
-            (&weak, 200),
-            ("\"other\"", 200),
-            (&lm, 206),
-            ("Thu, 01 Jan 1970 00:00:00 GMT", 200),
-            ("garbage", 200),
-        ];
+        let cases: &[(&str, u16)] = &[(&e, 206), (&weak, 200), ("\"other\"", 200), (&lm, 206), ("Thu, 01 Jan 1970 00:00:00 GMT", 200), ("garbage", 200)];
         for (ir, status) in cases {
             let (p, _) = run("GET", &[("range", "bytes=0-1"), ("if-range", ir)]).await;
             assert_eq!(p.status.as_u16(), *status, "{ir}");
@@ -540,10 +489,7 @@ mod tests {
             (vec![("if-modified-since", &earlier)], 200),
             (vec![("if-modified-since", "not a date")], 200),
             // If-None-Match takes precedence over If-Modified-Since.
-            (
-                vec![("if-none-match", "\"x\""), ("if-modified-since", &later)],
-                200,
-            ),
+            (vec![("if-none-match", "\"x\""), ("if-modified-since", &later)], 200),
             (vec![("if-match", &e)], 200),
             (vec![("if-match", "*")], 200),
             (vec![("if-match", "\"x\"")], 412),
@@ -565,20 +511,10 @@ mod tests {
 
     #[tokio::test]
     async fn no_last_modified_header_when_unknown() {
-        let mut parts = http::Request::get("/r/c/x.bin")
-            .body(())
-            .unwrap()
-            .into_parts()
-            .0;
-        parts.headers.insert(
-            header::IF_MODIFIED_SINCE,
-            HeaderValue::from_static("Thu, 01 Jan 2099 00:00:00 GMT"),
-        );
+        let mut parts = http::Request::get("/r/c/x.bin").body(()).unwrap().into_parts().0;
+        parts.headers.insert(header::IF_MODIFIED_SINCE, HeaderValue::from_static("Thu, 01 Jan 2099 00:00:00 GMT"));
         let (_d, f) = file().await;
-        let m = ArtifactMeta {
-            last_modified: None,
-            ..meta()
-        };
+        let m = ArtifactMeta { last_modified: None, ..meta() };
         let r = serve(&parts, f, &m).await;
         assert_eq!(r.status(), 200);
         assert!(r.headers().get("last-modified").is_none());
@@ -590,25 +526,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("e");
         std::fs::write(&p, b"").unwrap();
-        let m = ArtifactMeta {
-            size: 0,
-            sha256: sha2::Sha256::digest(b"").into(),
-            last_modified: None,
-        };
-        let parts = http::Request::get("/r/c/e")
-            .body(())
-            .unwrap()
-            .into_parts()
-            .0;
+        let m = ArtifactMeta { size: 0, sha256: sha2::Sha256::digest(b"").into(), last_modified: None };
+        let parts = http::Request::get("/r/c/e").body(()).unwrap().into_parts().0;
         let r = serve(&parts, tokio::fs::File::open(&p).await.unwrap(), &m).await;
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["content-length"], "0");
-        let parts = http::Request::get("/r/c/e")
-            .header("range", "bytes=-5")
-            .body(())
-            .unwrap()
-            .into_parts()
-            .0;
+        let parts = http::Request::get("/r/c/e").header("range", "bytes=-5").body(()).unwrap().into_parts().0;
         let r = serve(&parts, tokio::fs::File::open(&p).await.unwrap(), &m).await;
         assert_eq!(r.status(), 416);
     }
@@ -618,10 +541,7 @@ mod tests {
         assert_eq!(content_type("/r/c/x-1.0.tar.gz"), "application/gzip");
         assert_eq!(content_type("/r/c/X.JAR"), "application/java-archive");
         assert_eq!(content_type("/r/c/x.pom"), "application/xml");
-        assert_eq!(
-            content_type("/r/c/x.deb"),
-            "application/vnd.debian.binary-package"
-        );
+        assert_eq!(content_type("/r/c/x.deb"), "application/vnd.debian.binary-package");
         assert_eq!(content_type("/r/c/x"), "application/octet-stream");
         assert_eq!(content_type("/r/c.json/x"), "application/octet-stream");
     }

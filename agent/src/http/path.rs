@@ -73,9 +73,7 @@ pub fn parse_artifact_path(raw: &str) -> Result<ArtifactPath, PathError> {
     if raw.len() > MAX_PATH_LEN {
         return Err(PathError::TooLong);
     }
-    let rest = raw
-        .strip_prefix(ARTIFACT_PREFIX)
-        .ok_or(PathError::NotArtifactPath)?;
+    let rest = raw.strip_prefix(ARTIFACT_PREFIX).ok_or(PathError::NotArtifactPath)?;
     let decoded = percent_decode_once(rest)?;
     // Decoding happens once; a '%' left over means the client encoded twice
     // and some other layer might decode again, so refuse it outright.
@@ -97,11 +95,7 @@ pub fn parse_artifact_path(raw: &str) -> Result<ArtifactPath, PathError> {
         return Err(PathError::EmptySegment);
     }
     if !valid_catalog(catalog) {
-        return Err(if catalog == "." || catalog == ".." {
-            PathError::DotSegment
-        } else {
-            PathError::BadCatalog
-        });
+        return Err(if catalog == "." || catalog == ".." { PathError::DotSegment } else { PathError::BadCatalog });
     }
     if path.is_empty() {
         return Err(PathError::MissingArtifact);
@@ -126,20 +120,11 @@ pub fn parse_artifact_path(raw: &str) -> Result<ArtifactPath, PathError> {
             _ => {}
         }
     }
-    Ok(ArtifactPath {
-        catalog: catalog.to_owned(),
-        path: path.to_owned(),
-        meta4,
-    })
+    Ok(ArtifactPath { catalog: catalog.to_owned(), path: path.to_owned(), meta4 })
 }
 
 fn valid_catalog(name: &str) -> bool {
-    !name.is_empty()
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    !name.is_empty() && name != "." && name != ".." && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Decodes `%XX` escapes once. A lone `%` or a non-hex escape is an error
@@ -180,25 +165,15 @@ mod tests {
     use super::*;
 
     fn ok(catalog: &str, path: &str, meta4: bool) -> Result<ArtifactPath, PathError> {
-        Ok(ArtifactPath {
-            catalog: catalog.into(),
-            path: path.into(),
-            meta4,
-        })
+        Ok(ArtifactPath { catalog: catalog.into(), path: path.into(), meta4 })
     }
 
     #[test]
     fn accepts_plain_paths() {
         let cases = [
             ("/r/pypi/a.whl", ok("pypi", "a.whl", false)),
-            (
-                "/r/pypi/p/pkg/pkg-1.0.tar.gz",
-                ok("pypi", "p/pkg/pkg-1.0.tar.gz", false),
-            ),
-            (
-                "/r/maven-central/org/x/1.0/x-1.0.jar.meta4",
-                ok("maven-central", "org/x/1.0/x-1.0.jar", true),
-            ),
+            ("/r/pypi/p/pkg/pkg-1.0.tar.gz", ok("pypi", "p/pkg/pkg-1.0.tar.gz", false)),
+            ("/r/maven-central/org/x/1.0/x-1.0.jar.meta4", ok("maven-central", "org/x/1.0/x-1.0.jar", true)),
             ("/r/c/a%20b.txt", ok("c", "a b.txt", false)),
             ("/r/c/%E2%9C%93.txt", ok("c", "\u{2713}.txt", false)),
             ("/r/c/...", ok("c", "...", false)),
@@ -207,10 +182,7 @@ mod tests {
             ("/r/c.d_e/x", ok("c.d_e", "x", false)),
             // '%2f' decodes to a separator, and is then checked like one.
             ("/r/c/a%2fb", ok("c", "a/b", false)),
-            (
-                "/r/pypi/simple/hello-odi/",
-                ok("pypi", "simple/hello-odi/index.html", false),
-            ),
+            ("/r/pypi/simple/hello-odi/", ok("pypi", "simple/hello-odi/index.html", false)),
         ];
         for (raw, want) in cases {
             assert_eq!(parse_artifact_path(raw), want, "{raw}");

@@ -10,16 +10,12 @@ use super::server::Body;
 
 /// A body holding `bytes` in memory; for small generated responses only.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed()
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
 }
 
 /// A body with no bytes.
 pub fn empty_body() -> Body {
-    Empty::<Bytes>::new()
-        .map_err(|never| match never {})
-        .boxed()
+    Empty::<Bytes>::new().map_err(|never| match never {}).boxed()
 }
 
 /// `status` with a `text/plain` body. A trailing newline is added so the
@@ -30,10 +26,7 @@ pub fn text(status: StatusCode, msg: impl std::fmt::Display) -> Response<Body> {
     let mut resp = Response::new(full(body));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     h.insert(CONTENT_LENGTH, HeaderValue::from(len));
     resp
 }
@@ -54,10 +47,7 @@ pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body>
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot serialize JSON response");
-            text(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal error: cannot serialize response",
-            )
+            text(StatusCode::INTERNAL_SERVER_ERROR, "internal error: cannot serialize response")
         }
     }
 }
@@ -69,10 +59,7 @@ pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Response<Body>
 pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
     let Ok(loc) = HeaderValue::from_str(location) else {
         tracing::error!(location, "redirect target is not a valid header value");
-        return text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal error: bad redirect target",
-        );
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "internal error: bad redirect target");
     };
     let mut resp = empty(status);
     let h = resp.headers_mut();
@@ -86,12 +73,8 @@ pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
 pub fn empty(status: StatusCode) -> Response<Body> {
     let mut resp = Response::new(empty_body());
     *resp.status_mut() = status;
-    if !(status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED)
-    {
-        resp.headers_mut()
-            .insert(CONTENT_LENGTH, HeaderValue::from(0u64));
+    if !(status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED) {
+        resp.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(0u64));
     }
     resp
 }
@@ -135,9 +118,6 @@ mod tests {
         let r = empty(StatusCode::GONE);
         assert_eq!(r.status(), 410);
         assert_eq!(r.headers()[CONTENT_LENGTH], "0");
-        assert!(empty(StatusCode::NO_CONTENT)
-            .headers()
-            .get(CONTENT_LENGTH)
-            .is_none());
+        assert!(empty(StatusCode::NO_CONTENT).headers().get(CONTENT_LENGTH).is_none());
     }
 }

@@ -32,11 +32,7 @@ pub type Body = http_body_util::combinators::BoxBody<bytes::Bytes, std::io::Erro
 
 /// Answers requests. Implemented by the directory and relay modes.
 pub trait Handler: Send + Sync + 'static {
-    fn handle(
-        &self,
-        req: http::Request<hyper::body::Incoming>,
-        remote: SocketAddr,
-    ) -> Pin<Box<dyn Future<Output = http::Response<Body>> + Send + '_>>;
+    fn handle(&self, req: http::Request<hyper::body::Incoming>, remote: SocketAddr) -> Pin<Box<dyn Future<Output = http::Response<Body>> + Send + '_>>;
 }
 
 /// Listener settings.
@@ -59,13 +55,7 @@ pub struct ServerConfig {
 impl ServerConfig {
     /// Defaults suitable for a public relay or directory.
     pub fn new(listen: SocketAddr) -> Self {
-        Self {
-            listen,
-            tls: None,
-            header_read_timeout: Duration::from_secs(10),
-            max_connections: 4096,
-            idle_timeout: Duration::from_secs(60),
-        }
+        Self { listen, tls: None, header_read_timeout: Duration::from_secs(10), max_connections: 4096, idle_timeout: Duration::from_secs(60) }
     }
 }
 
@@ -79,10 +69,7 @@ pub struct TlsFiles {
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Tls(#[from] TlsError),
 }
@@ -121,11 +108,7 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Binds (port 0 allowed), returns the bound address at once, and serves until `shutdown` fires,
 /// then stops accepting and lets in-flight requests finish (with a bound).
-pub async fn bind(
-    config: ServerConfig,
-    handler: Arc<dyn Handler>,
-    shutdown: CancellationToken,
-) -> Result<RunningServer, ServerError> {
+pub async fn bind(config: ServerConfig, handler: Arc<dyn Handler>, shutdown: CancellationToken) -> Result<RunningServer, ServerError> {
     let (acceptor, reloader) = match &config.tls {
         Some(files) => {
             let (a, r) = tls::start(files, tls::DEFAULT_POLL_INTERVAL, shutdown.child_token())?;
@@ -133,19 +116,12 @@ pub async fn bind(
         }
         None => (None, None),
     };
-    let bind_err = |source| ServerError::Bind {
-        addr: config.listen,
-        source,
-    };
+    let bind_err = |source| ServerError::Bind { addr: config.listen, source };
     let listener = TcpListener::bind(config.listen).await.map_err(bind_err)?;
     let local_addr = listener.local_addr().map_err(bind_err)?;
     tracing::info!(%local_addr, tls = acceptor.is_some(), "HTTP server listening");
     let task = tokio::spawn(accept_loop(listener, config, handler, acceptor, shutdown));
-    Ok(RunningServer {
-        local_addr,
-        task,
-        tls: reloader,
-    })
+    Ok(RunningServer { local_addr, task, tls: reloader })
 }
 
 #[derive(Clone)]
@@ -231,10 +207,7 @@ async fn accept_loop(
     tracing::info!("HTTP server stopped accepting; draining connections");
     // All permits back means every connection task has ended.
     let all = max as u32;
-    if tokio::time::timeout(SHUTDOWN_GRACE, slots.acquire_many(all))
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(SHUTDOWN_GRACE, slots.acquire_many(all)).await.is_err() {
         tracing::warn!("connections still open after shutdown grace period; closing them");
         ctx.hard_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(1), slots.acquire_many(all)).await;
@@ -245,9 +218,7 @@ async fn accept_loop(
 fn refuse_overloaded(stream: &TcpStream, remote: SocketAddr) {
     // debug, not warn: under a connection flood this would flood the log too.
     tracing::debug!(%remote, "too many connections; refusing");
-    let _ = stream.try_write(
-        b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nretry-after: 1\r\nconnection: close\r\n\r\n",
-    );
+    let _ = stream.try_write(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nretry-after: 1\r\nconnection: close\r\n\r\n");
 }
 
 async fn serve_connection<I>(io: I, remote: SocketAddr, ctx: ConnCtx)
@@ -255,18 +226,14 @@ where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Activity::new();
-    let io = TokioIo::new(Tracked {
-        inner: io,
-        activity: Arc::clone(&activity),
-    });
+    let io = TokioIo::new(Tracked { inner: io, activity: Arc::clone(&activity) });
     let handler = Arc::clone(&ctx.handler);
     let svc = service_fn(move |req| {
         let handler = Arc::clone(&handler);
         async move {
             // A panicking handler costs its request a 500, not the
             // connection or the server.
-            let fut =
-                std::panic::AssertUnwindSafe(async move { handler.handle(req, remote).await });
+            let fut = std::panic::AssertUnwindSafe(async move { handler.handle(req, remote).await });
             Ok::<_, Infallible>(match fut.catch_unwind().await {
                 Ok(resp) => resp,
                 Err(_) => {
@@ -318,10 +285,7 @@ struct Activity {
 
 impl Activity {
     fn new() -> Arc<Self> {
-        Arc::new(Self {
-            start: Instant::now(),
-            millis: AtomicU64::new(0),
-        })
+        Arc::new(Self { start: Instant::now(), millis: AtomicU64::new(0) })
     }
 
     fn touch(&self) {
@@ -341,11 +305,7 @@ struct Tracked<I> {
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
@@ -356,11 +316,7 @@ impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
 }
 
 impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();
@@ -368,11 +324,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
         r
     }
 
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();
@@ -413,11 +365,7 @@ mod tests {
     }
 
     impl Handler for TestHandler {
-        fn handle(
-            &self,
-            req: http::Request<hyper::body::Incoming>,
-            _remote: SocketAddr,
-        ) -> Pin<Box<dyn Future<Output = http::Response<Body>> + Send + '_>> {
+        fn handle(&self, req: http::Request<hyper::body::Incoming>, _remote: SocketAddr) -> Pin<Box<dyn Future<Output = http::Response<Body>> + Send + '_>> {
             Box::pin(async move {
                 let (parts, _body) = req.into_parts();
                 match parts.uri.path() {
@@ -456,19 +404,9 @@ mod tests {
         cfg.max_connections = 16;
         tweak(&mut cfg);
         let shutdown = CancellationToken::new();
-        let handler = Arc::new(TestHandler {
-            file,
-            meta: meta.clone(),
-        });
+        let handler = Arc::new(TestHandler { file, meta: meta.clone() });
         let server = bind(cfg, handler, shutdown.clone()).await.unwrap();
-        Fixture {
-            _dir: dir,
-            addr: server.local_addr,
-            data,
-            meta,
-            shutdown,
-            server,
-        }
+        Fixture { _dir: dir, addr: server.local_addr, data, meta, shutdown, server }
     }
 
     struct Resp {
@@ -479,39 +417,22 @@ mod tests {
 
     impl Resp {
         fn header(&self, name: &str) -> Option<&str> {
-            self.headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
+            self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
         }
     }
 
     fn parse(raw: &[u8]) -> Resp {
-        let end = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("response head");
+        let end = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("response head");
         let head = std::str::from_utf8(&raw[..end]).unwrap();
         let mut lines = head.split("\r\n");
-        let status = lines
-            .next()
-            .unwrap()
-            .split(' ')
-            .nth(1)
-            .unwrap()
-            .parse()
-            .unwrap();
+        let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
         let headers = lines
             .map(|l| {
                 let (k, v) = l.split_once(':').unwrap();
                 (k.trim().to_owned(), v.trim().to_owned())
             })
             .collect();
-        Resp {
-            status,
-            headers,
-            body: raw[end + 4..].to_vec(),
-        }
+        Resp { status, headers, body: raw[end + 4..].to_vec() }
     }
 
     /// Sends one request with `Connection: close` and reads to EOF.
@@ -524,10 +445,7 @@ mod tests {
         req.push_str("\r\n");
         s.write_all(req.as_bytes()).await.unwrap();
         let mut buf = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
-            .await
-            .expect("response in time")
-            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await.expect("response in time").unwrap();
         parse(&buf)
     }
 
@@ -547,28 +465,16 @@ mod tests {
         let r = request(f.addr, "GET", "/r/c/a.bin", &[("Range", "bytes=100-199")]).await;
         assert_eq!(r.status, 206);
         assert_eq!(r.body, &f.data[100..200]);
-        assert_eq!(
-            r.header("content-range"),
-            Some(format!("bytes 100-199/{SIZE}").as_str())
-        );
+        assert_eq!(r.header("content-range"), Some(format!("bytes 100-199/{SIZE}").as_str()));
         assert_eq!(r.header("content-length"), Some("100"));
 
         let r = request(f.addr, "GET", "/r/c/a.bin", &[("Range", "bytes=-10")]).await;
         assert_eq!(r.status, 206);
         assert_eq!(r.body, &f.data[SIZE - 10..]);
 
-        let r = request(
-            f.addr,
-            "GET",
-            "/r/c/a.bin",
-            &[("Range", &format!("bytes={SIZE}-"))],
-        )
-        .await;
+        let r = request(f.addr, "GET", "/r/c/a.bin", &[("Range", &format!("bytes={SIZE}-"))]).await;
         assert_eq!(r.status, 416);
-        assert_eq!(
-            r.header("content-range"),
-            Some(format!("bytes */{SIZE}").as_str())
-        );
+        assert_eq!(r.header("content-range"), Some(format!("bytes */{SIZE}").as_str()));
         assert!(r.body.is_empty());
 
         let r = request(f.addr, "GET", "/r/c/a.bin", &[("Range", "bytes=0-1,5-6")]).await;
@@ -589,9 +495,7 @@ mod tests {
         assert_eq!(r.header("allow"), Some("GET, HEAD"));
 
         f.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(5), f.server.join())
-            .await
-            .expect("server stops after shutdown");
+        tokio::time::timeout(Duration::from_secs(5), f.server.join()).await.expect("server stops after shutdown");
         assert!(TcpStream::connect(f.addr).await.is_err(), "listener closed");
     }
 
@@ -600,9 +504,7 @@ mod tests {
         let f = start(|_| {}, tempfile::tempdir().unwrap()).await;
         let mut s = TcpStream::connect(f.addr).await.unwrap();
         for _ in 0..3 {
-            s.write_all(b"GET /r/c/a.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-9\r\n\r\n")
-                .await
-                .unwrap();
+            s.write_all(b"GET /r/c/a.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-9\r\n\r\n").await.unwrap();
             let mut buf = Vec::new();
             let mut chunk = [0u8; 4096];
             loop {
@@ -635,19 +537,13 @@ mod tests {
         let f = start(|_| {}, tempfile::tempdir().unwrap()).await;
         let mut s = TcpStream::connect(f.addr).await.unwrap();
         let t0 = Instant::now();
-        s.write_all(b"GET /r/c/a.bin HTTP/1.1\r\nHost: te")
-            .await
-            .unwrap();
+        s.write_all(b"GET /r/c/a.bin HTTP/1.1\r\nHost: te").await.unwrap();
         let mut buf = Vec::new();
         // Whether hyper writes a 408 first or just closes, the read ends.
         let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
         assert!(r.is_ok(), "stalled client still connected after 5s");
         assert!(t0.elapsed() >= Duration::from_millis(400));
-        assert!(
-            buf.is_empty() || buf.starts_with(b"HTTP/1.1 408"),
-            "{:?}",
-            String::from_utf8_lossy(&buf)
-        );
+        assert!(buf.is_empty() || buf.starts_with(b"HTTP/1.1 408"), "{:?}", String::from_utf8_lossy(&buf));
         assert_eq!(request(f.addr, "HEAD", "/r/c/a.bin", &[]).await.status, 200);
     }
 
@@ -683,21 +579,12 @@ mod tests {
         let read = async {
             match rd.read_to_end(&mut buf).await {
                 Ok(_) => {}
-                Err(e) => assert!(
-                    matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe),
-                    "{e}"
-                ),
+                Err(e) => assert!(matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe), "{e}"),
             }
         };
-        tokio::time::timeout(Duration::from_secs(10), async { tokio::join!(write, read) })
-            .await
-            .expect("huge header handled in time");
+        tokio::time::timeout(Duration::from_secs(10), async { tokio::join!(write, read) }).await.expect("huge header handled in time");
         if !buf.is_empty() {
-            assert!(
-                buf.starts_with(b"HTTP/1.1 431"),
-                "{:?}",
-                String::from_utf8_lossy(&buf[..buf.len().min(100)])
-            );
+            assert!(buf.starts_with(b"HTTP/1.1 431"), "{:?}", String::from_utf8_lossy(&buf[..buf.len().min(100)]));
         }
         assert_eq!(request(f.addr, "HEAD", "/r/c/a.bin", &[]).await.status, 200);
     }
@@ -737,25 +624,18 @@ mod tests {
     async fn shutdown_lets_in_flight_download_finish() {
         let f = start(|_| {}, tempfile::tempdir().unwrap()).await;
         let mut s = TcpStream::connect(f.addr).await.unwrap();
-        s.write_all(b"GET /r/c/a.bin HTTP/1.1\r\nHost: t\r\n\r\n")
-            .await
-            .unwrap();
+        s.write_all(b"GET /r/c/a.bin HTTP/1.1\r\nHost: t\r\n\r\n").await.unwrap();
         let mut first = [0u8; 16];
         s.read_exact(&mut first).await.unwrap();
         f.shutdown.cancel();
         let mut rest = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest))
-            .await
-            .expect("connection closed after response")
-            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await.expect("connection closed after response").unwrap();
         let mut all = first.to_vec();
         all.extend(rest);
         let r = parse(&all);
         assert_eq!(r.status, 200);
         assert_eq!(r.body, f.data);
-        tokio::time::timeout(Duration::from_secs(5), f.server.join())
-            .await
-            .expect("server stops");
+        tokio::time::timeout(Duration::from_secs(5), f.server.join()).await.expect("server stops");
     }
 
     #[derive(Debug)]
@@ -789,32 +669,24 @@ mod tests {
             Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
         }
         fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            rustls::crypto::ring::default_provider()
-                .signature_verification_algorithms
-                .supported_schemes()
+            rustls::crypto::ring::default_provider().signature_verification_algorithms.supported_schemes()
         }
     }
 
     /// Does a TLS GET and returns (server end-entity cert, response).
     async fn tls_get(addr: SocketAddr, range: &str) -> (Vec<u8>, Resp) {
-        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAny))
-        .with_no_client_auth();
+        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAny))
+            .with_no_client_auth();
         let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
         let tcp = TcpStream::connect(addr).await.unwrap();
         let name = rustls::pki_types::ServerName::try_from("relay.test").unwrap();
         let mut s = connector.connect(name, tcp).await.unwrap();
-        let cert = s.get_ref().1.peer_certificates().unwrap()[0]
-            .as_ref()
-            .to_vec();
-        let req = format!(
-            "GET /r/c/a.bin HTTP/1.1\r\nHost: t\r\nRange: {range}\r\nConnection: close\r\n\r\n"
-        );
+        let cert = s.get_ref().1.peer_certificates().unwrap()[0].as_ref().to_vec();
+        let req = format!("GET /r/c/a.bin HTTP/1.1\r\nHost: t\r\nRange: {range}\r\nConnection: close\r\n\r\n");
         s.write_all(req.as_bytes()).await.unwrap();
         let mut buf = Vec::new();
         // Servers may close without close_notify after Connection: close.

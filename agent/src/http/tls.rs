@@ -28,27 +28,17 @@ const SETTLE: Duration = Duration::from_millis(250);
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: no PEM certificate found")]
     NoCertificate { path: PathBuf },
     #[error("{path}: no PEM private key found")]
     NoKey { path: PathBuf },
     #[error("{cert} / {key}: {source}")]
-    BadKey {
-        cert: PathBuf,
-        key: PathBuf,
-        source: rustls::Error,
-    },
+    BadKey { cert: PathBuf, key: PathBuf, source: rustls::Error },
     #[error("TLS configuration: {0}")]
     Config(rustls::Error),
     #[error("cannot watch {path} for changes: {source}")]
-    Watch {
-        path: PathBuf,
-        source: notify::Error,
-    },
+    Watch { path: PathBuf, source: notify::Error },
 }
 
 /// Serves the current certificate and knows how to reload it.
@@ -66,11 +56,7 @@ impl CertReloader {
     pub fn load(files: TlsFiles) -> Result<Arc<Self>, TlsError> {
         let (cert_pem, key_pem) = read_pair(&files)?;
         let key = certified_key(&files, &cert_pem, &key_pem)?;
-        Ok(Arc::new(Self {
-            current: RwLock::new(Arc::new(key)),
-            last_attempt: Mutex::new(pair_hash(&cert_pem, &key_pem)),
-            files,
-        }))
+        Ok(Arc::new(Self { current: RwLock::new(Arc::new(key)), last_attempt: Mutex::new(pair_hash(&cert_pem, &key_pem)), files }))
     }
 
     /// The certificate handshakes currently get.
@@ -144,11 +130,7 @@ pub fn server_config(resolver: Arc<CertReloader>) -> Result<Arc<rustls::ServerCo
 
 /// Loads the files, builds the acceptor, and starts watching for changes
 /// until `shutdown` fires.
-pub fn start(
-    files: &TlsFiles,
-    poll_interval: Duration,
-    shutdown: CancellationToken,
-) -> Result<(tokio_rustls::TlsAcceptor, Arc<CertReloader>), TlsError> {
+pub fn start(files: &TlsFiles, poll_interval: Duration, shutdown: CancellationToken) -> Result<(tokio_rustls::TlsAcceptor, Arc<CertReloader>), TlsError> {
     let reloader = CertReloader::load(files.clone())?;
     let cfg = server_config(Arc::clone(&reloader))?;
     watch(Arc::clone(&reloader), poll_interval, shutdown)?;
@@ -158,11 +140,7 @@ pub fn start(
 /// Reloads `reloader` on file-system events in the files' parent
 /// directories (watching directories catches atomic rename-into-place and
 /// Kubernetes-style symlink swaps) and every `poll_interval` regardless.
-pub fn watch(
-    reloader: Arc<CertReloader>,
-    poll_interval: Duration,
-    shutdown: CancellationToken,
-) -> Result<tokio::task::JoinHandle<()>, TlsError> {
+pub fn watch(reloader: Arc<CertReloader>, poll_interval: Duration, shutdown: CancellationToken) -> Result<tokio::task::JoinHandle<()>, TlsError> {
     use notify::Watcher as _;
     let changed = Arc::new(tokio::sync::Notify::new());
     let tx = Arc::clone(&changed);
@@ -173,22 +151,11 @@ pub fn watch(
             tx.notify_one();
         }
     })
-    .map_err(|source| TlsError::Watch {
-        path: reloader.files.cert.clone(),
-        source,
-    })?;
-    let mut dirs: Vec<PathBuf> = [&reloader.files.cert, &reloader.files.key]
-        .iter()
-        .map(|p| parent_dir(p))
-        .collect();
+    .map_err(|source| TlsError::Watch { path: reloader.files.cert.clone(), source })?;
+    let mut dirs: Vec<PathBuf> = [&reloader.files.cert, &reloader.files.key].iter().map(|p| parent_dir(p)).collect();
     dirs.dedup();
     for dir in &dirs {
-        watcher
-            .watch(dir, notify::RecursiveMode::NonRecursive)
-            .map_err(|source| TlsError::Watch {
-                path: dir.clone(),
-                source,
-            })?;
+        watcher.watch(dir, notify::RecursiveMode::NonRecursive).map_err(|source| TlsError::Watch { path: dir.clone(), source })?;
     }
     Ok(tokio::spawn(async move {
         // The watcher lives as long as this task.
@@ -219,12 +186,7 @@ fn parent_dir(p: &Path) -> PathBuf {
 }
 
 fn read_pair(files: &TlsFiles) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
-    let read = |p: &PathBuf| {
-        std::fs::read(p).map_err(|source| TlsError::Read {
-            path: p.clone(),
-            source,
-        })
-    };
+    let read = |p: &PathBuf| std::fs::read(p).map_err(|source| TlsError::Read { path: p.clone(), source });
     Ok((read(&files.cert)?, read(&files.key)?))
 }
 
@@ -236,36 +198,18 @@ fn pair_hash(cert: &[u8], key: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn certified_key(
-    files: &TlsFiles,
-    cert_pem: &[u8],
-    key_pem: &[u8],
-) -> Result<CertifiedKey, TlsError> {
+fn certified_key(files: &TlsFiles, cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, TlsError> {
     let certs = rustls_pemfile::certs(&mut BufReader::new(cert_pem))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsError::Read {
-            path: files.cert.clone(),
-            source,
-        })?;
+        .map_err(|source| TlsError::Read { path: files.cert.clone(), source })?;
     if certs.is_empty() {
-        return Err(TlsError::NoCertificate {
-            path: files.cert.clone(),
-        });
+        return Err(TlsError::NoCertificate { path: files.cert.clone() });
     }
     let key = rustls_pemfile::private_key(&mut BufReader::new(key_pem))
-        .map_err(|source| TlsError::Read {
-            path: files.key.clone(),
-            source,
-        })?
-        .ok_or_else(|| TlsError::NoKey {
-            path: files.key.clone(),
-        })?;
+        .map_err(|source| TlsError::Read { path: files.key.clone(), source })?
+        .ok_or_else(|| TlsError::NoKey { path: files.key.clone() })?;
     let provider = rustls::crypto::ring::default_provider();
-    CertifiedKey::from_der(certs, key, &provider).map_err(|source| TlsError::BadKey {
-        cert: files.cert.clone(),
-        key: files.key.clone(),
-        source,
-    })
+    CertifiedKey::from_der(certs, key, &provider).map_err(|source| TlsError::BadKey { cert: files.cert.clone(), key: files.key.clone(), source })
 }
 
 #[cfg(test)]
@@ -281,18 +225,7 @@ pub(crate) mod tests {
         let tmp_c = dir.join(format!("{cn}.crt.tmp"));
         let tmp_k = dir.join(format!("{cn}.key.tmp"));
         let ok = Command::new("openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-            ])
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj"])
             .arg(format!("/CN={cn}"))
             .args(["-addext"])
             .arg(format!("subjectAltName=DNS:{cn}"))
@@ -319,20 +252,11 @@ pub(crate) mod tests {
     #[test]
     fn bad_files_are_errors() {
         let dir = tempfile::tempdir().unwrap();
-        let files = TlsFiles {
-            cert: dir.path().join("missing.crt"),
-            key: dir.path().join("missing.key"),
-        };
-        assert!(matches!(
-            CertReloader::load(files.clone()),
-            Err(TlsError::Read { .. })
-        ));
+        let files = TlsFiles { cert: dir.path().join("missing.crt"), key: dir.path().join("missing.key") };
+        assert!(matches!(CertReloader::load(files.clone()), Err(TlsError::Read { .. })));
         std::fs::write(&files.cert, "not pem").unwrap();
         std::fs::write(&files.key, "not pem").unwrap();
-        assert!(matches!(
-            CertReloader::load(files),
-            Err(TlsError::NoCertificate { .. })
-        ));
+        assert!(matches!(CertReloader::load(files), Err(TlsError::NoCertificate { .. })));
     }
 
     #[tokio::test]
@@ -358,10 +282,7 @@ pub(crate) mod tests {
         self_signed(dir.path(), "two.test").unwrap();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while end_entity(&r) == first {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "certificate was not reloaded"
-            );
+            assert!(tokio::time::Instant::now() < deadline, "certificate was not reloaded");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         shutdown.cancel();

@@ -332,7 +332,10 @@ async fn region_preference_weights_statistics_and_hot_list() {
     // repeated (the request counts below include every run).
     let probe_failures = || async {
         let m = c.get(format!("{}/metrics", net.url("dir-a"))).send().await.unwrap().text().await.unwrap();
-        m.lines().filter(|l| l.starts_with("odi_probes_total{") && !l.contains("outcome=\"ok\"")).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum::<f64>()
+        m.lines()
+            .filter(|l| l.starts_with("odi_probes_total{") && !l.contains("outcome=\"ok\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
     };
     let mut requests = 0usize;
     let stable = |xff: Option<&'static str>, n: usize| {

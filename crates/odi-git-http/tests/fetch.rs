@@ -82,10 +82,7 @@ fn http_errors_are_reported_with_status() {
     let dest = tempfile::tempdir().unwrap();
     for (status, expect) in [
         ("404 Not Found", "HTTP 404 Not Found"),
-        (
-            "500 Internal Server Error",
-            "HTTP 500 Internal Server Error",
-        ),
+        ("500 Internal Server Error", "HTTP 500 Internal Server Error"),
         ("401 Unauthorized", "authentication is not supported"),
     ] {
         let base = canned_server(status, vec!["Content-Type: text/plain".into()], "no\n");
@@ -93,21 +90,14 @@ fn http_errors_are_reported_with_status() {
         let err = fetch(&url, &dest.path().join("d.git")).unwrap_err();
         let message = err.message();
         assert!(message.contains(expect), "{status}: {message}");
-        assert!(
-            message.contains(&format!("{url}/info/refs?service=git-upload-pack")),
-            "{message}"
-        );
+        assert!(message.contains(&format!("{url}/info/refs?service=git-upload-pack")), "{message}");
     }
 }
 
 #[test]
 fn wrong_content_type_is_rejected() {
     setup();
-    let base = canned_server(
-        "200 OK",
-        vec!["Content-Type: text/html; charset=utf-8".into()],
-        "<html>dumb or not git at all</html>",
-    );
+    let base = canned_server("200 OK", vec!["Content-Type: text/html; charset=utf-8".into()], "<html>dumb or not git at all</html>");
     let dest = tempfile::tempdir().unwrap();
     let err = fetch(&format!("{base}/network.git"), &dest.path().join("d.git")).unwrap_err();
     let message = err.message();
@@ -121,10 +111,7 @@ fn redirected_repository_is_fetched_from_its_new_place() {
     let root = tempfile::tempdir().unwrap();
     let (_, head) = make_source(&root.path().join("network.git"), 2);
     let server = testing::serve(root.path()).unwrap();
-    let target = format!(
-        "{}/network.git/info/refs?service=git-upload-pack",
-        server.base_url
-    );
+    let target = format!("{}/network.git/info/refs?service=git-upload-pack", server.base_url);
     // The old place answers everything, the POST included, with a redirect: the fetch only
     // works if the pack request goes to where the advertisement came from.
     let location: &'static str = Box::leak(format!("Location: {target}").into_boxed_str());
@@ -138,11 +125,7 @@ fn redirected_repository_is_fetched_from_its_new_place() {
 fn connection_refused_names_url() {
     setup();
     // Bind then drop, so the port is very likely closed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = format!("http://127.0.0.1:{port}/network.git");
     let dest = tempfile::tempdir().unwrap();
     let err = fetch(&url, &dest.path().join("d.git")).unwrap_err();
@@ -155,17 +138,9 @@ fn push_is_refused() {
     let root = tempfile::tempdir().unwrap();
     let (source, _) = make_source(&root.path().join("network.git"), 1);
     let server = testing::serve(root.path()).unwrap();
-    let mut remote = source
-        .remote_anonymous(&format!("{}/network.git", server.base_url))
-        .unwrap();
-    let err = remote
-        .push(&["refs/heads/main:refs/heads/other"], None)
-        .unwrap_err();
-    assert!(
-        err.message().contains("push is not supported"),
-        "{}",
-        err.message()
-    );
+    let mut remote = source.remote_anonymous(&format!("{}/network.git", server.base_url)).unwrap();
+    let err = remote.push(&["refs/heads/main:refs/heads/other"], None).unwrap_err();
+    assert!(err.message().contains("push is not supported"), "{}", err.message());
 }
 
 #[test]
@@ -174,19 +149,10 @@ fn https_with_untrusted_certificate_fails() {
     let root = tempfile::tempdir().unwrap();
     make_source(&root.path().join("network.git"), 1);
     let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
-    let server = testing::serve_tls(
-        root.path(),
-        cert.cert.pem().as_bytes(),
-        cert.signing_key.serialize_pem().as_bytes(),
-    )
-    .unwrap();
+    let server = testing::serve_tls(root.path(), cert.cert.pem().as_bytes(), cert.signing_key.serialize_pem().as_bytes()).unwrap();
     assert!(server.base_url.starts_with("https://"));
     let dest = tempfile::tempdir().unwrap();
-    let err = fetch(
-        &format!("{}/network.git", server.base_url),
-        &dest.path().join("d.git"),
-    )
-    .unwrap_err();
+    let err = fetch(&format!("{}/network.git", server.base_url), &dest.path().join("d.git")).unwrap_err();
     let message = err.message().to_ascii_lowercase();
     assert!(message.contains("certificate"), "{message}");
     assert_eq!(err.class(), git2::ErrorClass::Ssl, "{message}");

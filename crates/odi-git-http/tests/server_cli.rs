@@ -16,9 +16,7 @@ fn git_cli_clones_and_fetches_with_chunked_bodies() {
     let target = source.find_object(head, None).unwrap();
     let sig = git2::Signature::now("Test", "test@example.invalid").unwrap();
     for i in 0..3000 {
-        source
-            .tag(&format!("t{i}"), &target, &sig, "tag", false)
-            .unwrap();
+        source.tag(&format!("t{i}"), &target, &sig, "tag", false).unwrap();
     }
     let server = testing::serve(root.path()).unwrap();
     let work = tempfile::tempdir().unwrap();
@@ -32,11 +30,7 @@ fn git_cli_clones_and_fetches_with_chunked_bodies() {
             .env("HOME", work.path())
             .output()
             .unwrap();
-        assert!(
-            output.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8(output.stdout).unwrap()
     };
     let url = format!("{}/network.git", server.base_url);
@@ -45,13 +39,7 @@ fn git_cli_clones_and_fetches_with_chunked_bodies() {
     assert_eq!(cloned.trim(), head.to_string());
 
     let head2 = common::add_commit(&source, "next\n");
-    git(&[
-        "--git-dir",
-        clone.to_str().unwrap(),
-        "fetch",
-        &url,
-        "+refs/heads/*:refs/heads/*",
-    ]);
+    git(&["--git-dir", clone.to_str().unwrap(), "fetch", &url, "+refs/heads/*:refs/heads/*"]);
     let fetched = git(&["--git-dir", clone.to_str().unwrap(), "rev-parse", "main"]);
     assert_eq!(fetched.trim(), head2.to_string());
 }

@@ -49,9 +49,7 @@ pub fn fetch(repo: &Repository, url: &str, branch: &str) -> Result<Oid, GitError
     let mut opts = git2::FetchOptions::new();
     opts.download_tags(git2::AutotagOption::None);
     remote.fetch(&[&refspec], Some(&mut opts), None)?;
-    let reference = repo
-        .find_reference(&format!("refs/remotes/network/{branch}"))
-        .map_err(|_| GitError::NoBranch(branch.to_owned()))?;
+    let reference = repo.find_reference(&format!("refs/remotes/network/{branch}")).map_err(|_| GitError::NoBranch(branch.to_owned()))?;
     Ok(reference.peel_to_commit()?.id())
 }
 

@@ -161,7 +161,11 @@ fn check_url(file: &str, field: &str, s: &str, allow_file: bool, problems: &mut 
         }
         Ok(u) if allow_file && u.scheme() == "file" => Some(u),
         Ok(u) => {
-            problems.push(Problem::field(file, field, format!("scheme `{}` is not allowed (use https://, http://{})", u.scheme(), if allow_file { " or file://" } else { "" })));
+            problems.push(Problem::field(
+                file,
+                field,
+                format!("scheme `{}` is not allowed (use https://, http://{})", u.scheme(), if allow_file { " or file://" } else { "" }),
+            ));
             None
         }
         Err(e) => {
@@ -183,7 +187,12 @@ fn check_names(file: &str, field: &str, names: &[String], problems: &mut Vec<Pro
     }
 }
 
-fn add_artifacts(file: &str, entries: Vec<ArtifactEntry>, into: &mut BTreeMap<crate::safe_path::ArtifactPath, (String, Artifact)>, problems: &mut Vec<Problem>) {
+fn add_artifacts(
+    file: &str,
+    entries: Vec<ArtifactEntry>,
+    into: &mut BTreeMap<crate::safe_path::ArtifactPath, (String, Artifact)>,
+    problems: &mut Vec<Problem>,
+) {
     for (i, a) in entries.into_iter().enumerate() {
         if let Some(reason) = &a.expunged {
             if reason.trim().is_empty() {
@@ -292,9 +301,11 @@ fn build(root: Root, docs: Vec<(String, Kind, Doc)>, problems: &mut Vec<Problem>
                 match directories.get(other) {
                     None => problems.push(Problem::field(file, format!("{field}[{i}]"), format!("no directory named `{other}`"))),
                     Some(_) if other == name => problems.push(Problem::field(file, format!("{field}[{i}]"), "a directory cannot name itself")),
-                    Some(o) if field == "links" && o.kind == DirectoryKind::Meta => {
-                        problems.push(Problem::field(file, format!("{field}[{i}]"), format!("`{other}` is a meta-directory; links join directories that hold catalogs")))
-                    }
+                    Some(o) if field == "links" && o.kind == DirectoryKind::Meta => problems.push(Problem::field(
+                        file,
+                        format!("{field}[{i}]"),
+                        format!("`{other}` is a meta-directory; links join directories that hold catalogs"),
+                    )),
                     Some(o) if field == "links" && !o.catalogs.iter().any(|c| d.catalogs.contains(c)) => {
                         problems.push(Problem::field(file, format!("{field}[{i}]"), format!("`{other}` holds none of this directory's catalogs")))
                     }
@@ -313,7 +324,15 @@ fn build(root: Root, docs: Vec<(String, Kind, Doc)>, problems: &mut Vec<Problem>
         if let Some(url) = url {
             out_dirs.insert(
                 name.clone(),
-                Directory { name: name.clone(), url, region: d.region.clone(), kind: d.kind, catalogs: d.catalogs.clone(), links: d.links.clone(), references: d.references.clone() },
+                Directory {
+                    name: name.clone(),
+                    url,
+                    region: d.region.clone(),
+                    kind: d.kind,
+                    catalogs: d.catalogs.clone(),
+                    links: d.links.clone(),
+                    references: d.references.clone(),
+                },
             );
         }
     }
@@ -341,7 +360,9 @@ fn build(root: Root, docs: Vec<(String, Kind, Doc)>, problems: &mut Vec<Problem>
         for (i, d) in r.directories.iter().enumerate() {
             match directories.get(d) {
                 None => problems.push(Problem::field(file, format!("directories[{i}]"), format!("no directory named `{d}`"))),
-                Some(dir) if dir.kind == DirectoryKind::Meta => problems.push(Problem::field(file, format!("directories[{i}]"), format!("`{d}` is a meta-directory and holds no catalogs"))),
+                Some(dir) if dir.kind == DirectoryKind::Meta => {
+                    problems.push(Problem::field(file, format!("directories[{i}]"), format!("`{d}` is a meta-directory and holds no catalogs")))
+                }
                 Some(_) => {}
             }
         }
@@ -356,7 +377,17 @@ fn build(root: Root, docs: Vec<(String, Kind, Doc)>, problems: &mut Vec<Problem>
         if let Some(url) = url {
             out_relays.insert(
                 name.clone(),
-                Relay { name, url, region: r.region, contact: r.contact, quota: r.quota, bandwidth: r.bandwidth, directories: r.directories, catalogs: r.catalogs, tags: r.tags },
+                Relay {
+                    name,
+                    url,
+                    region: r.region,
+                    contact: r.contact,
+                    quota: r.quota,
+                    bandwidth: r.bandwidth,
+                    directories: r.directories,
+                    catalogs: r.catalogs,
+                    tags: r.tags,
+                },
             );
         }
     }

@@ -61,9 +61,7 @@ impl PublicKey {
         let sig = minisign_verify::Signature::decode(signature).map_err(|_| SignatureError::MalformedSignature)?;
         match self.key.verify(data, &sig, false) {
             Ok(()) => Ok(()),
-            Err(minisign_verify::Error::UnexpectedKeyId) => {
-                Err(SignatureError::UnexpectedKey(signature_key_id(signature).unwrap_or_else(|| "?".into())))
-            }
+            Err(minisign_verify::Error::UnexpectedKeyId) => Err(SignatureError::UnexpectedKey(signature_key_id(signature).unwrap_or_else(|| "?".into()))),
             Err(minisign_verify::Error::UnexpectedAlgorithm) => Err(SignatureError::Legacy),
             Err(minisign_verify::Error::InvalidEncoding) => Err(SignatureError::MalformedSignature),
             Err(_) => Err(SignatureError::Invalid),
@@ -142,8 +140,7 @@ impl SecretKey {
 
     /// Signs `data` (prehashed, like `minisign -S`), returning the `.minisig` text.
     pub fn sign(&self, data: &[u8], trusted_comment: &str) -> Result<String, SignatureError> {
-        let sig = minisign::sign(None, &self.0, data, Some(trusted_comment), Some("signature from odi"))
-            .map_err(|e| SignatureError::Signing(e.to_string()))?;
+        let sig = minisign::sign(None, &self.0, data, Some(trusted_comment), Some("signature from odi")).map_err(|e| SignatureError::Signing(e.to_string()))?;
         Ok(sig.into_string())
     }
 }

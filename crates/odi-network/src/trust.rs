@@ -57,11 +57,7 @@ impl Root {
 
     /// What the agent persists about this root to verify the next rotation.
     pub fn pin(&self) -> RootPin {
-        RootPin {
-            serial: self.serial,
-            threshold: self.threshold,
-            keys: self.keys.iter().map(|(_, k)| k.base64().to_owned()).collect(),
-        }
+        RootPin { serial: self.serial, threshold: self.threshold, keys: self.keys.iter().map(|(_, k)| k.base64().to_owned()).collect() }
     }
 }
 
@@ -210,10 +206,7 @@ fn parse_root(path: &str, bytes: &[u8]) -> Result<Root, Vec<Problem>> {
 /// trusts (its last root, or its pinned keys) to the newest, each rotation signed by a
 /// threshold of the previous keys and of its own.
 pub fn verify_root(tree: &Tree, anchor: &TrustAnchor, state: &TrustState, now: OffsetDateTime) -> Result<Root, Vec<Problem>> {
-    let mut versions: Vec<u64> = tree
-        .under(ROOTS_DIR)
-        .filter_map(|(p, _)| p.strip_prefix(ROOTS_DIR)?.strip_suffix(".toml")?.parse().ok())
-        .collect();
+    let mut versions: Vec<u64> = tree.under(ROOTS_DIR).filter_map(|(p, _)| p.strip_prefix(ROOTS_DIR)?.strip_suffix(".toml")?.parse().ok()).collect();
     versions.sort_unstable();
     let Some(&newest) = versions.last() else {
         return Err(vec![Problem::file(ROOTS_DIR, "no root found (expected trust/roots/1.toml)")]);

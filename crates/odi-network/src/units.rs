@@ -180,11 +180,7 @@ macro_rules! string_serde {
     };
 }
 
-string_serde!(
-    ByteSize,
-    "A byte size such as \"500 GiB\", \"1.5 TB\" or \"4096\"",
-    r"^\s*[0-9]*\.?[0-9]+\s*([kKmMgGtTpP][iI]?)?[bB]?\s*$"
-);
+string_serde!(ByteSize, "A byte size such as \"500 GiB\", \"1.5 TB\" or \"4096\"", r"^\s*[0-9]*\.?[0-9]+\s*([kKmMgGtTpP][iI]?)?[bB]?\s*$");
 string_serde!(
     Rate,
     "A bandwidth such as \"100 Mbit/s\" or \"20 MiB/s\"",

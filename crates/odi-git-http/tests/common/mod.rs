@@ -22,28 +22,15 @@ pub fn make_source(path: &Path, commits: usize) -> (Repository, Oid) {
 
 /// Commits one more file to `main` (on top of the current tip, if any).
 pub fn add_commit(repo: &Repository, content: &str) -> Oid {
-    let parent = repo
-        .find_reference("refs/heads/main")
-        .ok()
-        .map(|r| r.peel_to_commit().unwrap());
-    let mut tree = repo
-        .treebuilder(parent.as_ref().map(|c| c.tree().unwrap()).as_ref())
-        .unwrap();
+    let parent = repo.find_reference("refs/heads/main").ok().map(|r| r.peel_to_commit().unwrap());
+    let mut tree = repo.treebuilder(parent.as_ref().map(|c| c.tree().unwrap()).as_ref()).unwrap();
     let blob = repo.blob(content.as_bytes()).unwrap();
     let name = format!("f{}.txt", tree.len());
     tree.insert(&name, blob, 0o100644).unwrap();
     let tree = repo.find_tree(tree.write().unwrap()).unwrap();
     let sig = Signature::now("Test", "test@example.invalid").unwrap();
     let parents: Vec<_> = parent.iter().collect();
-    repo.commit(
-        Some("refs/heads/main"),
-        &sig,
-        &sig,
-        content,
-        &tree,
-        &parents,
-    )
-    .unwrap()
+    repo.commit(Some("refs/heads/main"), &sig, &sig, content, &tree, &parents).unwrap()
 }
 
 /// Fetches all branches of `url` into the bare repository at `dest` (created if needed);
@@ -87,10 +74,7 @@ pub fn canned_server(status: &'static str, headers: Vec<String>, body: &'static 
                 response.push_str(header);
                 response.push_str("\r\n");
             }
-            response.push_str(&format!(
-                "Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            ));
+            response.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()));
             let _ = stream.write_all(response.as_bytes());
         }
     });
