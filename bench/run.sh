@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ODI performance figures, side by side with the reference tools on this machine.
 #
-#   bench/run.sh [--quick] [--keep]
+#   bench/run.sh [--quick] [--keep] [--only=FIGURES]   (e.g. --only=23 runs figures 2 and 3)
 #
 # Prints, and writes to bench/results.txt, four figures, each the median of N runs
 # (N = 5, or 3 with --quick) with both absolute values and their ratio:
@@ -25,15 +25,18 @@ RESULTS="$BENCH/results.txt"
 RUNS=5
 DUR=10
 KEEP=0
+ONLY=1234
 for arg in "$@"; do
     case "$arg" in
         --quick) RUNS=3; DUR=5 ;;
         --keep) KEEP=1 ;;
+        --only=*) ONLY=${arg#--only=} ;;
         -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "unknown argument: $arg (use --quick, --keep)" >&2; exit 2 ;;
+        *) echo "unknown argument: $arg (use --quick, --keep, --only=FIGURES like --only=23)" >&2; exit 2 ;;
     esac
 done
 
+want() { case "$ONLY" in *"$1"*) return 0 ;; *) return 1 ;; esac; }
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
@@ -229,6 +232,7 @@ cat "$WORK/origin/big.bin" > /dev/null
 find "$WORK/net/bench-relay-data" -type f -size +1000M -exec cat {} + > /dev/null
 
 # ---------------------------------------------------------------- 1. relay bytes/s
+if want 1; then
 log "1. relay vs nginx static: $RUNS x ${DUR}s each, wrk -t2 -c4"
 odi_bps=(); ngx_bps=(); odi_cpg=(); ngx_cpg=()
 for i in $(seq 1 "$RUNS"); do
@@ -261,7 +265,10 @@ add "$(printf '   Memory under 64 concurrent downloads (wrk -t2 -c64, %ss), RSS 
     "$(fmt "$(calc "$obytes / ($odur / 1e6) / 1e9")")" "$(fmt "$(calc "$nbytes / ($ndur / 1e6) / 1e9")")" \
     "$(fmt "$(calc "($obytes / $odur) / ($nbytes / $ndur)")")")"
 
+fi
+
 # ---------------------------------------------------------------- 2. redirects/s
+if want 2; then
 log "starting the directory agent and waiting until it redirects to the relay"
 ODI_LOG=warn "$ODI" agent --config "$WORK/net/directory.toml" > "$WORK/directory.log" 2>&1 &
 DIR_PID=$!
@@ -298,7 +305,10 @@ add "$(printf '2. Directory redirects/s (wrk -t2 -c64 --latency, %ss x %s)\n   o
 # The servers are not needed any more: stop them so the CPU figures below run alone.
 stop "$DIR_PID"; stop "$RELAY_PID"; stop "$NGINX_PID"
 
+fi
+
 # ---------------------------------------------------------------- 3. sha256
+if want 3; then
 # Each side is one process (or CORES processes) timed by the shell: wall clock and CPU time
 # (user + system, children included). "Per core" is bytes per CPU-second, which other load on
 # the machine barely moves; wall-clock figures are shown beside it.
@@ -334,7 +344,10 @@ add "$(printf '3. sha256 of a 1 GiB file in page cache (sha2 crate, SHA-NI detec
     "$SHA_NI" "$(g "$SC")" "$(g "$OC")" "$(fmt "$R1" 3)" "$(verdict "$R1" 0.9)" "$(g "$SW")" "$(g "$OW")" "$(fmt "$RW" 3)" "$(g "$YC")" "$(g "$M")" \
     "$CORES" "$CORES" "$(g "$PW")" "$(fmt "$PN" 1)" "$CORES" "$(g "$QW")" "$(fmt "$QN" 1)" "$(fmt "$RP" 3)" "$(verdict "$RP" 0.9)")"
 
+fi
+
 # ---------------------------------------------------------------- 4. validate + plan
+if want 4; then
 log "4. validate + plan at 100,000 artifacts / 1,000 relays"
 timeout 600 "$EX/scale" "$WORK/scale" 100000 1000 > "$WORK/scale.log" 2>&1 || die "scale example failed: $(tail -5 "$WORK/scale.log")"
 "$ODI" validate "$WORK/scale" > /dev/null 2>&1 || die "the generated network does not validate"
@@ -350,6 +363,8 @@ done
 V=$(printf '%s\n' "${val[@]}" | median); VC=$(printf '%s\n' "${valc[@]}" | median); PL=$(printf '%s\n' "${plan[@]}" | median)
 add "$(printf '4. Network of 100,000 artifacts and 1,000 relays (wall clock of the odi binary, median of %s)\n   odi plan --node relay-0007 (verifies + loads + assigns + plans) %s s   vs target 2 s: %sx of budget  (target < 2 s: %s)\n   odi validate (work tree) %s s, odi validate --commit HEAD (git objects) %s s' \
     "$RUNS" "$(fmt "$PL")" "$(fmt "$(calc "$PL / 2")")" "$(verdict "$PL" 2 lt)" "$(fmt "$V")" "$(fmt "$VC")")"
+
+fi
 
 # ---------------------------------------------------------------- summary
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)

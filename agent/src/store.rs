@@ -19,7 +19,6 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt as _;
 
 /// What a store operation failed on.
 #[derive(Debug, thiserror::Error)]
@@ -225,16 +224,26 @@ fn parse_hex(s: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// SHA-256 of a file, streamed.
+/// SHA-256 of a file, streamed on a blocking thread: plain `read` calls into one large buffer
+/// keep hashing at the speed of `openssl dgst` (tokio's file reads cost a thread hop per read).
 pub async fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
-    let mut f = tokio::fs::File::open(path).await?;
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || hash_file_blocking(&path)).await.map_err(io::Error::other)?
+}
+
+/// [`hash_file`] for callers already off the async threads.
+pub fn hash_file_blocking(path: &Path) -> io::Result<[u8; 32]> {
+    use std::io::Read as _;
+    let mut f = std::fs::File::open(path)?;
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
+    let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
+        let n = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
         h.update(&buf[..n]);
     }
     Ok(h.finalize().into())
