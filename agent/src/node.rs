@@ -138,12 +138,7 @@ impl Node {
         let view = self.view();
         let commit = view.as_ref().map(|v| v.commit.clone());
         let health = self.health();
-        let target = view.as_ref().map(|v| self.target(v));
-        let share = target.map_or_else(ShareStatus::default, |t| ShareStatus {
-            artifacts: t.wants.len(),
-            bytes: t.wants.iter().map(|w| w.size).sum(),
-            missing: t.wants.iter().filter(|w| !self.store.contains(&w.sha256)).count(),
-        });
+        let share = view.as_ref().map_or_else(ShareStatus::default, |v| self.share(v));
         let failures = health.last_round.as_ref().filter(|(c, _)| Some(c) == commit.as_ref()).map(|(_, o)| o.failed.clone()).unwrap_or_default();
         StatusDoc {
             mode: self.config.mode.as_str().into(),
@@ -163,6 +158,32 @@ impl Node {
             failures,
             directory: self.directory.as_ref().map(|d| d.status_json(self, view.as_deref())),
         }
+    }
+
+    /// What the node should hold and how much of it is missing, without building the
+    /// download sources that a reconcile target carries (status is polled often).
+    fn share(&self, view: &View) -> ShareStatus {
+        let mut s = ShareStatus::default();
+        let mut add = |a: &odi_network::model::Artifact| {
+            s.artifacts += 1;
+            s.bytes += a.size;
+            if !self.store.contains(&a.sha256.0) {
+                s.missing += 1;
+            }
+        };
+        let net = &view.network;
+        match self.config.mode {
+            Mode::Relay => {
+                if let Some(share) = view.assignment.share(&self.config.name) {
+                    view.assignment.artifacts_of(share).filter_map(|p| net.artifact(&p.catalog, &p.path)).for_each(&mut add);
+                }
+            }
+            Mode::Directory => {
+                let held = net.directories.get(&self.config.name).map(|d| d.catalogs.as_slice()).unwrap_or_default();
+                held.iter().filter_map(|c| net.catalogs.get(c)).flat_map(|c| c.live()).for_each(&mut add);
+            }
+        }
+        s
     }
 
     fn quota(&self, view: Option<&View>) -> Option<u64> {

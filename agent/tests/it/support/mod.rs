@@ -83,23 +83,9 @@ pub fn validate_run(dir: &Path, extra: &[&str]) -> Run {
     run(c)
 }
 
-/// Deterministic pseudo-random bytes (xorshift seeded by the name), so that artifacts have
-/// real digests without fixtures in the repository.
-pub fn generated_bytes(name: &str, len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    for b in name.bytes() {
-        x = (x ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    let mut out = Vec::with_capacity(len);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+/// Deterministic pseudo-random bytes seeded by the name: the demo's generator, so tests and
+/// the demo make the same bytes.
+pub use odi_agent::demo::catalogs::generated_bytes;
 
 /// SHA-256 of bytes, as the model stores it.
 pub fn sha256(bytes: &[u8]) -> Sha256 {
