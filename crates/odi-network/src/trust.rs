@@ -240,7 +240,10 @@ pub fn verify_root(tree: &Tree, anchor: &TrustAnchor, state: &TrustState, now: O
             return Err(vec![Problem::file(root_path(newest), format!("root serial {newest} is lower than {} already trusted (rollback)", pin.serial))]);
         }
         let keys = pin.keys.iter().filter_map(|k| PublicKey::parse(k).ok()).collect();
-        (keys, pin.threshold, pin.serial + 1)
+        // Start at the trusted version itself: its file in this commit must still carry a
+        // threshold of the pinned keys' signatures, or a commit could rewrite it (new
+        // delegations, say) without raising its serial.
+        (keys, pin.threshold, pin.serial)
     } else if anchor.pinned.is_empty() {
         let first = versions[0];
         let (root, bytes) = load(first)?;
@@ -307,4 +310,28 @@ pub fn verify_delegated(tree: &Tree, root: &Root, path: &str, data: &[u8]) -> Re
         }
     }
     Err(Problem::file(path, last.map_or_else(|| "no valid signature".into(), |e| e.to_string())))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::builder::NetworkBuilder;
+    use crate::{load, TrustAnchor, TrustState};
+
+    #[test]
+    fn an_applied_root_cannot_be_rewritten_without_its_keys() {
+        let b = NetworkBuilder::new().unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let tree = b.tree().unwrap();
+        let state = load(&tree, &TrustAnchor::default(), &TrustState::default(), now).unwrap().state;
+        // Same serial, an extra delegation for an attacker's key, the old signatures kept.
+        let mut evil = tree.clone();
+        let root = String::from_utf8(tree.get("trust/roots/1.toml").unwrap().to_vec()).unwrap();
+        let attacker = crate::builder::Key::generate("attacker").unwrap();
+        let root = format!("{root}\n[[delegations]]\nname = \"attacker\"\npublic = \"{}\"\npaths = [\"relays/\"]\n", attacker.public());
+        evil.insert("trust/roots/1.toml", root.into_bytes());
+        let problems = load(&evil, &TrustAnchor::default(), &state, now).unwrap_err();
+        assert!(problems.to_string().contains("trust/roots/1.toml"), "{problems}");
+        // The untouched tree still loads with the same state.
+        load(&tree, &TrustAnchor::default(), &state, now).unwrap();
+    }
 }
