@@ -149,7 +149,7 @@ impl Node {
             applied_at: view.as_ref().map(|v| rfc3339(v.applied_at)),
             last_error: health.last_error.as_ref().map(|(t, m)| format!("{}: {m}", rfc3339(*t))),
             store: StoreStatus {
-                objects: self.store.list().len(),
+                objects: self.store.object_count(),
                 bytes: self.store.object_bytes(),
                 partial_bytes: self.store.partial_bytes(),
                 quota: self.quota(view.as_deref()),
@@ -204,7 +204,7 @@ impl Node {
     fn update_gauges(&self) {
         let m = &self.metrics;
         m.set("odi_store_bytes", "Bytes of complete objects in the store.", &[], self.store.object_bytes() as f64);
-        m.set("odi_store_objects", "Complete objects in the store.", &[], self.store.list().len() as f64);
+        m.set("odi_store_objects", "Complete objects in the store.", &[], self.store.object_count() as f64);
         m.set("odi_store_partial_bytes", "Bytes of downloads in progress.", &[], self.store.partial_bytes() as f64);
         if let Some(q) = self.quota(self.view().as_deref()) {
             m.set("odi_store_quota_bytes", "The relay's disk quota.", &[], q as f64);

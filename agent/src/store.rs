@@ -126,6 +126,11 @@ impl Store {
         self.index().iter().map(|(k, v)| (*k, *v)).collect()
     }
 
+    /// Number of complete objects.
+    pub fn object_count(&self) -> usize {
+        self.index().len()
+    }
+
     /// Bytes of complete objects.
     pub fn object_bytes(&self) -> u64 {
         self.index().values().map(|o| o.size).sum()
