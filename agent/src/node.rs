@@ -265,19 +265,8 @@ impl Node {
         let Some(file) = self.store.open_object(&sha).await else {
             return response::text(StatusCode::NOT_FOUND, "object not held here");
         };
-        let (parts, _) = clone_parts(req);
-        web::artifact::serve(&parts, file, &web::artifact::ArtifactMeta { size: info.size, sha256: sha, last_modified: None }).await
+        web::artifact::serve(req, file, &web::artifact::ArtifactMeta { size: info.size, sha256: sha, last_modified: None }).await
     }
-}
-
-/// The request head without the body, for handlers that only read headers.
-pub fn clone_parts(req: &Request<Incoming>) -> (http::request::Parts, ()) {
-    let mut b = Request::builder().method(req.method().clone()).uri(req.uri().clone()).version(req.version());
-    if let Some(h) = b.headers_mut() {
-        *h = req.headers().clone();
-    }
-    let (parts, ()) = b.body(()).unwrap_or_default().into_parts();
-    (parts, ())
 }
 
 struct NodeHandler(Arc<Node>);

@@ -14,7 +14,7 @@ use url::Url;
 
 use crate::fetch::Source;
 use crate::http::{self as web, response, Body};
-use crate::node::{clone_parts, Node, View};
+use crate::node::{Node, View};
 use crate::reconcile::{Target, Want};
 
 /// `url` with a trailing slash, so that `join` appends instead of replacing the last segment.
@@ -179,8 +179,7 @@ pub fn lookup<'v>(view: Option<&'v View>, raw_path: &str) -> Result<(&'v Artifac
 pub async fn serve_stored(node: &Node, req: &Request<Incoming>, catalog: &str, artifact: &Artifact) -> Option<Response<Body>> {
     let file = node.store.open_object(&artifact.sha256.0).await?;
     let meta = web::artifact::ArtifactMeta { size: artifact.size, sha256: artifact.sha256.0, last_modified: artifact.published.map(Into::into) };
-    let (parts, ()) = clone_parts(req);
-    let resp = web::artifact::serve(&parts, file, &meta).await;
+    let resp = web::artifact::serve(req, file, &meta).await;
     if resp.status().is_success() && req.method() == http::Method::GET {
         let m = &node.metrics;
         m.inc("odi_served_total", "Artifact responses with bytes, per catalog.", &[("catalog", catalog)], 1.0);

@@ -38,9 +38,34 @@ pub const REPR_DIGEST: HeaderName = HeaderName::from_static("repr-digest");
 /// `Digest` (RFC 3230), kept for clients that predate RFC 9530.
 pub const DIGEST: HeaderName = HeaderName::from_static("digest");
 
+/// What serving reads of a request, borrowed: handlers pass the request itself, so the
+/// headers are never copied per request.
+#[derive(Debug, Clone, Copy)]
+pub struct Head<'a> {
+    /// GET or HEAD (anything else is answered 405).
+    pub method: &'a Method,
+    /// For the content type.
+    pub uri: &'a http::Uri,
+    /// Range and conditional headers.
+    pub headers: &'a http::HeaderMap,
+}
+
+impl<'a> From<&'a http::request::Parts> for Head<'a> {
+    fn from(p: &'a http::request::Parts) -> Self {
+        Head { method: &p.method, uri: &p.uri, headers: &p.headers }
+    }
+}
+
+impl<'a, B> From<&'a http::Request<B>> for Head<'a> {
+    fn from(r: &'a http::Request<B>) -> Self {
+        Head { method: r.method(), uri: r.uri(), headers: r.headers() }
+    }
+}
+
 /// Answers GET or HEAD for an open file whose content is `meta`.
-pub async fn serve(req_parts: &http::request::Parts, file: tokio::fs::File, meta: &ArtifactMeta) -> Response<Body> {
-    let is_head = match req_parts.method {
+pub async fn serve(req: impl Into<Head<'_>>, file: tokio::fs::File, meta: &ArtifactMeta) -> Response<Body> {
+    let req_parts: Head<'_> = req.into();
+    let is_head = match *req_parts.method {
         Method::GET => false,
         Method::HEAD => true,
         _ => {
@@ -51,7 +76,7 @@ pub async fn serve(req_parts: &http::request::Parts, file: tokio::fs::File, meta
     };
     let etag = etag(&meta.sha256);
     let lm = meta.last_modified.map(truncate_to_secs);
-    let reqh = &req_parts.headers;
+    let reqh = req_parts.headers;
 
     match evaluate_conditions(reqh, &etag, lm) {
         Precondition::Proceed => {}
