@@ -58,6 +58,13 @@ impl Federation {
     fn is_live(&self, name: &str) -> bool {
         self.health.load().get(name).is_some_and(|h| h.live)
     }
+
+    /// Reachable but on an older commit: used only when no directory is live, because a
+    /// directory that has not pulled yet serves better than a 503 (the meta-directory may
+    /// simply have pulled first).
+    fn is_lagging(&self, name: &str) -> bool {
+        self.health.load().get(name).is_some_and(|h| h.reason.starts_with("Lagging"))
+    }
 }
 
 /// Directories this one probes: those it links to and those it references.
@@ -92,8 +99,13 @@ pub fn route(fed: &Federation, view: &View, me: &str, query: Option<&str>, clien
     let Some(my) = view.network.directories.get(me) else {
         return response::text(StatusCode::SERVICE_UNAVAILABLE, "this directory is not in the applied network");
     };
-    let usable = |d: &&Directory| !passed.contains(&d.name) && fed.is_live(&d.name);
-    let referenced: Vec<&Directory> = my.references.iter().filter_map(|n| view.network.directories.get(n)).filter(usable).collect();
+    let candidates = |ok: &dyn Fn(&str) -> bool| -> Vec<&Directory> {
+        my.references.iter().filter_map(|n| view.network.directories.get(n)).filter(|d| !passed.contains(&d.name) && ok(&d.name)).collect()
+    };
+    let mut referenced = candidates(&|n| fed.is_live(n));
+    if referenced.is_empty() {
+        referenced = candidates(&|n| fed.is_lagging(n));
+    }
     let owners: Vec<&Directory> = referenced.iter().copied().filter(|d| d.catalogs.iter().any(|c| c == catalog)).collect();
     // A referenced directory that does not own the catalog may still reference one that does.
     let forwarders: Vec<&Directory> = referenced.iter().copied().filter(|d| !d.references.is_empty()).collect();
