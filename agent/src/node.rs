@@ -284,6 +284,14 @@ impl Handler for NodeHandler {
             }
         })
     }
+
+    fn has_plain_answers(&self) -> bool {
+        self.0.config.mode == Mode::Directory
+    }
+
+    fn answer_plain(&self, req: &crate::http::PlainRequest<'_>, out: &mut Vec<u8>) -> bool {
+        self.0.config.mode == Mode::Directory && directory::answer_plain(&self.0, req, out)
+    }
 }
 
 /// A started agent.

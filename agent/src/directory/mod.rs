@@ -41,7 +41,7 @@ use self::region::{RegionId, RegionMap};
 use self::route::{BuildInput, Entry, Held, Table};
 use self::stats::{Counter, Stats};
 use crate::config::Config;
-use crate::http::{response, Body};
+use crate::http::{response, Body, PlainRequest};
 use crate::node::{jitter, Node, View};
 use crate::reconcile::{Target, Want};
 use crate::relay::{self, origin_url, HotItem, HotList};
@@ -328,6 +328,32 @@ pub async fn handle(node: &Arc<Node>, req: Request<Incoming>, remote: SocketAddr
         }
     }
     slow_path(node, dir, &req, remote, &table).await
+}
+
+/// The plain-request path of [`handle`] (see [`crate::http::plain`]): a `GET` or `HEAD` of a
+/// listed artifact that a healthy relay holds, answered from the routing table. Anything
+/// else returns `false` and goes through [`handle`].
+pub fn answer_plain(node: &Node, req: &PlainRequest<'_>, out: &mut Vec<u8>) -> bool {
+    let Some(dir) = node.directory.as_ref() else { return false };
+    // A query may carry `odi-via` (a bounce from a relay); `.meta4` is a document.
+    if req.query.is_some() || !req.path.starts_with(crate::http::path::ARTIFACT_PREFIX) || req.path.ends_with(crate::http::path::META4_SUFFIX) {
+        return false;
+    }
+    let table = dir.table.load();
+    if !table.view.as_ref().is_some_and(|v| node.view_is(v)) {
+        return false;
+    }
+    let Some(e) = table.get(req.path) else { return false };
+    let region = dir.regions.region_of_plain(req);
+    let u = if e.candidates.len() > 1 { rand::thread_rng().gen::<f64>() } else { 0.0 };
+    let Some((g, pos)) = e.choose(region, u) else { return false };
+    let get = !req.head;
+    if get {
+        e.counter.hit();
+        dir.region_counter(region).hit();
+    }
+    e.write_redirect(g, pos, dir.max_links, get, out);
+    true
 }
 
 /// Everything the fast path does not cover, answered from the applied view itself.

@@ -11,6 +11,8 @@ use std::net::IpAddr;
 use http::HeaderMap;
 use ipnet::IpNet;
 
+use crate::http::PlainRequest;
+
 /// An interned region: an index into [`RegionMap::names`].
 pub type RegionId = u16;
 
@@ -81,14 +83,18 @@ impl RegionMap {
     /// `X-Forwarded-For` address that is not itself a trusted proxy (the left part of the
     /// header is whatever the client chose to send, so it is never believed).
     pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        self.client_ip_from(peer, headers.get_all("x-forwarded-for").iter().map(|v| v.as_bytes()))
+    }
+
+    /// [`RegionMap::client_ip`] from the `X-Forwarded-For` field values, in request order.
+    pub fn client_ip_from<'a>(&self, peer: IpAddr, xff: impl DoubleEndedIterator<Item = &'a [u8]>) -> IpAddr {
         if self.trusted.is_empty() || !self.trusted(peer) {
             return peer;
         }
         let mut client = peer;
         let mut hops = 0;
         // Several X-Forwarded-For fields form one list in order; walk it from the right.
-        let fields: Vec<&[u8]> = headers.get_all("x-forwarded-for").iter().map(|v| v.as_bytes()).collect();
-        for field in fields.iter().rev() {
+        for field in xff.rev() {
             let Ok(text) = std::str::from_utf8(field) else { return client };
             for part in text.rsplit(',') {
                 hops += 1;
@@ -111,6 +117,14 @@ impl RegionMap {
             return None;
         }
         self.lookup(self.client_ip(peer, headers))
+    }
+
+    /// [`RegionMap::region_of_request`] for a request the server parsed itself.
+    pub fn region_of_plain(&self, req: &PlainRequest<'_>) -> Option<RegionId> {
+        if self.is_empty() {
+            return None;
+        }
+        self.lookup(self.client_ip_from(req.remote.ip(), req.header_values("x-forwarded-for")))
     }
 }
 

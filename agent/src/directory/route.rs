@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use http::header::{HeaderMap, HeaderValue, CACHE_CONTROL, LINK, LOCATION};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CACHE_CONTROL, LINK, LOCATION};
 use http::{Response, StatusCode};
 use odi_network::model::Network;
 use time::OffsetDateTime;
@@ -19,7 +19,7 @@ use super::metalink::{self, MetaFile, MetaUrl};
 use super::region::{RegionId, RegionMap};
 use super::stats::{Counter, Stats};
 use crate::http::artifact::{DIGEST, REPR_DIGEST};
-use crate::http::{response, Body};
+use crate::http::{response, Body, PlainResponse};
 use crate::node::View;
 use crate::relay::base;
 
@@ -325,20 +325,38 @@ impl Entry {
     /// The `302` to the chosen relay, with `Link`s to up to `max_links` other candidates, the
     /// Metalink and the digests; counts the redirect for the relay when `count` (a GET).
     pub fn redirect(&self, g: &Group, pos: usize, max_links: usize, count: bool) -> Response<Body> {
+        let mut resp = response::empty(StatusCode::FOUND);
+        let h = resp.headers_mut();
+        h.reserve(6 + max_links.min(g.links.len()));
+        self.redirect_headers(g, pos, max_links, count, |name, value| {
+            h.append(name, value.clone());
+        });
+        resp
+    }
+
+    /// The same redirect written as bytes by the server's plain path (see
+    /// [`crate::http::plain`]).
+    pub fn write_redirect(&self, g: &Group, pos: usize, max_links: usize, count: bool, out: &mut Vec<u8>) {
+        let mut r = PlainResponse::new(out, StatusCode::FOUND);
+        self.redirect_headers(g, pos, max_links, count, |name, value| r.header(&name, value));
+        r.finish_empty();
+    }
+
+    /// The header fields of a redirect, in order: `Location`, `Cache-Control`, the `Link`s
+    /// and the digests.
+    fn redirect_headers(&self, g: &Group, pos: usize, max_links: usize, count: bool, mut put: impl FnMut(HeaderName, &HeaderValue)) {
         let c = self.candidate(g, pos);
         if count {
             c.counter.hit();
         }
-        let mut resp = response::empty(StatusCode::FOUND);
-        let h = resp.headers_mut();
-        h.reserve(6 + max_links.min(g.links.len()));
-        h.insert(LOCATION, c.location.clone());
-        h.insert(CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
+        put(LOCATION, &c.location);
+        put(CACHE_CONTROL, &PRIVATE_NO_CACHE);
         for (_, link) in g.links.iter().enumerate().filter(|(i, _)| *i != pos).take(max_links) {
-            h.append(LINK, link.clone());
+            put(LINK, link);
         }
-        self.meta_headers(h);
-        resp
+        put(LINK, &self.describedby);
+        put(DIGEST, &self.digest);
+        put(REPR_DIGEST, &self.repr_digest);
     }
 
     /// `Link: rel=describedby`, `Digest` and `Repr-Digest`.
@@ -348,6 +366,9 @@ impl Entry {
         h.insert(REPR_DIGEST, self.repr_digest.clone());
     }
 }
+
+/// Redirects depend on the client (region, health): no shared cache may reuse them.
+const PRIVATE_NO_CACHE: HeaderValue = HeaderValue::from_static("private, no-cache");
 
 #[cfg(test)]
 pub(crate) mod tests {

@@ -24,8 +24,10 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::plain::{self, PlainRequest};
 use super::response;
 use super::tls::{self, CertReloader, TlsError};
+use super::workers::Workers;
 
 /// Every response body the server sends.
 pub type Body = http_body_util::combinators::BoxBody<bytes::Bytes, std::io::Error>;
@@ -33,6 +35,19 @@ pub type Body = http_body_util::combinators::BoxBody<bytes::Bytes, std::io::Erro
 /// Answers requests. Implemented by the directory and relay modes.
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, req: http::Request<hyper::body::Incoming>, remote: SocketAddr) -> Pin<Box<dyn Future<Output = http::Response<Body>> + Send + '_>>;
+
+    /// Whether [`Handler::answer_plain`] may answer anything; when not, connections go
+    /// straight to hyper.
+    fn has_plain_answers(&self) -> bool {
+        false
+    }
+
+    /// Answers a plain request without hyper when the answer is ready at hand: writes the
+    /// whole response (head and body) to `out` and returns `true`, or returns `false` and
+    /// the request goes to [`Handler::handle`]. Must not block or wait.
+    fn answer_plain(&self, _req: &PlainRequest<'_>, _out: &mut Vec<u8>) -> bool {
+        false
+    }
 }
 
 /// Listener settings.
@@ -50,12 +65,22 @@ pub struct ServerConfig {
     /// A connection with no bytes moving either way for this long is closed
     /// (a client that stops reading a response, for example).
     pub idle_timeout: Duration,
+    /// Threads serving connections (see [`super::workers`]); the listener itself runs on the
+    /// caller's runtime.
+    pub threads: usize,
 }
 
 impl ServerConfig {
     /// Defaults suitable for a public relay or directory.
     pub fn new(listen: SocketAddr) -> Self {
-        Self { listen, tls: None, header_read_timeout: Duration::from_secs(10), max_connections: 4096, idle_timeout: Duration::from_secs(60) }
+        Self {
+            listen,
+            tls: None,
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+            idle_timeout: Duration::from_secs(60),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
     }
 }
 
@@ -72,6 +97,8 @@ pub enum ServerError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error("cannot start connection threads for {addr}: {source}")]
+    Threads { addr: SocketAddr, source: std::io::Error },
 }
 
 /// A server that is accepting connections.
@@ -119,8 +146,9 @@ pub async fn bind(config: ServerConfig, handler: Arc<dyn Handler>, shutdown: Can
     let bind_err = |source| ServerError::Bind { addr: config.listen, source };
     let listener = TcpListener::bind(config.listen).await.map_err(bind_err)?;
     let local_addr = listener.local_addr().map_err(bind_err)?;
-    tracing::info!(%local_addr, tls = acceptor.is_some(), "HTTP server listening");
-    let task = tokio::spawn(accept_loop(listener, config, handler, acceptor, shutdown));
+    let workers = Workers::start(config.threads, "odi-http").map_err(|source| ServerError::Threads { addr: config.listen, source })?;
+    tracing::info!(%local_addr, tls = acceptor.is_some(), threads = config.threads, "HTTP server listening");
+    let task = tokio::spawn(accept_loop(listener, config, handler, acceptor, workers, shutdown));
     Ok(RunningServer { local_addr, task, tls: reloader })
 }
 
@@ -140,6 +168,7 @@ async fn accept_loop(
     config: ServerConfig,
     handler: Arc<dyn Handler>,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
+    workers: Workers,
     shutdown: CancellationToken,
 ) {
     let max = config.max_connections.clamp(1, u32::MAX as usize);
@@ -181,10 +210,25 @@ async fn accept_loop(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(%remote, error = %e, "cannot set TCP_NODELAY");
         }
+        // The socket moves to a connection thread's own I/O driver.
+        let stream = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(%remote, error = %e, "cannot hand the connection over");
+                continue;
+            }
+        };
         let ctx = ctx.clone();
         let acceptor = acceptor.clone();
-        tokio::spawn(async move {
+        workers.spawn(async move {
             let _permit = permit;
+            let stream = match TcpStream::from_std(stream) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%remote, error = %e, "cannot register the connection");
+                    return;
+                }
+            };
             match acceptor {
                 None => serve_connection(stream, remote, ctx).await,
                 Some(acceptor) => {
@@ -212,6 +256,7 @@ async fn accept_loop(
         ctx.hard_stop.cancel();
         let _ = tokio::time::timeout(Duration::from_secs(1), slots.acquire_many(all)).await;
     }
+    workers.stop().await;
 }
 
 /// Best-effort 503 to a client we cannot serve now; never blocks.
@@ -222,6 +267,21 @@ fn refuse_overloaded(stream: &TcpStream, remote: SocketAddr) {
 }
 
 async fn serve_connection<I>(io: I, remote: SocketAddr, ctx: ConnCtx)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    if !ctx.handler.has_plain_answers() {
+        return serve_hyper(io, remote, ctx).await;
+    }
+    let limits =
+        plain::Limits { header_read_timeout: ctx.header_read_timeout, idle_timeout: ctx.idle_timeout, shutdown: &ctx.shutdown, hard_stop: &ctx.hard_stop };
+    match plain::serve(io, remote, &*ctx.handler, limits).await {
+        plain::Outcome::Closed => {}
+        plain::Outcome::Handoff(io) => serve_hyper(io, remote, ctx).await,
+    }
+}
+
+async fn serve_hyper<I>(io: I, remote: SocketAddr, ctx: ConnCtx)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

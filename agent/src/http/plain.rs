@@ -1,0 +1,348 @@
+//! Plain requests answered before hyper sees the connection.
+//!
+//! A directory's work is a flood of small `GET`s that each end in a ready-made `302`. Going
+//! through hyper costs a header map, a request and a response object, a boxed future and a
+//! boxed body per request; here a request head is parsed in place with `httparse` and the
+//! handler writes the response bytes straight into a reused buffer. Nothing is allocated per
+//! request.
+//!
+//! Only the plainest requests take this path: `GET` or `HEAD`, HTTP/1.1, an origin-form
+//! target, no body, no `Connection: close`, `Expect` or `Upgrade`, and a handler that knows the
+//! answer without waiting for anything ([`super::Handler::answer_plain`]). Everything else,
+//! including every malformed request, is handed to hyper together with the bytes already
+//! read, and hyper serves the rest of the connection: its answers to odd or hostile input
+//! stay the only ones.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::header::{HeaderName, HeaderValue};
+use http::StatusCode;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::server::Handler;
+
+/// Read buffer per connection. A request head that does not fit is not plain.
+const BUF: usize = 8 * 1024;
+/// Headers looked at; a request with more is handed to hyper (which allows more).
+const MAX_HEADERS: usize = 48;
+
+/// A `GET` or `HEAD` parsed by the server itself.
+#[derive(Debug)]
+pub struct PlainRequest<'a> {
+    /// `HEAD` rather than `GET`.
+    pub head: bool,
+    /// The path as sent (still percent-encoded), without the query.
+    pub path: &'a str,
+    /// The query, without `?`.
+    pub query: Option<&'a str>,
+    /// Every header field, in order.
+    pub headers: &'a [httparse::Header<'a>],
+    /// The peer.
+    pub remote: SocketAddr,
+}
+
+impl<'a> PlainRequest<'a> {
+    /// Values of every field named `name` (ASCII case-insensitive), in order.
+    pub fn header_values(&self, name: &'a str) -> impl DoubleEndedIterator<Item = &'a [u8]> + '_ {
+        self.headers.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
+    }
+}
+
+/// Writes a response head into the connection's output buffer.
+#[derive(Debug)]
+pub struct PlainResponse<'a> {
+    out: &'a mut Vec<u8>,
+}
+
+impl<'a> PlainResponse<'a> {
+    /// Starts a response with `status`.
+    pub fn new(out: &'a mut Vec<u8>, status: StatusCode) -> Self {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+        out.extend_from_slice(b"\r\n");
+        Self { out }
+    }
+
+    /// Adds a header field. Values are `HeaderValue`s, so they hold no line breaks.
+    pub fn header(&mut self, name: &HeaderName, value: &HeaderValue) {
+        self.out.extend_from_slice(name.as_str().as_bytes());
+        self.out.extend_from_slice(b": ");
+        self.out.extend_from_slice(value.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    /// Ends a response without a body, with `content-length: 0` and `date` as hyper would.
+    pub fn finish_empty(self) {
+        self.out.extend_from_slice(b"content-length: 0\r\ndate: ");
+        http_date(self.out);
+        self.out.extend_from_slice(b"\r\n\r\n");
+    }
+}
+
+thread_local! {
+    /// This thread's current HTTP date, kept fresh by [`keep_date_fresh`].
+    static DATE: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Appends the current time as an HTTP date: the one [`keep_date_fresh`] keeps on this
+/// thread when it runs here (a clock read per request costs as much as the rest of a
+/// redirect's user-space work), otherwise read now.
+fn http_date(out: &mut Vec<u8>) {
+    DATE.with_borrow(|d| match d {
+        Some(text) => out.extend_from_slice(text.as_bytes()),
+        None => out.extend_from_slice(httpdate::fmt_http_date(SystemTime::now()).as_bytes()),
+    });
+}
+
+/// Keeps this thread's HTTP date within half a second of the clock, until dropped.
+pub(super) async fn keep_date_fresh() {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = u64::MAX;
+    loop {
+        tick.tick().await;
+        let now = SystemTime::now();
+        let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if secs != last {
+            last = secs;
+            DATE.set(Some(httpdate::fmt_http_date(now)));
+        }
+    }
+}
+
+/// How a connection left the plain loop.
+pub(super) enum Outcome<I> {
+    /// Closed (by the client, an error, a timeout or shutdown): nothing more to do.
+    Closed,
+    /// A request that is not plain (or not answerable here) starts at `buffered`: hyper
+    /// serves the connection from there.
+    Handoff(Rewind<I>),
+}
+
+/// What one buffered request head turned out to be.
+enum Parsed {
+    /// Answered; the head was this many bytes.
+    Answered(usize),
+    /// Not a complete head yet.
+    Partial,
+    /// Hyper's business.
+    Other,
+}
+
+/// Timeouts and stop signals of one connection.
+pub(super) struct Limits<'a> {
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub shutdown: &'a CancellationToken,
+    pub hard_stop: &'a CancellationToken,
+}
+
+/// Serves plain requests on `io` until the connection ends or a request needs hyper.
+pub(super) async fn serve<I>(mut io: I, remote: SocketAddr, handler: &dyn Handler, limits: Limits<'_>) -> Outcome<I>
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; BUF];
+    let (mut start, mut end) = (0usize, 0usize);
+    let mut out = Vec::with_capacity(1024);
+    // Until shutdown starts only `shutdown` is watched, after that only `hard_stop`. Child
+    // tokens, so that polling one touches this connection's node, not the one every other
+    // connection polls too.
+    let shutdown = limits.shutdown.child_token();
+    let hard_stop = limits.hard_stop.child_token();
+    let mut shutdown = std::pin::pin!(shutdown.cancelled());
+    let mut hard_stop = std::pin::pin!(hard_stop.cancelled());
+    let mut stopping = false;
+    // The head timeout is one timer per connection, not one per request: when it fires, a
+    // connection that completed a request since it was armed gets another period, one that
+    // did not is closed. A client thus has between one and two periods to send a head.
+    let mut answered: u64 = 0;
+    let mut seen: u64 = 0;
+    let mut timer = std::pin::pin!(tokio::time::sleep(limits.header_read_timeout));
+    loop {
+        // Answer every complete request already buffered (pipelined ones included), sending
+        // the answers in as few writes as possible.
+        let mut more = true;
+        let mut other = false;
+        while more {
+            more = false;
+            while start < end {
+                if out.len() >= BUF {
+                    more = true;
+                    break;
+                }
+                match parse(&buf[start..end], remote, handler, &mut out) {
+                    Parsed::Answered(n) => {
+                        start += n;
+                        answered += 1;
+                    }
+                    Parsed::Partial => break,
+                    Parsed::Other => {
+                        other = true;
+                        break;
+                    }
+                }
+            }
+            if !out.is_empty() {
+                let wrote = tokio::select! {
+                    biased;
+                    r = io.write_all(&out) => r.is_ok(),
+                    () = &mut hard_stop, if stopping => false,
+                    // A client that stops reading its answers.
+                    () = tokio::time::sleep(limits.idle_timeout) => false,
+                };
+                out.clear();
+                if !wrote {
+                    return Outcome::Closed;
+                }
+            }
+        }
+        if other {
+            return Outcome::Handoff(Rewind::new(buf, start, end, io));
+        }
+        if start == end {
+            if stopping {
+                return Outcome::Closed;
+            }
+            (start, end) = (0, 0);
+        } else if end == buf.len() {
+            if start == 0 {
+                // A head this large is not plain.
+                return Outcome::Handoff(Rewind::new(buf, start, end, io));
+            }
+            buf.copy_within(start..end, 0);
+            (start, end) = (0, end - start);
+        }
+        tokio::select! {
+            biased;
+            r = io.read(&mut buf[end..]) => match r {
+                Ok(0) | Err(_) => return Outcome::Closed,
+                Ok(n) => end += n,
+            },
+            () = &mut timer => {
+                if answered == seen {
+                    tracing::debug!(%remote, "no complete request head in time; closing");
+                    return Outcome::Closed;
+                }
+                seen = answered;
+                timer.as_mut().reset(Instant::now() + limits.header_read_timeout);
+            }
+            () = &mut shutdown, if !stopping => {
+                // Between requests nothing is in flight: close now. In the middle of a
+                // head, let the client finish it and answer it first.
+                if start == end {
+                    return Outcome::Closed;
+                }
+                stopping = true;
+            }
+            () = &mut hard_stop, if stopping => return Outcome::Closed,
+        }
+    }
+}
+
+/// Parses the head at the start of `bytes` and, when it is plain and the handler answers it,
+/// appends the response to `out`.
+fn parse(bytes: &[u8], remote: SocketAddr, handler: &dyn Handler, out: &mut Vec<u8>) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(bytes) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Other,
+    };
+    let head = match req.method {
+        Some("GET") => false,
+        Some("HEAD") => true,
+        _ => return Parsed::Other,
+    };
+    if req.version != Some(1) {
+        return Parsed::Other;
+    }
+    let Some(target) = req.path.filter(|p| p.starts_with('/')) else { return Parsed::Other };
+    for h in req.headers.iter() {
+        let n = h.name;
+        let plain = if n.eq_ignore_ascii_case("connection") {
+            // `close` (or anything but keep-alive) changes how the response must end.
+            h.value.split(|&b| b == b',').all(|t| t.trim_ascii().eq_ignore_ascii_case(b"keep-alive"))
+        } else {
+            !(n.eq_ignore_ascii_case("content-length")
+                || n.eq_ignore_ascii_case("transfer-encoding")
+                || n.eq_ignore_ascii_case("expect")
+                || n.eq_ignore_ascii_case("upgrade"))
+        };
+        if !plain {
+            return Parsed::Other;
+        }
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let request = PlainRequest { head, path, query, headers: req.headers, remote };
+    let before = out.len();
+    if handler.answer_plain(&request, out) {
+        Parsed::Answered(len)
+    } else {
+        out.truncate(before);
+        Parsed::Other
+    }
+}
+
+/// The connection for hyper: bytes already read first, then the stream.
+pub(super) struct Rewind<I> {
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
+    inner: I,
+}
+
+impl<I> Rewind<I> {
+    fn new(buf: Vec<u8>, pos: usize, end: usize, inner: I) -> Self {
+        Self { buf, pos, end, inner }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Rewind<I> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        if self.pos < self.end {
+            let n = (self.end - self.pos).min(out.remaining());
+            out.put_slice(&self.buf[self.pos..self.pos + n]);
+            self.pos += n;
+            if self.pos == self.end {
+                self.buf = Vec::new();
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, out)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Rewind<I> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
