@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redb::{ReadableDatabase as _, ReadableTable as _, TableDefinition};
 use serde::Serialize;
@@ -21,6 +21,10 @@ use crate::metrics::Metrics;
 
 /// Every counter, keyed by a kind-prefixed name (see [`Key`]).
 const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("counts");
+/// The rolling window: (bucket start in Unix milliseconds, [`Key::Artifact`]) to downloads in
+/// that bucket. Kept so that a restart does not forget what is hot (relays would drop the
+/// extra copies they hold for it, then fetch them again an hour later).
+const WINDOW: TableDefinition<(u64, &str), u64> = TableDefinition::new("window");
 
 /// One hour of one-minute buckets.
 pub const BUCKET: Duration = Duration::from_secs(60);
@@ -95,43 +99,137 @@ impl Key<'_> {
     }
 }
 
+/// One bucket of the rolling window.
+#[derive(Debug)]
+struct Bucket {
+    /// Wall-clock start, Unix milliseconds: the bucket's key in the store.
+    start_ms: u64,
+    counts: HashMap<ArtifactKey, u64>,
+    /// Changed since last written to the store.
+    dirty: bool,
+}
+
+impl Bucket {
+    fn new(start_ms: u64) -> Self {
+        Self { start_ms, counts: HashMap::new(), dirty: false }
+    }
+}
+
 /// The rolling window of recent downloads per artifact.
 #[derive(Debug)]
 struct Window {
     bucket_len: Duration,
+    /// When the open bucket started.
     started: Instant,
     /// Closed buckets, oldest first, then the open one last.
-    buckets: VecDeque<HashMap<ArtifactKey, u64>>,
+    buckets: VecDeque<Bucket>,
     /// Sum over `buckets`.
     sum: HashMap<ArtifactKey, u64>,
 }
 
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 impl Window {
-    fn new(bucket_len: Duration, now: Instant) -> Self {
-        Self { bucket_len, started: now, buckets: VecDeque::from([HashMap::new()]), sum: HashMap::new() }
+    fn new(bucket_len: Duration, now: Instant, now_ms: u64) -> Self {
+        Self { bucket_len, started: now, buckets: VecDeque::from([Bucket::new(now_ms)]), sum: HashMap::new() }
+    }
+
+    fn bucket_ms(&self) -> u64 {
+        u64::try_from(self.bucket_len.as_millis()).unwrap_or(u64::MAX).max(1)
+    }
+
+    /// A window whose closed buckets are `rows` read back from the store (bucket start,
+    /// artifact, downloads); rows older than the window are left out.
+    fn restore(bucket_len: Duration, now: Instant, now_ms: u64, rows: Vec<(u64, ArtifactKey, u64)>) -> Self {
+        let mut w = Self::new(bucket_len, now, now_ms);
+        let len = w.bucket_ms();
+        let mut by_start: BTreeMap<u64, HashMap<ArtifactKey, u64>> = BTreeMap::new();
+        for (start, key, n) in rows {
+            let age = now_ms.saturating_sub(start) / len;
+            if (age as usize) < BUCKETS {
+                *by_start.entry(start).or_default().entry(key).or_insert(0) += n;
+            }
+        }
+        let open = w.buckets.pop_back();
+        let oldest = by_start.keys().next().copied();
+        if let Some(oldest) = oldest {
+            // Empty buckets stand for the minutes nothing was recorded (the agent was down),
+            // so that everything leaves the window when it is an hour old.
+            let mut start = oldest;
+            let mut restored = by_start.into_iter().peekable();
+            while start <= now_ms && w.buckets.len() < BUCKETS {
+                let mut b = Bucket::new(start);
+                while let Some((s, _)) = restored.peek() {
+                    if *s >= start.saturating_add(len) {
+                        break;
+                    }
+                    if let Some((_, counts)) = restored.next() {
+                        for (k, n) in counts {
+                            *b.counts.entry(k.clone()).or_insert(0) += n;
+                            *w.sum.entry(k).or_insert(0) += n;
+                        }
+                    }
+                }
+                w.buckets.push_back(b);
+                start = start.saturating_add(len);
+            }
+        }
+        w.buckets.extend(open);
+        w.trim();
+        w
     }
 
     fn add(&mut self, key: &ArtifactKey, d: u64) {
         if let Some(open) = self.buckets.back_mut() {
-            *open.entry(key.clone()).or_insert(0) += d;
+            *open.counts.entry(key.clone()).or_insert(0) += d;
+            open.dirty = true;
         }
         *self.sum.entry(key.clone()).or_insert(0) += d;
     }
 
     fn rotate(&mut self, now: Instant) {
+        let len = self.bucket_ms();
         while now.duration_since(self.started) >= self.bucket_len {
             self.started += self.bucket_len;
-            self.buckets.push_back(HashMap::new());
-            while self.buckets.len() > BUCKETS {
-                for (k, d) in self.buckets.pop_front().unwrap_or_default() {
-                    if let Some(s) = self.sum.get_mut(&k) {
-                        *s = s.saturating_sub(d);
-                        if *s == 0 {
-                            self.sum.remove(&k);
-                        }
+            let start = self.buckets.back().map_or(0, |b| b.start_ms.saturating_add(len));
+            self.buckets.push_back(Bucket::new(start));
+            self.trim();
+        }
+    }
+
+    fn trim(&mut self) {
+        while self.buckets.len() > BUCKETS {
+            let Some(old) = self.buckets.pop_front() else { break };
+            for (k, d) in old.counts {
+                if let Some(s) = self.sum.get_mut(&k) {
+                    *s = s.saturating_sub(d);
+                    if *s == 0 {
+                        self.sum.remove(&k);
                     }
                 }
             }
+        }
+    }
+
+    /// Rows of the buckets changed since the last call, marking them clean; and the start of
+    /// the oldest bucket (older rows in the store are out of the window).
+    fn take_dirty(&mut self) -> (Vec<(u64, String, u64)>, Vec<u64>, u64) {
+        let mut rows = Vec::new();
+        let mut starts = Vec::new();
+        for b in self.buckets.iter_mut().filter(|b| b.dirty) {
+            b.dirty = false;
+            starts.push(b.start_ms);
+            rows.extend(b.counts.iter().map(|((c, p), &n)| (b.start_ms, Key::Artifact(c, p).encode(), n)));
+        }
+        (rows, starts, self.buckets.front().map_or(0, |b| b.start_ms))
+    }
+
+    /// Marks buckets dirty again after a failed write.
+    fn mark_dirty(&mut self, starts: &[u64]) {
+        for b in self.buckets.iter_mut().filter(|b| starts.contains(&b.start_ms)) {
+            b.dirty = true;
         }
     }
 }
@@ -187,10 +285,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Stats {
     /// Statistics kept in memory only (tests, or a directory without a data folder).
     pub fn in_memory() -> Self {
-        Self::with_counts(None, BTreeMap::new(), BUCKET)
+        Self::with_counts(None, BTreeMap::new(), Vec::new(), BUCKET)
     }
 
-    fn with_counts(db: Option<PathBuf>, counts: BTreeMap<String, u64>, bucket_len: Duration) -> Self {
+    fn with_counts(db: Option<PathBuf>, counts: BTreeMap<String, u64>, window: Vec<(u64, ArtifactKey, u64)>, bucket_len: Duration) -> Self {
         let mut reg = Registry::default();
         let (mut directory, mut origin) = (0, 0);
         for (k, n) in counts {
@@ -213,7 +311,7 @@ impl Stats {
         Self {
             db,
             reg: Mutex::new(reg),
-            window: Mutex::new(Window::new(bucket_len, Instant::now())),
+            window: Mutex::new(Window::restore(bucket_len, Instant::now(), unix_ms(SystemTime::now()), window)),
             exported: Mutex::new(HashMap::new()),
             directory: Arc::new(Counter::starting_at(directory)),
             origin: Arc::new(Counter::starting_at(origin)),
@@ -241,7 +339,23 @@ impl Stats {
             Err(redb::TableError::TableDoesNotExist(_)) => {}
             Err(e) => return Err(err(e.into())),
         }
-        Ok(Self::with_counts(Some(path.to_owned()), counts, bucket_len))
+        let mut window = Vec::new();
+        match txn.open_table(WINDOW) {
+            Ok(table) => {
+                for row in table.iter().map_err(|e| err(e.into()))? {
+                    let (k, v) = row.map_err(|e| err(e.into()))?;
+                    let (start, key) = k.value();
+                    let mut parts = key.splitn(3, '\0');
+                    match (parts.next(), parts.next(), parts.next()) {
+                        (Some("a"), Some(c), Some(p)) => window.push((start, (c.to_owned(), p.to_owned()), v.value())),
+                        _ => tracing::warn!(key = %key.escape_debug(), "ignoring an unknown key in the statistics window"),
+                    }
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(err(e.into())),
+        }
+        Ok(Self::with_counts(Some(path.to_owned()), counts, window, bucket_len))
     }
 
     /// The counter of an artifact (created at zero).
@@ -363,23 +477,38 @@ impl Stats {
             consider(Key::Directory, &self.directory);
             consider(Key::Origin, &self.origin);
         }
-        if changed.is_empty() {
+        let (window, dirty, oldest) = lock(&self.window).take_dirty();
+        if changed.is_empty() && window.is_empty() {
             return Ok(0);
         }
-        let err = |e: redb::Error| StatsError::Db { path: path.clone(), source: e };
-        let db = redb::Database::create(path).map_err(|e| err(e.into()))?;
-        let txn = db.begin_write().map_err(|e| err(e.into()))?;
-        {
-            let mut table = txn.open_table(COUNTS).map_err(|e| err(e.into()))?;
-            for (k, n, _) in &changed {
-                table.insert(k.as_str(), *n).map_err(|e| err(e.into()))?;
-            }
+        let written = self.write(path, &changed, &window, oldest);
+        if written.is_err() {
+            lock(&self.window).mark_dirty(&dirty);
         }
-        txn.commit().map_err(|e| err(e.into()))?;
+        written?;
         for (_, n, c) in &changed {
             c.flushed.store(*n, Relaxed);
         }
         Ok(changed.len())
+    }
+
+    fn write(&self, path: &Path, changed: &[(String, u64, Arc<Counter>)], window: &[(u64, String, u64)], oldest: u64) -> Result<(), StatsError> {
+        let err = |e: redb::Error| StatsError::Db { path: path.to_owned(), source: e };
+        let db = redb::Database::create(path).map_err(|e| err(e.into()))?;
+        let txn = db.begin_write().map_err(|e| err(e.into()))?;
+        {
+            let mut table = txn.open_table(COUNTS).map_err(|e| err(e.into()))?;
+            for (k, n, _) in changed {
+                table.insert(k.as_str(), *n).map_err(|e| err(e.into()))?;
+            }
+            let mut table = txn.open_table(WINDOW).map_err(|e| err(e.into()))?;
+            for (start, k, n) in window {
+                table.insert((*start, k.as_str()), *n).map_err(|e| err(e.into()))?;
+            }
+            table.retain_in(..(oldest, ""), |_, _| false).map_err(|e| err(e.into()))?;
+        }
+        txn.commit().map_err(|e| err(e.into()))?;
+        Ok(())
     }
 }
 
@@ -418,7 +547,7 @@ mod tests {
 
     #[test]
     fn window_keeps_one_hour() {
-        let s = Stats::with_counts(None, BTreeMap::new(), Duration::from_secs(60));
+        let s = Stats::with_counts(None, BTreeMap::new(), Vec::new(), Duration::from_secs(60));
         let t0 = Instant::now();
         let a = s.artifact("c", "hot.bin");
         for _ in 0..5 {
@@ -435,6 +564,77 @@ mod tests {
         assert_eq!(s.hot(0)[0].1, 1);
         s.tick(t0 + Duration::from_secs(95 * 60));
         assert!(s.hot(0).is_empty());
+    }
+
+    #[test]
+    fn hot_window_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stats.redb");
+        let s = Stats::open(&path).unwrap();
+        let a = s.artifact("c", "hot.bin");
+        for _ in 0..5 {
+            a.hit();
+        }
+        s.tick(Instant::now());
+        s.flush().unwrap();
+        // More downloads in the same bucket, written by the next flush.
+        a.hit();
+        s.tick(Instant::now());
+        s.flush().unwrap();
+        drop(s);
+
+        let s = Stats::open(&path).unwrap();
+        assert_eq!(s.hot(4), vec![(("c".to_owned(), "hot.bin".to_owned()), 6)]);
+        // Reopened twice, still counted once.
+        s.flush().unwrap();
+        drop(s);
+        let s = Stats::open(&path).unwrap();
+        assert_eq!(s.hot(0)[0].1, 6);
+        s.artifact("c", "hot.bin").hit();
+        s.tick(Instant::now());
+        s.flush().unwrap();
+        drop(s);
+        assert_eq!(Stats::open(&path).unwrap().hot(0)[0].1, 7);
+    }
+
+    #[test]
+    fn restored_window_still_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stats.redb");
+        // 10 ms buckets: the window is 600 ms long.
+        let bucket = Duration::from_millis(10);
+        let s = Stats::open_with_bucket(&path, bucket).unwrap();
+        s.artifact("c", "old.bin").hit();
+        s.tick(Instant::now());
+        s.flush().unwrap();
+        drop(s);
+        let s = Stats::open_with_bucket(&path, bucket).unwrap();
+        assert_eq!(s.hot(0).len(), 1, "restored while inside the window");
+        drop(s);
+        std::thread::sleep(Duration::from_millis(700));
+        let s = Stats::open_with_bucket(&path, bucket).unwrap();
+        assert!(s.hot(0).is_empty(), "older than the window when reopened");
+
+        // A restored bucket leaves the window an hour (here 600 ms) after it was recorded.
+        let s2_path = dir.path().join("s2.redb");
+        let s2 = Stats::open_with_bucket(&s2_path, bucket).unwrap();
+        s2.artifact("c", "x").hit();
+        s2.tick(Instant::now());
+        s2.flush().unwrap();
+        drop(s2);
+        let s2 = Stats::open_with_bucket(&s2_path, bucket).unwrap();
+        assert_eq!(s2.hot(0).len(), 1);
+        let t = Instant::now();
+        s2.tick(t + Duration::from_millis(700));
+        assert!(s2.hot(0).is_empty());
+        // And its rows are deleted from the store at the next flush.
+        s2.artifact("c", "y").hit();
+        s2.tick(t + Duration::from_millis(700));
+        s2.flush().unwrap();
+        drop(s2);
+        std::thread::sleep(Duration::from_millis(20));
+        let hot = Stats::open_with_bucket(&s2_path, bucket).unwrap().hot(0);
+        assert!(hot.iter().all(|((_, p), _)| p != "x"), "{hot:?}");
     }
 
     #[test]

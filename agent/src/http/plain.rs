@@ -166,7 +166,9 @@ where
     // did not is closed. A client thus has between one and two periods to send a head.
     let mut answered: u64 = 0;
     let mut seen: u64 = 0;
-    let mut timer = std::pin::pin!(tokio::time::sleep(limits.header_read_timeout));
+    // Waiting for a head is also being idle: the shorter limit applies.
+    let period = limits.header_read_timeout.min(limits.idle_timeout);
+    let mut timer = std::pin::pin!(tokio::time::sleep(period));
     loop {
         // Answer every complete request already buffered (pipelined ones included), sending
         // the answers in as few writes as possible.
@@ -233,7 +235,7 @@ where
                     return Outcome::Closed;
                 }
                 seen = answered;
-                timer.as_mut().reset(Instant::now() + limits.header_read_timeout);
+                timer.as_mut().reset(Instant::now() + period);
             }
             () = &mut shutdown, if !stopping => {
                 // Between requests nothing is in flight: close now. In the middle of a
@@ -288,7 +290,13 @@ fn parse(bytes: &[u8], remote: SocketAddr, handler: &dyn Handler, out: &mut Vec<
     };
     let request = PlainRequest { head, path, query, headers: req.headers, remote };
     let before = out.len();
-    if handler.answer_plain(&request, out) {
+    // A panicking answer must cost no more than on hyper's path: there the request gets a
+    // 500; here it goes to hyper, which answers it (or catches that panic too).
+    let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.answer_plain(&request, out))).unwrap_or_else(|_| {
+        tracing::error!(%remote, "plain request handler panicked");
+        false
+    });
+    if answered {
         Parsed::Answered(len)
     } else {
         out.truncate(before);
@@ -346,3 +354,6 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Rewind<I> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests;

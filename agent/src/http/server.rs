@@ -316,6 +316,10 @@ where
     loop {
         let idle_deadline = activity.last() + ctx.idle_timeout;
         tokio::select! {
+            // Connection first: a connection handed over by the plain path may have a
+            // request waiting in its buffer, and a graceful shutdown that ran before hyper
+            // read it would close the connection as one that never asked anything.
+            biased;
             r = conn.as_mut() => {
                 if let Err(e) = r {
                     tracing::debug!(%remote, error = %e, "connection ended with error");
