@@ -148,7 +148,25 @@ async fn a_directory_on_an_older_commit_is_taken_out() {
     for _ in 0..10 {
         assert_eq!(first_hop(&net, US, "hello.txt").await.as_deref(), Some("dir-a"));
     }
-    for a in [meta, dir_a, dir_b] {
+
+    // With no live directory left, the lagging one is better than a 503: it holds the
+    // catalog as of its commit, and this artifact did not change since.
+    dir_a.stop().await;
+    eventually("dir-a down, dir-b still lagging", WAIT, || async {
+        status(&net.url("meta")).await.and_then(|s| s.directory).is_some_and(|d| {
+            d["peers"]["dir-a"]["live"] == false
+                && !d["peers"]["dir-a"]["reason"].as_str().unwrap_or("").starts_with("Lagging")
+                && d["peers"]["dir-b"]["reason"].as_str().unwrap_or("").starts_with("Lagging")
+        })
+    })
+    .await;
+    let (path, bytes) = support::artifact_bytes().into_iter().find(|(p, _)| p == "data/blob-64k.bin").unwrap();
+    for ip in [EU, US] {
+        assert_eq!(first_hop(&net, ip, &path).await.as_deref(), Some("dir-b"), "client in {ip}");
+    }
+    eventually("dir-b Ready", WAIT, || async { status(&net.url("dir-b")).await.is_some_and(|s| s.ready()) }).await;
+    assert_eq!(curl_via(&net, EU, &path).as_deref(), Some(bytes.as_slice()), "downloads through the lagging directory");
+    for a in [meta, dir_b] {
         a.stop().await;
     }
 }
