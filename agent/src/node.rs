@@ -222,16 +222,30 @@ impl Node {
         Some(match path {
             "/healthz" if get => response::text(StatusCode::OK, "ok"),
             "/metrics" if get => {
-                self.update_gauges();
-                let mut r = response::text(StatusCode::OK, self.metrics.render());
-                r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; version=0.0.4"));
-                r
+                self.off_thread(|n| {
+                    n.update_gauges();
+                    let mut r = response::text(StatusCode::OK, n.metrics.render());
+                    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; version=0.0.4"));
+                    r
+                })
+                .await
             }
-            "/.odi/v1/status" if get => response::json(StatusCode::OK, &self.status()),
-            "/.odi/v1/inventory" if get => response::json(StatusCode::OK, &relay::inventory(self)),
+            "/.odi/v1/status" if get => self.off_thread(|n| response::json(StatusCode::OK, &n.status())).await,
+            "/.odi/v1/inventory" if get => self.off_thread(|n| response::json(StatusCode::OK, &relay::inventory(n))).await,
             "/.odi/v1/sync" => self.trigger(req),
             _ if path.starts_with("/.odi/v1/blob/") => self.blob(req, &path["/.odi/v1/blob/".len()..]).await,
             _ => return None,
+        })
+    }
+
+    /// Builds a response on the blocking pool: documents that walk the store, the statistics
+    /// or every relay must not hold up the connection thread (see [`crate::http::server`]),
+    /// which serves many other connections.
+    pub(crate) async fn off_thread(self: &Arc<Self>, f: impl FnOnce(&Arc<Self>) -> Response<Body> + Send + 'static) -> Response<Body> {
+        let n = self.clone();
+        tokio::task::spawn_blocking(move || f(&n)).await.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "building a response failed");
+            response::text(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
         })
     }
 

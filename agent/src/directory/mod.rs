@@ -212,7 +212,7 @@ impl DirectoryState {
                 "routable": routable,
             },
             "hot": self.hot_list().artifacts.len(),
-            "downloads": self.stats.doc(0).downloads,
+            "downloads": self.stats.downloads(),
         })
     }
 }
@@ -312,7 +312,14 @@ pub async fn handle(node: &Arc<Node>, req: Request<Incoming>, remote: SocketAddr
     if !path.starts_with("/r/") {
         return match path {
             "/.odi/v1/hot" => response::json(StatusCode::OK, &*dir.hot_list()),
-            "/.odi/v1/stats" => response::json(StatusCode::OK, &dir.stats.doc(STATS_TOP)),
+            "/.odi/v1/stats" => {
+                node.off_thread(|n| {
+                    n.directory
+                        .as_ref()
+                        .map_or_else(|| response::text(StatusCode::NOT_FOUND, "not a directory"), |d| response::json(StatusCode::OK, &d.stats.doc(STATS_TOP)))
+                })
+                .await
+            }
             _ => response::text(StatusCode::NOT_FOUND, "not found"),
         };
     }
@@ -348,11 +355,11 @@ pub fn answer_plain(node: &Node, req: &PlainRequest<'_>, out: &mut Vec<u8>) -> b
     let u = if e.candidates.len() > 1 { rand::thread_rng().gen::<f64>() } else { 0.0 };
     let Some((g, pos)) = e.choose(region, u) else { return false };
     let get = !req.head;
+    e.write_redirect(g, pos, dir.max_links, get, out);
     if get {
         e.counter.hit();
         dir.region_counter(region).hit();
     }
-    e.write_redirect(g, pos, dir.max_links, get, out);
     true
 }
 

@@ -346,9 +346,6 @@ impl Entry {
     /// and the digests.
     fn redirect_headers(&self, g: &Group, pos: usize, max_links: usize, count: bool, mut put: impl FnMut(HeaderName, &HeaderValue)) {
         let c = self.candidate(g, pos);
-        if count {
-            c.counter.hit();
-        }
         put(LOCATION, &c.location);
         put(CACHE_CONTROL, &PRIVATE_NO_CACHE);
         for (_, link) in g.links.iter().enumerate().filter(|(i, _)| *i != pos).take(max_links) {
@@ -357,6 +354,9 @@ impl Entry {
         put(LINK, &self.describedby);
         put(DIGEST, &self.digest);
         put(REPR_DIGEST, &self.repr_digest);
+        if count {
+            c.counter.hit();
+        }
     }
 
     /// `Link: rel=describedby`, `Digest` and `Repr-Digest`.

@@ -99,6 +99,10 @@ impl Key<'_> {
     }
 }
 
+/// What [`Window::take_dirty`] hands to a flush: rows (bucket start, key, count), the starts of
+/// the buckets they came from, and the starts of the oldest and the open bucket.
+type Dirty = (Vec<(u64, String, u64)>, Vec<u64>, (u64, u64));
+
 /// One bucket of the rolling window.
 #[derive(Debug)]
 struct Bucket {
@@ -147,8 +151,10 @@ impl Window {
         let len = w.bucket_ms();
         let mut by_start: BTreeMap<u64, HashMap<ArtifactKey, u64>> = BTreeMap::new();
         for (start, key, n) in rows {
+            // Rows from the future (the clock stepped back) are dropped, and deleted at the
+            // next flush; with the open bucket, at most `BUCKETS` buckets in all.
             let age = now_ms.saturating_sub(start) / len;
-            if (age as usize) < BUCKETS {
+            if start <= now_ms && (age as usize) < BUCKETS - 1 {
                 *by_start.entry(start).or_default().entry(key).or_insert(0) += n;
             }
         }
@@ -159,7 +165,7 @@ impl Window {
             // so that everything leaves the window when it is an hour old.
             let mut start = oldest;
             let mut restored = by_start.into_iter().peekable();
-            while start <= now_ms && w.buckets.len() < BUCKETS {
+            while start <= now_ms && w.buckets.len() < BUCKETS - 1 {
                 let mut b = Bucket::new(start);
                 while let Some((s, _)) = restored.peek() {
                     if *s >= start.saturating_add(len) {
@@ -213,9 +219,9 @@ impl Window {
         }
     }
 
-    /// Rows of the buckets changed since the last call, marking them clean; and the start of
-    /// the oldest bucket (older rows in the store are out of the window).
-    fn take_dirty(&mut self) -> (Vec<(u64, String, u64)>, Vec<u64>, u64) {
+    /// Rows of the buckets changed since the last call, marking them clean; and the starts of
+    /// the oldest and the open bucket (rows outside are out of the window).
+    fn take_dirty(&mut self) -> Dirty {
         let mut rows = Vec::new();
         let mut starts = Vec::new();
         for b in self.buckets.iter_mut().filter(|b| b.dirty) {
@@ -223,7 +229,9 @@ impl Window {
             starts.push(b.start_ms);
             rows.extend(b.counts.iter().map(|((c, p), &n)| (b.start_ms, Key::Artifact(c, p).encode(), n)));
         }
-        (rows, starts, self.buckets.front().map_or(0, |b| b.start_ms))
+        let oldest = self.buckets.front().map_or(0, |b| b.start_ms);
+        let newest = self.buckets.back().map_or(u64::MAX, |b| b.start_ms);
+        (rows, starts, (oldest, newest))
     }
 
     /// Marks buckets dirty again after a failed write.
@@ -396,6 +404,11 @@ impl Stats {
         hot
     }
 
+    /// Downloads of all artifacts.
+    pub fn downloads(&self) -> u64 {
+        lock(&self.reg).artifacts.values().map(|c| c.get()).sum()
+    }
+
     /// The `/.odi/v1/stats` document with the `top` most downloaded artifacts.
     pub fn doc(&self, top: usize) -> StatsDoc {
         let reg = lock(&self.reg);
@@ -492,7 +505,13 @@ impl Stats {
         Ok(changed.len())
     }
 
-    fn write(&self, path: &Path, changed: &[(String, u64, Arc<Counter>)], window: &[(u64, String, u64)], oldest: u64) -> Result<(), StatsError> {
+    fn write(
+        &self,
+        path: &Path,
+        changed: &[(String, u64, Arc<Counter>)],
+        window: &[(u64, String, u64)],
+        (oldest, newest): (u64, u64),
+    ) -> Result<(), StatsError> {
         let err = |e: redb::Error| StatsError::Db { path: path.to_owned(), source: e };
         let db = redb::Database::create(path).map_err(|e| err(e.into()))?;
         let txn = db.begin_write().map_err(|e| err(e.into()))?;
@@ -506,6 +525,9 @@ impl Stats {
                 table.insert((*start, k.as_str()), *n).map_err(|e| err(e.into()))?;
             }
             table.retain_in(..(oldest, ""), |_, _| false).map_err(|e| err(e.into()))?;
+            if let Some(after) = newest.checked_add(1) {
+                table.retain_in((after, "").., |_, _| false).map_err(|e| err(e.into()))?;
+            }
         }
         txn.commit().map_err(|e| err(e.into()))?;
         Ok(())
@@ -635,6 +657,32 @@ mod tests {
         std::thread::sleep(Duration::from_millis(20));
         let hot = Stats::open_with_bucket(&s2_path, bucket).unwrap().hot(0);
         assert!(hot.iter().all(|((_, p), _)| p != "x"), "{hot:?}");
+    }
+
+    #[test]
+    fn window_rows_from_the_future_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stats.redb");
+        drop(Stats::open(&path).unwrap());
+        // As if written before the clock stepped back an hour.
+        let future = unix_ms(SystemTime::now()) + 3_600_000;
+        {
+            let db = redb::Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(WINDOW).unwrap().insert((future, Key::Artifact("c", "f").encode().as_str()), 100).unwrap();
+            txn.commit().unwrap();
+        }
+        let s = Stats::open(&path).unwrap();
+        assert!(s.hot(0).is_empty(), "a row from the future does not count");
+        s.artifact("c", "g").hit();
+        s.tick(Instant::now());
+        s.flush().unwrap();
+        drop(s);
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let rows: Vec<u64> = txn.open_table(WINDOW).unwrap().iter().unwrap().map(|r| r.unwrap().0.value().0).collect();
+        assert_eq!(rows.len(), 1, "the future row is deleted: {rows:?}");
+        assert!(rows[0] < future);
     }
 
     #[test]

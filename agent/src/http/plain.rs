@@ -151,15 +151,50 @@ where
     I: AsyncRead + AsyncWrite + Unpin,
 {
     let mut buf = vec![0u8; BUF];
+    match run(&mut io, &mut buf, remote, handler, &limits).await {
+        Step::Handoff { start, end } => Outcome::Handoff(Rewind::new(buf, start, end, io)),
+        Step::Close => {
+            // Best effort: a TLS close_notify or a FIN, not a reset.
+            tokio::select! {
+                biased;
+                _ = tokio::time::timeout(CLOSE_WAIT, io.shutdown()) => {}
+                () = limits.hard_stop.cancelled() => {}
+            }
+            Outcome::Closed
+        }
+    }
+}
+
+/// How long closing a connection may take.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+/// Under a pipeline that never pauses, the shutdown signal is looked at every this many
+/// requests (otherwise only when the connection waits).
+const STOP_CHECK_EVERY: u64 = 64;
+
+/// How [`run`] ended.
+enum Step {
+    Close,
+    /// The request at `buf[start..end]` is hyper's.
+    Handoff {
+        start: usize,
+        end: usize,
+    },
+}
+
+async fn run<I>(io: &mut I, buf: &mut [u8], remote: SocketAddr, handler: &dyn Handler, limits: &Limits<'_>) -> Step
+where
+    I: AsyncRead + AsyncWrite + Unpin,
+{
     let (mut start, mut end) = (0usize, 0usize);
     let mut out = Vec::with_capacity(1024);
-    // Until shutdown starts only `shutdown` is watched, after that only `hard_stop`. Child
+    // Until shutdown starts only `shutdown` is watched while waiting for a request. Child
     // tokens, so that polling one touches this connection's node, not the one every other
     // connection polls too.
     let shutdown = limits.shutdown.child_token();
     let hard_stop = limits.hard_stop.child_token();
     let mut shutdown = std::pin::pin!(shutdown.cancelled());
     let mut hard_stop = std::pin::pin!(hard_stop.cancelled());
+    // Once set, requests go to hyper, which answers them with `Connection: close` and closes.
     let mut stopping = false;
     // The head timeout is one timer per connection, not one per request: when it fires, a
     // connection that completed a request since it was armed gets another period, one that
@@ -181,10 +216,17 @@ where
                     more = true;
                     break;
                 }
+                if stopping {
+                    other = true;
+                    break;
+                }
                 match parse(&buf[start..end], remote, handler, &mut out) {
                     Parsed::Answered(n) => {
                         start += n;
                         answered += 1;
+                        if answered % STOP_CHECK_EVERY == 0 && limits.shutdown.is_cancelled() {
+                            stopping = true;
+                        }
                     }
                     Parsed::Partial => break,
                     Parsed::Other => {
@@ -196,29 +238,30 @@ where
             if !out.is_empty() {
                 let wrote = tokio::select! {
                     biased;
-                    r = io.write_all(&out) => r.is_ok(),
-                    () = &mut hard_stop, if stopping => false,
+                    // Flushed too: TLS may hold back what it was given.
+                    r = async { io.write_all(&out).await?; io.flush().await } => r.is_ok(),
+                    () = &mut hard_stop => false,
                     // A client that stops reading its answers.
                     () = tokio::time::sleep(limits.idle_timeout) => false,
                 };
                 out.clear();
                 if !wrote {
-                    return Outcome::Closed;
+                    return Step::Close;
                 }
             }
         }
         if other {
-            return Outcome::Handoff(Rewind::new(buf, start, end, io));
+            return Step::Handoff { start, end };
         }
         if start == end {
             if stopping {
-                return Outcome::Closed;
+                return Step::Close;
             }
             (start, end) = (0, 0);
         } else if end == buf.len() {
             if start == 0 {
                 // A head this large is not plain.
-                return Outcome::Handoff(Rewind::new(buf, start, end, io));
+                return Step::Handoff { start, end };
             }
             buf.copy_within(start..end, 0);
             (start, end) = (0, end - start);
@@ -226,26 +269,26 @@ where
         tokio::select! {
             biased;
             r = io.read(&mut buf[end..]) => match r {
-                Ok(0) | Err(_) => return Outcome::Closed,
+                Ok(0) | Err(_) => return Step::Close,
                 Ok(n) => end += n,
             },
             () = &mut timer => {
                 if answered == seen {
                     tracing::debug!(%remote, "no complete request head in time; closing");
-                    return Outcome::Closed;
+                    return Step::Close;
                 }
                 seen = answered;
                 timer.as_mut().reset(Instant::now() + period);
             }
             () = &mut shutdown, if !stopping => {
                 // Between requests nothing is in flight: close now. In the middle of a
-                // head, let the client finish it and answer it first.
+                // head, let the client finish it; hyper answers it.
                 if start == end {
-                    return Outcome::Closed;
+                    return Step::Close;
                 }
                 stopping = true;
             }
-            () = &mut hard_stop, if stopping => return Outcome::Closed,
+            () = &mut hard_stop, if stopping => return Step::Close,
         }
     }
 }
@@ -268,7 +311,9 @@ fn parse(bytes: &[u8], remote: SocketAddr, handler: &dyn Handler, out: &mut Vec<
     if req.version != Some(1) {
         return Parsed::Other;
     }
-    let Some(target) = req.path.filter(|p| p.starts_with('/')) else { return Parsed::Other };
+    // Only targets hyper (the `http` crate) would take as they are: a different verdict on
+    // the same bytes would make the two paths disagree.
+    let Some(target) = req.path.filter(|p| p.starts_with('/') && uri_target_ok(p.as_bytes())) else { return Parsed::Other };
     for h in req.headers.iter() {
         let n = h.name;
         let plain = if n.eq_ignore_ascii_case("connection") {
@@ -302,6 +347,17 @@ fn parse(bytes: &[u8], remote: SocketAddr, handler: &dyn Handler, out: &mut Vec<
         out.truncate(before);
         Parsed::Other
     }
+}
+
+/// Whether the `http` crate takes this origin-form target as it is (the same byte classes as
+/// its `PathAndQuery` parser). No `#`: a fragment is hyper's business.
+fn uri_target_ok(target: &[u8]) -> bool {
+    let (path, query) = match target.iter().position(|&b| b == b'?') {
+        Some(i) => (&target[..i], &target[i + 1..]),
+        None => (target, &[][..]),
+    };
+    path.iter().all(|&b| matches!(b, 0x21 | 0x22 | 0x24..=0x3B | 0x3D | 0x40..=0x5F | 0x61..=0x7E | 0x80..=0xFF))
+        && query.iter().all(|&b| matches!(b, 0x21 | 0x24..=0x3B | 0x3D | 0x3F..=0x7E | 0x80..=0xFF))
 }
 
 /// The connection for hyper: bytes already read first, then the stream.

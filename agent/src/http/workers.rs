@@ -32,13 +32,23 @@ impl Workers {
         let n = n.max(1);
         let mut w = Self { handles: Vec::with_capacity(n), next: AtomicUsize::new(0), stops: Vec::with_capacity(n), threads: Vec::with_capacity(n) };
         for i in 0..n {
-            let rt = Builder::new_current_thread().enable_all().build()?;
             let (stop, stopped) = oneshot::channel::<()>();
-            // Each thread keeps its own `Date` header text, so requests never read the clock.
-            drop(rt.spawn(super::plain::keep_date_fresh()));
-            w.handles.push(rt.handle().clone());
-            w.stops.push(stop);
+            let (ready, handle) = std::sync::mpsc::sync_channel(1);
+            // The runtime is built, run and dropped on its own thread: a runtime must not be
+            // dropped on an async thread, which is where `start` is called from.
             let thread = std::thread::Builder::new().name(format!("{name}-{i}")).spawn(move || {
+                let rt = match Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                        return;
+                    }
+                };
+                // Each thread keeps its own `Date` header text, so requests never read the clock.
+                drop(rt.spawn(super::plain::keep_date_fresh()));
+                if ready.send(Ok(rt.handle().clone())).is_err() {
+                    return;
+                }
                 // Either a stop message or the sender dropped: both mean stop.
                 rt.block_on(async move {
                     let _ = stopped.await;
@@ -46,10 +56,18 @@ impl Workers {
                 // Dropping the runtime drops whatever connection tasks are left.
                 drop(rt);
             });
-            match thread {
-                Ok(t) => w.threads.push(t),
+            let started = thread.and_then(|t| {
+                w.threads.push(t);
+                handle.recv().unwrap_or_else(|_| Err(std::io::Error::other("connection thread ended before starting")))
+            });
+            match started {
+                Ok(h) => {
+                    w.handles.push(h);
+                    w.stops.push(stop);
+                }
                 Err(e) => {
-                    w.shutdown_blocking();
+                    drop(stop);
+                    w.stop_detached();
                     return Err(e);
                 }
             }
@@ -67,18 +85,24 @@ impl Workers {
     }
 
     /// Stops every thread (dropping connection tasks still running) and waits for them.
-    pub(super) async fn stop(self) {
-        if let Err(e) = tokio::task::spawn_blocking(move || self.shutdown_blocking()).await {
+    pub(super) async fn stop(mut self) {
+        self.stops.clear();
+        let threads = std::mem::take(&mut self.threads);
+        let joined = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                if t.join().is_err() {
+                    tracing::error!("a connection thread panicked");
+                }
+            }
+        });
+        if let Err(e) = joined.await {
             tracing::error!(error = %e, "stopping connection threads failed");
         }
     }
 
-    fn shutdown_blocking(mut self) {
+    /// Tells every thread to stop without waiting for them (safe on an async thread).
+    fn stop_detached(&mut self) {
         self.stops.clear();
-        for t in self.threads.drain(..) {
-            if t.join().is_err() {
-                tracing::error!("a connection thread panicked");
-            }
-        }
+        self.threads.clear();
     }
 }

@@ -383,6 +383,15 @@ fn parse_tells_plain_heads_from_others() {
         ("NUL in target", "GET /plain/\0a HTTP/1.1\r\nHost: t\r\n\r\n".into(), Kind::Other),
         ("space in target", "GET /plain/a b HTTP/1.1\r\nHost: t\r\n\r\n".into(), Kind::Other),
         ("obs-fold", "GET /plain/a HTTP/1.1\r\nX: a\r\n b\r\n\r\n".into(), Kind::Other),
+        // Bytes httparse lets through but the `http` crate refuses: hyper answers 400.
+        ("< in path", get("/plain/a<b"), Kind::Other),
+        ("> in path", get("/plain/a>b"), Kind::Other),
+        ("backtick in path", get("/plain/a`b"), Kind::Other),
+        ("quote in query", get("/plain/a?x=\"1\""), Kind::Other),
+        ("fragment", get("/plain/a#frag"), Kind::Other),
+        // ... and ones it takes.
+        ("braces, pipe, caret in path", get("/plain/{a}|^b"), Kind::Answered(get("/plain/{a}|^b").len())),
+        ("UTF-8 in path", get("/plain/caf\u{e9}"), Kind::Answered(get("/plain/caf\u{e9}").len())),
         ("TLS hello", "\x16\x03\x01\x02\x00\x01\x00\x01".into(), Kind::Other),
     ];
     for (name, bytes, want) in cases {
@@ -1072,7 +1081,10 @@ async fn shutdown_mid_head_answers_then_closes() {
     f.shutdown.cancel();
     assert!(c.stays_quiet(Duration::from_millis(300)).await, "closed mid-head");
     c.send("st: t\r\n\r\n").await;
-    c.response().await.assert_plain("/plain/during");
+    // Hyper answers it, saying the connection closes.
+    let r = c.response().await;
+    r.assert_hyper("GET", "/plain/during", false);
+    assert_eq!(r.header("connection"), Some("close"), "{r:?}");
     let got = c.closed_within(Duration::from_secs(5)).await;
     assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
     tokio::time::timeout(Duration::from_secs(5), f.server.join()).await.expect("server stops");
@@ -1172,6 +1184,77 @@ async fn panicking_plain_answer_goes_to_hyper() {
         c.send(get(&target)).await;
         c.response().await.assert_plain(&target);
     }
+}
+
+/// Answers are flushed, not only written: a TLS stream (like this `BufWriter`) may hold back
+/// what it was given, and the client would wait for it forever.
+#[tokio::test]
+async fn answers_are_flushed() {
+    let (mut client, server) = tokio::io::duplex(64 * 1024);
+    let server = tokio::io::BufWriter::new(server);
+    let task = tokio::spawn(async move {
+        let (shutdown, hard_stop) = (CancellationToken::new(), CancellationToken::new());
+        let limits = super::Limits { header_read_timeout: WAIT, idle_timeout: WAIT, shutdown: &shutdown, hard_stop: &hard_stop };
+        drop(super::serve(server, remote(), &TestHandler, limits).await);
+    });
+    for target in ["/plain/a", "/plain/b"] {
+        client.write_all(get(target).as_bytes()).await.unwrap();
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut chunk)).await.expect("answer flushed").unwrap();
+            assert!(n > 0, "closed");
+            got.extend_from_slice(&chunk[..n]);
+        }
+        assert!(got.starts_with(b"HTTP/1.1 302 Found\r\n"), "{:?}", String::from_utf8_lossy(&got));
+    }
+    drop(client);
+    tokio::time::timeout(WAIT, task).await.unwrap().unwrap();
+}
+
+/// Pipelined answers over TLS reach a client that reads only after sending everything.
+#[tokio::test]
+async fn tls_answers_to_a_long_pipeline_are_all_delivered() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(files) = crate::http::tls::tests::self_signed(dir.path(), "plain.test") else {
+        eprintln!("openssl not available; skipping");
+        return;
+    };
+    let f = start(|c| {
+        c.tls = Some(files);
+        c.header_read_timeout = Duration::from_secs(30);
+        c.idle_timeout = Duration::from_secs(30);
+    })
+    .await;
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCert))
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let name = rustls::pki_types::ServerName::try_from("plain.test").unwrap();
+    // A small receive window, so the server's socket fills and rustls has to hold answers.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let tcp = sock.connect(f.addr).await.unwrap();
+    let tls = tokio::time::timeout(WAIT, connector.connect(name, tcp)).await.unwrap().unwrap();
+    let (rd, mut wr) = tokio::io::split(tls);
+    const N: usize = 5000;
+    let requests: String = (0..N).map(|i| get(&format!("/plain/{i}"))).collect();
+    // Write everything while reading nothing (the server's answers pile up), then read.
+    let writer = tokio::spawn(async move {
+        wr.write_all(requests.as_bytes()).await.unwrap();
+        wr.flush().await.unwrap();
+        wr
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut c = Reader { rd, buf: Vec::new() };
+    for i in 0..N {
+        let r = tokio::time::timeout(Duration::from_secs(5), c.response()).await.unwrap_or_else(|_| panic!("answer {i} not delivered"));
+        r.assert_plain(&format!("/plain/{i}"));
+    }
+    drop(tokio::time::timeout(WAIT, writer).await.unwrap().unwrap());
 }
 
 #[derive(Debug)]
