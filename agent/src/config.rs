@@ -75,6 +75,9 @@ pub struct RawConfig {
     pub data_dir: PathBuf,
     /// Addresses to listen on, like `0.0.0.0:8080` or `[::]:443`.
     pub listen: Vec<String>,
+    /// Threads serving the connections of each listen address (default: one per core).
+    #[serde(default)]
+    pub http_threads: Option<usize>,
     /// The network repository.
     pub repository: RawRepository,
     /// HTTPS certificate and key (PEM); plain HTTP when absent.
@@ -183,6 +186,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Listen addresses.
     pub listen: Vec<SocketAddr>,
+    /// Threads serving the connections of each listen address.
+    pub http_threads: usize,
     /// Repository URL.
     pub repo_url: String,
     /// Branch.
@@ -322,6 +327,10 @@ impl Config {
                     .map_err(|_| invalid("directory.trusted_proxies", format!("`{p}` is not an address or prefix")))
             })
             .collect::<Result<_, _>>()?;
+        let http_threads = raw.http_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if http_threads == 0 || http_threads > 1024 {
+            return Err(invalid("http_threads", "must be between 1 and 1024".into()));
+        }
         let concurrency = raw.reconcile.concurrency.unwrap_or(4);
         if concurrency == 0 || concurrency > 256 {
             return Err(invalid("reconcile.concurrency", "must be between 1 and 256".into()));
@@ -335,6 +344,7 @@ impl Config {
             name: raw.name,
             data_dir: rel(&raw.data_dir),
             listen,
+            http_threads,
             repo_url,
             branch: raw.repository.branch,
             root_keys,
@@ -377,6 +387,22 @@ mod tests {
         for text in [include_str!("../../dist/relay.example.toml"), include_str!("../../dist/directory.example.toml")] {
             let raw: RawConfig = toml::from_str(text).unwrap();
             assert!(raw.repository.root_keys.len() == 2);
+        }
+    }
+
+    #[test]
+    fn http_threads_are_bounded() {
+        let with = |threads: &str| {
+            let text = format!(
+                "mode='relay'\nname='x'\ndata_dir='d'\nlisten=['127.0.0.1:0']\n{threads}\n[repository]\nurl='u'\nroot_keys=['RWQfTyCvJGMEtZKZJqRa316GjVgsG4Nr3/qcvSKyrv7KPsIMIQsBOxvj']"
+            );
+            Config::validate(toml::from_str::<RawConfig>(&text).unwrap(), Path::new("/etc/odi/relay.toml"))
+        };
+        assert_eq!(with("http_threads = 3").unwrap().http_threads, 3);
+        assert!(with("").unwrap().http_threads >= 1, "one per core by default");
+        for bad in ["http_threads = 0", "http_threads = 5000"] {
+            let err = with(bad).unwrap_err().to_string();
+            assert!(err.contains("http_threads") && err.contains("between 1 and 1024"), "{bad}: {err}");
         }
     }
 

@@ -377,6 +377,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     for listen in &node.config.listen {
         let mut sc = ServerConfig::new(*listen);
         sc.tls = node.config.tls.clone();
+        sc.threads = node.config.http_threads;
         let s = web::bind(sc, Arc::new(NodeHandler(node.clone())), shutdown.clone()).await?;
         addrs.push(s.local_addr);
         servers.push(s);
