@@ -150,8 +150,25 @@ async fn write_body(sock: &mut tokio::net::TcpStream, b: &[u8], rate: Option<usi
     }
 }
 
-/// A free loopback port (bound then released; good enough on a test machine).
+/// A free loopback port for an agent that binds it later.
+///
+/// Taken below the kernel's ephemeral range (32768 and up on Linux), in turn from a random
+/// start: a port from `bind(0)`, released until the agent binds it, could meanwhile become the
+/// source port of one of the many outgoing connections the tests make, and the agent would
+/// fail with "address in use". Each candidate is test-bound first, so a port some other
+/// program listens on is skipped.
 pub fn reserve_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    const LOW: u16 = 20_000;
+    const SPAN: u16 = 12_000;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(0, 1 + (std::process::id() % u32::from(SPAN)) as u16, Ordering::Relaxed, Ordering::Relaxed);
+    for _ in 0..SPAN {
+        let port = LOW + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 

@@ -1226,13 +1226,7 @@ async fn tls_answers_to_a_long_pipeline_are_all_delivered() {
         c.idle_timeout = Duration::from_secs(30);
     })
     .await;
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnyCert))
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let connector = crate::http::tls::tests::insecure_connector();
     let name = rustls::pki_types::ServerName::try_from("plain.test").unwrap();
     // A small receive window, so the server's socket fills and rustls has to hold answers.
     let sock = tokio::net::TcpSocket::new_v4().unwrap();
@@ -1257,41 +1251,6 @@ async fn tls_answers_to_a_long_pipeline_are_all_delivered() {
     drop(tokio::time::timeout(WAIT, writer).await.unwrap().unwrap());
 }
 
-#[derive(Debug)]
-struct AcceptAnyCert;
-
-impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
-    fn verify_server_cert(
-        &self,
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &[rustls::pki_types::CertificateDer<'_>],
-        _: &rustls::pki_types::ServerName<'_>,
-        _: &[u8],
-        _: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        _: &[u8],
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-    }
-    fn verify_tls13_signature(
-        &self,
-        _: &[u8],
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        rustls::crypto::ring::default_provider().signature_verification_algorithms.supported_schemes()
-    }
-}
-
 #[tokio::test]
 async fn plain_answers_and_handoff_over_tls() {
     let dir = tempfile::tempdir().unwrap();
@@ -1300,13 +1259,7 @@ async fn plain_answers_and_handoff_over_tls() {
         return;
     };
     let f = start(|c| c.tls = Some(files)).await;
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnyCert))
-        .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+    let connector = crate::http::tls::tests::insecure_connector();
     let name = rustls::pki_types::ServerName::try_from("plain.test").unwrap();
     let tls = tokio::time::timeout(WAIT, connector.connect(name, TcpStream::connect(f.addr).await.unwrap())).await.unwrap().unwrap();
     let (rd, wr) = tokio::io::split(tls);
