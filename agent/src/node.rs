@@ -330,6 +330,9 @@ impl RunningAgent {
         for t in self.tasks {
             let _ = t.await;
         }
+        // Downloads answered while the listeners drained came after the statistics loop's
+        // last flush.
+        directory::flush_stats(&self.node).await;
     }
 
     /// Asks for a sync now (SIGHUP does this).

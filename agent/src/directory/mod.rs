@@ -673,6 +673,22 @@ async fn watch_loop(node: Arc<Node>, shutdown: CancellationToken) {
 
 /// Rolls the download window, publishes the hot list (re-installing the view with the extra
 /// replicas, as relays do from the list), and flushes counters; a last flush at shutdown.
+/// Moves new downloads into the window and writes the statistics to their store, off the
+/// async threads.
+pub async fn flush_stats(node: &Arc<Node>) {
+    let Some(dir) = node.directory.as_ref() else { return };
+    dir.stats.tick(Instant::now());
+    let n = node.clone();
+    match tokio::task::spawn_blocking(move || n.directory.as_ref().map(|d| d.stats.flush())).await {
+        Ok(Some(Err(e))) => {
+            tracing::warn!(error = %e, "cannot write download statistics");
+            node.health().error(format!("statistics: {e}"));
+        }
+        Err(e) => tracing::error!(error = %e, "statistics flush panicked"),
+        _ => {}
+    }
+}
+
 async fn stats_loop(node: Arc<Node>, shutdown: CancellationToken) {
     let Some(dir) = node.directory.as_ref() else { return };
     let tick = dir.probe_interval.clamp(Duration::from_millis(100), Duration::from_secs(5));
@@ -688,15 +704,7 @@ async fn stats_loop(node: Arc<Node>, shutdown: CancellationToken) {
         }
         if stop || last_flush.elapsed() >= FLUSH_EVERY {
             last_flush = Instant::now();
-            let n = node.clone();
-            match tokio::task::spawn_blocking(move || n.directory.as_ref().map(|d| d.stats.flush())).await {
-                Ok(Some(Err(e))) => {
-                    tracing::warn!(error = %e, "cannot write download statistics");
-                    node.health().error(format!("statistics: {e}"));
-                }
-                Err(e) => tracing::error!(error = %e, "statistics flush panicked"),
-                _ => {}
-            }
+            flush_stats(&node).await;
         }
         if stop {
             return;

@@ -411,6 +411,12 @@ async fn region_preference_weights_statistics_and_hot_list() {
         stats["relays"]["relay-2"].as_u64().unwrap() + stats["relays"]["relay-1"].as_u64().unwrap() + stats["relays"]["relay-3"].as_u64().unwrap(),
         requests as u64 + 1
     );
+    // So does the last hour's window: the artifact is still hot without a new download.
+    eventually("hot list after a restart", WAIT, || async {
+        let hot: odi_agent::relay::HotList = c.get(format!("{}/.odi/v1/hot", net.url("dir-a"))).send().await.unwrap().json().await.unwrap();
+        hot.artifacts.iter().any(|h| h.path == path && h.extra == 1)
+    })
+    .await;
     for a in relays {
         a.stop().await;
     }
