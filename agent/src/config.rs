@@ -327,7 +327,7 @@ impl Config {
                     .map_err(|_| invalid("directory.trusted_proxies", format!("`{p}` is not an address or prefix")))
             })
             .collect::<Result<_, _>>()?;
-        let http_threads = raw.http_threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let http_threads = raw.http_threads.unwrap_or_else(crate::http::server::default_threads);
         if http_threads == 0 || http_threads > 1024 {
             return Err(invalid("http_threads", "must be between 1 and 1024".into()));
         }

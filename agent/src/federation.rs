@@ -35,6 +35,8 @@ pub const MAX_HOPS: usize = 4;
 pub struct PeerHealth {
     /// Whether clients may be sent there.
     pub live: bool,
+    /// Reachable, but serving an older commit than this directory's.
+    pub lagging: bool,
     /// Why not, or `Live`.
     pub reason: String,
     /// Its applied commit.
@@ -63,7 +65,7 @@ impl Federation {
     /// directory that has not pulled yet serves better than a 503 (the meta-directory may
     /// simply have pulled first).
     fn is_lagging(&self, name: &str) -> bool {
-        self.health.load().get(name).is_some_and(|h| h.reason.starts_with("Lagging"))
+        self.health.load().get(name).is_some_and(|h| h.lagging)
     }
 }
 
@@ -159,7 +161,7 @@ pub async fn probe_loop(node: Arc<Node>, fed: Arc<Federation>, shutdown: Cancell
 
 async fn probe_one(client: &reqwest::Client, data_dir: &Path, d: &Directory, my_commit: &str) -> PeerHealth {
     let now = Some(rfc3339(OffsetDateTime::now_utc()));
-    let down = |reason: String| PeerHealth { live: false, reason, commit: None, checked_at: now.clone() };
+    let down = |reason: String| PeerHealth { live: false, lagging: false, reason, commit: None, checked_at: now.clone() };
     let Ok(url) = base(&d.url).join(".odi/v1/status") else { return down("BadUrl".into()) };
     let doc: StatusDoc = match client.get(url).send().await {
         Ok(r) if r.status().is_success() => match r.json().await {
@@ -186,10 +188,16 @@ async fn probe_one(client: &reqwest::Client, data_dir: &Path, d: &Directory, my_
         .flatten();
         // Unknown to us means newer than what we fetched: still fine to send clients there.
         if older == Some(true) {
-            return PeerHealth { live: false, reason: format!("Lagging: serves {theirs}, older than {my_commit}"), commit: Some(theirs), checked_at: now };
+            return PeerHealth {
+                live: false,
+                lagging: true,
+                reason: format!("Lagging: serves {theirs}, older than {my_commit}"),
+                commit: Some(theirs),
+                checked_at: now,
+            };
         }
     }
-    PeerHealth { live: true, reason: "Live".into(), commit: Some(theirs), checked_at: now }
+    PeerHealth { live: true, lagging: false, reason: "Live".into(), commit: Some(theirs), checked_at: now }
 }
 
 #[cfg(test)]

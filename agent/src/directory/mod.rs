@@ -671,8 +671,6 @@ async fn watch_loop(node: Arc<Node>, shutdown: CancellationToken) {
     }
 }
 
-/// Rolls the download window, publishes the hot list (re-installing the view with the extra
-/// replicas, as relays do from the list), and flushes counters; a last flush at shutdown.
 /// Moves new downloads into the window and writes the statistics to their store, off the
 /// async threads.
 pub async fn flush_stats(node: &Arc<Node>) {
@@ -689,6 +687,8 @@ pub async fn flush_stats(node: &Arc<Node>) {
     }
 }
 
+/// Rolls the download window, publishes the hot list (re-installing the view with the extra
+/// replicas, as relays do from the list), and flushes counters; a last flush at shutdown.
 async fn stats_loop(node: Arc<Node>, shutdown: CancellationToken) {
     let Some(dir) = node.directory.as_ref() else { return };
     let tick = dir.probe_interval.clamp(Duration::from_millis(100), Duration::from_secs(5));
@@ -698,17 +698,16 @@ async fn stats_loop(node: Arc<Node>, shutdown: CancellationToken) {
             () = tokio::time::sleep(tick) => false,
             () = shutdown.cancelled() => true,
         };
-        dir.stats.tick(Instant::now());
-        if !stop {
-            update_hot(&node).await;
-        }
         if stop || last_flush.elapsed() >= FLUSH_EVERY {
             last_flush = Instant::now();
             flush_stats(&node).await;
+        } else {
+            dir.stats.tick(Instant::now());
         }
         if stop {
             return;
         }
+        update_hot(&node).await;
     }
 }
 

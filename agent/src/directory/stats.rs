@@ -99,9 +99,17 @@ impl Key<'_> {
     }
 }
 
-/// What [`Window::take_dirty`] hands to a flush: rows (bucket start, key, count), the starts of
-/// the buckets they came from, and the starts of the oldest and the open bucket.
-type Dirty = (Vec<(u64, String, u64)>, Vec<u64>, (u64, u64));
+/// What [`Window::take_dirty`] hands to a flush.
+#[derive(Debug)]
+struct Dirty {
+    /// (bucket start, [`Key::Artifact`], downloads) of every changed bucket.
+    rows: Vec<(u64, String, u64)>,
+    /// The starts of the buckets the rows came from (to mark again if the write fails).
+    buckets: Vec<u64>,
+    /// Starts of the oldest and the open bucket: stored rows outside are out of the window.
+    oldest: u64,
+    newest: u64,
+}
 
 /// One bucket of the rolling window.
 #[derive(Debug)]
@@ -219,8 +227,7 @@ impl Window {
         }
     }
 
-    /// Rows of the buckets changed since the last call, marking them clean; and the starts of
-    /// the oldest and the open bucket (rows outside are out of the window).
+    /// The buckets changed since the last call, marking them clean.
     fn take_dirty(&mut self) -> Dirty {
         let mut rows = Vec::new();
         let mut starts = Vec::new();
@@ -229,9 +236,7 @@ impl Window {
             starts.push(b.start_ms);
             rows.extend(b.counts.iter().map(|((c, p), &n)| (b.start_ms, Key::Artifact(c, p).encode(), n)));
         }
-        let oldest = self.buckets.front().map_or(0, |b| b.start_ms);
-        let newest = self.buckets.back().map_or(u64::MAX, |b| b.start_ms);
-        (rows, starts, (oldest, newest))
+        Dirty { rows, buckets: starts, oldest: self.buckets.front().map_or(0, |b| b.start_ms), newest: self.buckets.back().map_or(u64::MAX, |b| b.start_ms) }
     }
 
     /// Marks buckets dirty again after a failed write.
@@ -490,13 +495,13 @@ impl Stats {
             consider(Key::Directory, &self.directory);
             consider(Key::Origin, &self.origin);
         }
-        let (window, dirty, oldest) = lock(&self.window).take_dirty();
-        if changed.is_empty() && window.is_empty() {
+        let window = lock(&self.window).take_dirty();
+        if changed.is_empty() && window.rows.is_empty() {
             return Ok(0);
         }
-        let written = self.write(path, &changed, &window, oldest);
+        let written = self.write(path, &changed, &window);
         if written.is_err() {
-            lock(&self.window).mark_dirty(&dirty);
+            lock(&self.window).mark_dirty(&window.buckets);
         }
         written?;
         for (_, n, c) in &changed {
@@ -505,13 +510,7 @@ impl Stats {
         Ok(changed.len())
     }
 
-    fn write(
-        &self,
-        path: &Path,
-        changed: &[(String, u64, Arc<Counter>)],
-        window: &[(u64, String, u64)],
-        (oldest, newest): (u64, u64),
-    ) -> Result<(), StatsError> {
+    fn write(&self, path: &Path, changed: &[(String, u64, Arc<Counter>)], window: &Dirty) -> Result<(), StatsError> {
         let err = |e: redb::Error| StatsError::Db { path: path.to_owned(), source: e };
         let db = redb::Database::create(path).map_err(|e| err(e.into()))?;
         let txn = db.begin_write().map_err(|e| err(e.into()))?;
@@ -521,11 +520,11 @@ impl Stats {
                 table.insert(k.as_str(), *n).map_err(|e| err(e.into()))?;
             }
             let mut table = txn.open_table(WINDOW).map_err(|e| err(e.into()))?;
-            for (start, k, n) in window {
+            for (start, k, n) in &window.rows {
                 table.insert((*start, k.as_str()), *n).map_err(|e| err(e.into()))?;
             }
-            table.retain_in(..(oldest, ""), |_, _| false).map_err(|e| err(e.into()))?;
-            if let Some(after) = newest.checked_add(1) {
+            table.retain_in(..(window.oldest, ""), |_, _| false).map_err(|e| err(e.into()))?;
+            if let Some(after) = window.newest.checked_add(1) {
                 table.retain_in((after, "").., |_, _| false).map_err(|e| err(e.into()))?;
             }
         }

@@ -122,8 +122,8 @@ pub(super) async fn keep_date_fresh() {
 pub(super) enum Outcome<I> {
     /// Closed (by the client, an error, a timeout or shutdown): nothing more to do.
     Closed,
-    /// A request that is not plain (or not answerable here) starts at `buffered`: hyper
-    /// serves the connection from there.
+    /// A request that is not plain (or not answerable here) is first among the bytes the
+    /// [`Rewind`] replays: hyper serves the connection from there.
     Handoff(Rewind<I>),
 }
 
@@ -311,9 +311,16 @@ fn parse(bytes: &[u8], remote: SocketAddr, handler: &dyn Handler, out: &mut Vec<
     if req.version != Some(1) {
         return Parsed::Other;
     }
+    let Some(target) = req.path.filter(|p| p.starts_with('/')) else { return Parsed::Other };
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
     // Only targets hyper (the `http` crate) would take as they are: a different verdict on
     // the same bytes would make the two paths disagree.
-    let Some(target) = req.path.filter(|p| p.starts_with('/') && uri_target_ok(p.as_bytes())) else { return Parsed::Other };
+    if !uri_target_ok(path, query) {
+        return Parsed::Other;
+    }
     for h in req.headers.iter() {
         let n = h.name;
         let plain = if n.eq_ignore_ascii_case("connection") {
@@ -329,10 +336,6 @@ fn parse(bytes: &[u8], remote: SocketAddr, handler: &dyn Handler, out: &mut Vec<
             return Parsed::Other;
         }
     }
-    let (path, query) = match target.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (target, None),
-    };
     let request = PlainRequest { head, path, query, headers: req.headers, remote };
     let before = out.len();
     // A panicking answer must cost no more than on hyper's path: there the request gets a
@@ -351,13 +354,9 @@ fn parse(bytes: &[u8], remote: SocketAddr, handler: &dyn Handler, out: &mut Vec<
 
 /// Whether the `http` crate takes this origin-form target as it is (the same byte classes as
 /// its `PathAndQuery` parser). No `#`: a fragment is hyper's business.
-fn uri_target_ok(target: &[u8]) -> bool {
-    let (path, query) = match target.iter().position(|&b| b == b'?') {
-        Some(i) => (&target[..i], &target[i + 1..]),
-        None => (target, &[][..]),
-    };
-    path.iter().all(|&b| matches!(b, 0x21 | 0x22 | 0x24..=0x3B | 0x3D | 0x40..=0x5F | 0x61..=0x7E | 0x80..=0xFF))
-        && query.iter().all(|&b| matches!(b, 0x21 | 0x24..=0x3B | 0x3D | 0x3F..=0x7E | 0x80..=0xFF))
+fn uri_target_ok(path: &str, query: Option<&str>) -> bool {
+    path.bytes().all(|b| matches!(b, 0x21 | 0x22 | 0x24..=0x3B | 0x3D | 0x40..=0x5F | 0x61..=0x7E | 0x80..=0xFF))
+        && query.unwrap_or("").bytes().all(|b| matches!(b, 0x21 | 0x24..=0x3B | 0x3D | 0x3F..=0x7E | 0x80..=0xFF))
 }
 
 /// The connection for hyper: bytes already read first, then the stream.

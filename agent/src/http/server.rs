@@ -79,9 +79,14 @@ impl ServerConfig {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 4096,
             idle_timeout: Duration::from_secs(60),
-            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            threads: default_threads(),
         }
     }
+}
+
+/// Connection threads when none are configured: one per core.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// PEM files for HTTPS; reloaded when they change.
