@@ -12,7 +12,9 @@ use std::io::Read as _;
 use std::path::Path;
 
 use odi_network::builder::{commit_all, NetworkBuilder};
-use odi_network::raw::{ArtifactEntry, CatalogFile, DirectoryFile, DirectoryKind, RelayFile, Sha256};
+use odi_network::raw::{
+    ArtifactEntry, CatalogFile, DirectoryFile, DirectoryKind, RelayFile, Sha256,
+};
 use odi_network::safe_path::ArtifactPath;
 use sha2::Digest as _;
 
@@ -57,7 +59,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut artifacts = Vec::new();
     for name in &args[4..] {
         let (size, sha) = sha256_file(&origin_dir.join(name))?;
-        artifacts.push(ArtifactEntry { path: ArtifactPath::new(name)?, size, sha256: Sha256(sha), published: None, expunged: None });
+        artifacts.push(ArtifactEntry {
+            path: ArtifactPath::new(name)?,
+            size,
+            sha256: Sha256(sha),
+            published: None,
+            expunged: None,
+        });
     }
 
     let mut b = NetworkBuilder::new()?;
@@ -108,9 +116,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     b.write(&repo)?;
     commit_all(&repo, "benchmark network")?;
     let key = b.root_keys[0].public().to_owned();
-    std::fs::write(out.join("relay.toml"), config("relay", "bench-relay", &out, relay_port, &key, ""))?;
+    std::fs::write(
+        out.join("relay.toml"),
+        config("relay", "bench-relay", &out, relay_port, &key, ""),
+    )?;
     // Probes every few seconds: enough to route to the relay, quiet while wrk measures.
-    std::fs::write(out.join("directory.toml"), config("directory", "bench-dir", &out, dir_port, &key, "\n[directory]\nprobe_interval = \"5s\"\n"))?;
+    std::fs::write(
+        out.join("directory.toml"),
+        config(
+            "directory",
+            "bench-dir",
+            &out,
+            dir_port,
+            &key,
+            "\n[directory]\nprobe_interval = \"5s\"\n",
+        ),
+    )?;
     println!("{}", repo.display());
     Ok(())
 }

@@ -23,15 +23,24 @@ use sha2::Digest as _;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     const MODES: [&str; 5] = ["memory", "sync", "store", "parallel", "all"];
-    let mode = if args.first().is_some_and(|a| MODES.contains(&a.as_str())) { args.remove(0) } else { "all".to_owned() };
+    let mode = if args.first().is_some_and(|a| MODES.contains(&a.as_str())) {
+        args.remove(0)
+    } else {
+        "all".to_owned()
+    };
     let want = |m: &str| mode == "all" || mode == m;
-    let file = PathBuf::from(args.first().ok_or("usage: hash_bench [memory|sync|store|parallel|all] FILE [JOBS]")?);
+    let file = PathBuf::from(
+        args.first().ok_or("usage: hash_bench [memory|sync|store|parallel|all] FILE [JOBS]")?,
+    );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let jobs: usize = args.get(1).map_or(Ok(cores), |s| s.parse())?;
     let len = std::fs::metadata(&file)?.len();
 
     #[cfg(target_arch = "x86_64")]
-    println!("cpu sha_ni {}", if std::arch::is_x86_feature_detected!("sha") { "yes" } else { "no" });
+    println!(
+        "cpu sha_ni {}",
+        if std::arch::is_x86_feature_detected!("sha") { "yes" } else { "no" }
+    );
 
     if want("memory") {
         memory();

@@ -236,7 +236,11 @@ pub struct DirectoryConfig {
 impl DirectoryConfig {
     /// The region of a client address from the prefix map (longest match).
     pub fn region_of(&self, ip: IpAddr) -> Option<&str> {
-        self.regions.iter().filter(|(net, _)| net.contains(&ip)).max_by_key(|(net, _)| net.prefix_len()).map(|(_, r)| r.as_str())
+        self.regions
+            .iter()
+            .filter(|(net, _)| net.contains(&ip))
+            .max_by_key(|(net, _)| net.prefix_len())
+            .map(|(_, r)| r.as_str())
     }
 }
 
@@ -260,19 +264,26 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let raw: RawConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let raw: RawConfig = toml::from_str(&text)
+            .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
         Self::validate(raw, path)
     }
 
     /// Validates a parsed file; `path` names it in errors and anchors relative paths.
     pub fn validate(raw: RawConfig, path: &Path) -> Result<Self, ConfigError> {
-        let invalid = |field: &str, message: String| ConfigError::Invalid { path: path.to_owned(), field: field.to_owned(), message };
+        let invalid = |field: &str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            field: field.to_owned(),
+            message,
+        };
         let base = path.parent().unwrap_or(Path::new("."));
         let rel = |p: &Path| if p.is_absolute() { p.to_owned() } else { base.join(p) };
-        let dur = |field: &str, v: Option<&str>, default: Duration| -> Result<Duration, ConfigError> {
-            v.map_or(Ok(default), |s| parse_duration(s).map_err(|m| invalid(field, m)))
-        };
+        let dur =
+            |field: &str, v: Option<&str>, default: Duration| -> Result<Duration, ConfigError> {
+                v.map_or(Ok(default), |s| parse_duration(s).map_err(|m| invalid(field, m)))
+            };
         odi_network::safe_path::check_name(&raw.name).map_err(|m| invalid("name", m.into()))?;
         if raw.listen.is_empty() {
             return Err(invalid("listen", "at least one address is needed".into()));
@@ -280,7 +291,11 @@ impl Config {
         let listen = raw
             .listen
             .iter()
-            .map(|a| a.parse().map_err(|_| invalid("listen", format!("`{a}` is not an address like 0.0.0.0:8080"))))
+            .map(|a| {
+                a.parse().map_err(|_| {
+                    invalid("listen", format!("`{a}` is not an address like 0.0.0.0:8080"))
+                })
+            })
             .collect::<Result<_, _>>()?;
         if raw.repository.root_keys.is_empty() {
             return Err(invalid("repository.root_keys", "pin at least one root key".into()));
@@ -289,42 +304,63 @@ impl Config {
         for k in &raw.repository.root_keys {
             let p = rel(Path::new(k));
             let text = if p.is_file() {
-                std::fs::read_to_string(&p).map_err(|e| invalid("repository.root_keys", format!("{}: {e}", p.display())))?
+                std::fs::read_to_string(&p)
+                    .map_err(|e| invalid("repository.root_keys", format!("{}: {e}", p.display())))?
             } else {
                 k.clone()
             };
-            root_keys.push(PublicKey::parse(&text).map_err(|e| invalid("repository.root_keys", e.to_string()))?);
+            root_keys.push(
+                PublicKey::parse(&text)
+                    .map_err(|e| invalid("repository.root_keys", e.to_string()))?,
+            );
         }
         let trigger_token = match &raw.repository.trigger_token_file {
             Some(f) => {
-                let t = std::fs::read_to_string(rel(f)).map_err(|e| invalid("repository.trigger_token_file", e.to_string()))?.trim().to_owned();
+                let t = std::fs::read_to_string(rel(f))
+                    .map_err(|e| invalid("repository.trigger_token_file", e.to_string()))?
+                    .trim()
+                    .to_owned();
                 if t.len() < 16 {
-                    return Err(invalid("repository.trigger_token_file", "the token must be at least 16 characters".into()));
+                    return Err(invalid(
+                        "repository.trigger_token_file",
+                        "the token must be at least 16 characters".into(),
+                    ));
                 }
                 Some(t)
             }
             None => None,
         };
         let repo_ca_pem = match &raw.repository.ca_file {
-            Some(f) => Some(std::fs::read(rel(f)).map_err(|e| invalid("repository.ca_file", e.to_string()))?),
+            Some(f) => Some(
+                std::fs::read(rel(f)).map_err(|e| invalid("repository.ca_file", e.to_string()))?,
+            ),
             None => None,
         };
-        let repo_url = if raw.repository.url.contains("://") { raw.repository.url.clone() } else { rel(Path::new(&raw.repository.url)).display().to_string() };
+        let repo_url = if raw.repository.url.contains("://") {
+            raw.repository.url.clone()
+        } else {
+            rel(Path::new(&raw.repository.url)).display().to_string()
+        };
         let d = &raw.directory;
         let regions = d
             .regions
             .iter()
             .map(|(net, region)| {
-                net.parse::<IpNet>().map(|n| (n, region.clone())).map_err(|_| invalid("directory.regions", format!("`{net}` is not a prefix like 10.0.0.0/8")))
+                net.parse::<IpNet>().map(|n| (n, region.clone())).map_err(|_| {
+                    invalid("directory.regions", format!("`{net}` is not a prefix like 10.0.0.0/8"))
+                })
             })
             .collect::<Result<_, _>>()?;
         let trusted_proxies = d
             .trusted_proxies
             .iter()
             .map(|p| {
-                p.parse::<IpNet>()
-                    .or_else(|_| p.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| invalid("directory.trusted_proxies", format!("`{p}` is not an address or prefix")))
+                p.parse::<IpNet>().or_else(|_| p.parse::<IpAddr>().map(IpNet::from)).map_err(|_| {
+                    invalid(
+                        "directory.trusted_proxies",
+                        format!("`{p}` is not an address or prefix"),
+                    )
+                })
             })
             .collect::<Result<_, _>>()?;
         let http_threads = raw.http_threads.unwrap_or_else(crate::http::server::default_threads);
@@ -335,7 +371,8 @@ impl Config {
         if concurrency == 0 || concurrency > 256 {
             return Err(invalid("reconcile.concurrency", "must be between 1 and 256".into()));
         }
-        let pull_interval = parse_duration(&raw.repository.interval).map_err(|m| invalid("repository.interval", m))?;
+        let pull_interval = parse_duration(&raw.repository.interval)
+            .map_err(|m| invalid("repository.interval", m))?;
         if pull_interval < Duration::from_millis(100) {
             return Err(invalid("repository.interval", "must be at least 100ms".into()));
         }
@@ -353,11 +390,27 @@ impl Config {
             repo_ca_pem,
             tls: raw.tls.map(|t| TlsFiles { cert: rel(&t.cert), key: rel(&t.key) }),
             concurrency,
-            stall_timeout: dur("reconcile.stall_timeout", raw.reconcile.stall_timeout.as_deref(), Duration::from_secs(30))?,
-            scrub_interval: dur("reconcile.scrub_interval", raw.reconcile.scrub_interval.as_deref(), Duration::from_secs(86400))?,
-            retry_after: dur("reconcile.retry_after", raw.reconcile.retry_after.as_deref(), Duration::from_secs(60))?,
+            stall_timeout: dur(
+                "reconcile.stall_timeout",
+                raw.reconcile.stall_timeout.as_deref(),
+                Duration::from_secs(30),
+            )?,
+            scrub_interval: dur(
+                "reconcile.scrub_interval",
+                raw.reconcile.scrub_interval.as_deref(),
+                Duration::from_secs(86400),
+            )?,
+            retry_after: dur(
+                "reconcile.retry_after",
+                raw.reconcile.retry_after.as_deref(),
+                Duration::from_secs(60),
+            )?,
             directory: DirectoryConfig {
-                probe_interval: dur("directory.probe_interval", d.probe_interval.as_deref(), Duration::from_secs(30))?,
+                probe_interval: dur(
+                    "directory.probe_interval",
+                    d.probe_interval.as_deref(),
+                    Duration::from_secs(30),
+                )?,
                 regions,
                 geoip_db: d.geoip_db.as_ref().map(|p| rel(p)),
                 trusted_proxies,
@@ -384,7 +437,10 @@ mod tests {
 
     #[test]
     fn shipped_examples_parse() {
-        for text in [include_str!("../../dist/relay.example.toml"), include_str!("../../dist/directory.example.toml")] {
+        for text in [
+            include_str!("../../dist/relay.example.toml"),
+            include_str!("../../dist/directory.example.toml"),
+        ] {
             let raw: RawConfig = toml::from_str(text).unwrap();
             assert!(raw.repository.root_keys.len() == 2);
         }
@@ -396,13 +452,19 @@ mod tests {
             let text = format!(
                 "mode='relay'\nname='x'\ndata_dir='d'\nlisten=['127.0.0.1:0']\n{threads}\n[repository]\nurl='u'\nroot_keys=['RWQfTyCvJGMEtZKZJqRa316GjVgsG4Nr3/qcvSKyrv7KPsIMIQsBOxvj']"
             );
-            Config::validate(toml::from_str::<RawConfig>(&text).unwrap(), Path::new("/etc/odi/relay.toml"))
+            Config::validate(
+                toml::from_str::<RawConfig>(&text).unwrap(),
+                Path::new("/etc/odi/relay.toml"),
+            )
         };
         assert_eq!(with("http_threads = 3").unwrap().http_threads, 3);
         assert!(with("").unwrap().http_threads >= 1, "one per core by default");
         for bad in ["http_threads = 0", "http_threads = 5000"] {
             let err = with(bad).unwrap_err().to_string();
-            assert!(err.contains("http_threads") && err.contains("between 1 and 1024"), "{bad}: {err}");
+            assert!(
+                err.contains("http_threads") && err.contains("between 1 and 1024"),
+                "{bad}: {err}"
+            );
         }
     }
 

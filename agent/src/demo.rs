@@ -76,7 +76,8 @@ impl Role {
 /// The meta-directory clients use.
 pub const META: &str = "odi-global";
 /// The directories: (name, region, linked peer).
-pub const DIRECTORIES: [(&str, &str, &str); 2] = [("everest", "eu", "shasta"), ("shasta", "us", "everest")];
+pub const DIRECTORIES: [(&str, &str, &str); 2] =
+    [("everest", "eu", "shasta"), ("shasta", "us", "everest")];
 /// One relay's offer in the demo.
 #[derive(Debug, Clone, Copy)]
 pub struct RelaySpec {
@@ -98,9 +99,27 @@ pub struct RelaySpec {
 /// two replicas each of those relays holds the whole catalog: the simple index links the
 /// wheel relatively, and a relay that served the page must hold the wheel too.
 pub const RELAYS: [RelaySpec; 3] = [
-    RelaySpec { name: "odi-r1-osuosl", region: "us", quota_mib: 64, tags: &["generic", "python", "java"], directories: &["shasta", "everest"] },
-    RelaySpec { name: "odi-sonic", region: "us", quota_mib: 32, tags: &["generic", "python"], directories: &["shasta", "everest"] },
-    RelaySpec { name: "odi-ocf-berkeley", region: "eu", quota_mib: 16, tags: &["generic", "java"], directories: &["everest", "shasta"] },
+    RelaySpec {
+        name: "odi-r1-osuosl",
+        region: "us",
+        quota_mib: 64,
+        tags: &["generic", "python", "java"],
+        directories: &["shasta", "everest"],
+    },
+    RelaySpec {
+        name: "odi-sonic",
+        region: "us",
+        quota_mib: 32,
+        tags: &["generic", "python"],
+        directories: &["shasta", "everest"],
+    },
+    RelaySpec {
+        name: "odi-ocf-berkeley",
+        region: "eu",
+        quota_mib: 16,
+        tags: &["generic", "java"],
+        directories: &["everest", "shasta"],
+    },
 ];
 
 /// Every node: (name, role, region), entry point first.
@@ -213,27 +232,39 @@ pub fn run(options: DemoOptions) -> Result<(), DemoError> {
 async fn run_async(options: DemoOptions) -> Result<(), DemoError> {
     // Signals first: a Ctrl-C at any later moment must still stop the children we started.
     let mut stop = StopSignal::install()?;
-    let exe = std::env::current_exe().map_err(|e| DemoError::Setup(format!("cannot find the running odi binary: {e}")))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| DemoError::Setup(format!("cannot find the running odi binary: {e}")))?;
     let work = WorkDir::create(options.dir.as_deref())?;
     let root = work.path.clone();
 
     // Fail before doing any work if the entry point's port is taken.
-    drop(TcpListener::bind(options.listen).map_err(|reason| DemoError::Listen { addr: options.listen, reason })?);
+    drop(
+        TcpListener::bind(options.listen)
+            .map_err(|reason| DemoError::Listen { addr: options.listen, reason })?,
+    );
 
     println!("Generating the demo network in {} ...", root.display());
     let origin_dir = root.join("origin");
     let catalogs = {
         let dir = origin_dir.clone();
-        tokio::task::spawn_blocking(move || demo_catalogs(&dir)).await.map_err(|e| DemoError::Setup(e.to_string()))??
+        tokio::task::spawn_blocking(move || demo_catalogs(&dir))
+            .await
+            .map_err(|e| DemoError::Setup(e.to_string()))??
     };
     let shutdown = CancellationToken::new();
     let origin_handler = Arc::new(Origin::new(origin_dir.clone()).await);
-    let origin = crate::http::bind(ServerConfig::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))), origin_handler, shutdown.clone()).await?;
+    let origin = crate::http::bind(
+        ServerConfig::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),
+        origin_handler,
+        shutdown.clone(),
+    )
+    .await?;
     let origin_url = format!("http://{}/", origin.local_addr);
 
     let planned = plan_nodes(options.listen)?;
     let urls: HashMap<&str, String> = planned.iter().map(|p| (p.name, p.url.clone())).collect();
-    let builder = demo_network(&catalogs, &origin_url, |n| urls.get(n).cloned().unwrap_or_default())?;
+    let builder =
+        demo_network(&catalogs, &origin_url, |n| urls.get(n).cloned().unwrap_or_default())?;
     let repo = root.join("network");
     builder.write(&repo)?;
     commit_all(&repo, "demo network: fresh keys, three catalogs, two directories, three relays")?;
@@ -254,8 +285,13 @@ async fn run_async(options: DemoOptions) -> Result<(), DemoError> {
         fleet.spawn(&exe, p, &config, &dir.join("agent.log"))?;
     }
 
-    let bar = if std::io::stdout().is_terminal() { ProgressBar::new(fleet.procs.len() as u64) } else { ProgressBar::hidden() };
-    if let Ok(style) = ProgressStyle::with_template("{spinner} {pos}/{len} nodes ready {wide_msg}") {
+    let bar = if std::io::stdout().is_terminal() {
+        ProgressBar::new(fleet.procs.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {pos}/{len} nodes ready {wide_msg}")
+    {
         bar.set_style(style);
     }
     bar.enable_steady_tick(Duration::from_millis(120));
@@ -303,13 +339,22 @@ async fn run_async(options: DemoOptions) -> Result<(), DemoError> {
 }
 
 /// Builds the demo network: `catalogs` pulled from `origin_base`, every node at `url_of(name)`.
-pub fn demo_network(catalogs: &[DemoCatalog], origin_base: &str, url_of: impl Fn(&str) -> String) -> Result<NetworkBuilder, DemoError> {
+pub fn demo_network(
+    catalogs: &[DemoCatalog],
+    origin_base: &str,
+    url_of: impl Fn(&str) -> String,
+) -> Result<NetworkBuilder, DemoError> {
     let mut b = NetworkBuilder::new()?;
     for c in catalogs {
         b.catalogs.insert(c.name.clone(), c.file(origin_base, REPLICAS));
     }
     let catalog_names: Vec<String> = catalogs.iter().map(|c| c.name.clone()).collect();
-    let directory = |name: &str, region: &str, kind, catalogs: Vec<String>, links: Vec<String>, references: Vec<String>| DirectoryFile {
+    let directory = |name: &str,
+                     region: &str,
+                     kind,
+                     catalogs: Vec<String>,
+                     links: Vec<String>,
+                     references: Vec<String>| DirectoryFile {
         serial: 1,
         name: name.into(),
         url: url_of(name),
@@ -320,10 +365,29 @@ pub fn demo_network(catalogs: &[DemoCatalog], origin_base: &str, url_of: impl Fn
         links,
         references,
     };
-    b.directories
-        .insert(META.into(), directory(META, "global", DirectoryKind::Meta, vec![], vec![], DIRECTORIES.iter().map(|(n, ..)| (*n).to_owned()).collect()));
+    b.directories.insert(
+        META.into(),
+        directory(
+            META,
+            "global",
+            DirectoryKind::Meta,
+            vec![],
+            vec![],
+            DIRECTORIES.iter().map(|(n, ..)| (*n).to_owned()).collect(),
+        ),
+    );
     for (name, region, peer) in DIRECTORIES {
-        b.directories.insert(name.into(), directory(name, region, DirectoryKind::Directory, catalog_names.clone(), vec![peer.into()], vec![]));
+        b.directories.insert(
+            name.into(),
+            directory(
+                name,
+                region,
+                DirectoryKind::Directory,
+                catalog_names.clone(),
+                vec![peer.into()],
+                vec![],
+            ),
+        );
     }
     for r in RELAYS {
         b.relays.insert(
@@ -364,11 +428,16 @@ fn plan_nodes(listen: SocketAddr) -> Result<Vec<Planned>, DemoError> {
         } else {
             // Bound and released: another program could take it before the agent binds, which
             // the agent then reports clearly; good enough on a person's machine.
-            let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| DemoError::Setup(format!("no free loopback port: {e}")))?;
+            let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+                .map_err(|e| DemoError::Setup(format!("no free loopback port: {e}")))?;
             l.local_addr().map_err(|e| DemoError::Setup(format!("no free loopback port: {e}")))?
         };
         // A wildcard listen address is reachable on loopback, which is what URLs need here.
-        let host = if addr.ip().is_unspecified() { SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port()) } else { addr };
+        let host = if addr.ip().is_unspecified() {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
+        } else {
+            addr
+        };
         out.push(Planned { name, role, region, listen: addr, url: format!("http://{host}/") });
     }
     Ok(out)
@@ -426,16 +495,38 @@ struct Fleet {
 }
 
 impl Fleet {
-    fn spawn(&mut self, exe: &Path, p: &Planned, config: &Path, log: &Path) -> Result<(), DemoError> {
+    fn spawn(
+        &mut self,
+        exe: &Path,
+        p: &Planned,
+        config: &Path,
+        log: &Path,
+    ) -> Result<(), DemoError> {
         let out = std::fs::File::create(log).map_err(io_err(log))?;
         let err = out.try_clone().map_err(io_err(log))?;
         let mut cmd = Command::new(exe);
-        cmd.arg("agent").arg("--config").arg(config).env("ODI_LOG", "info").stdin(Stdio::null()).stdout(out).stderr(err);
+        cmd.arg("agent")
+            .arg("--config")
+            .arg(config)
+            .env("ODI_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
         // Own process group: a terminal's Ctrl-C reaches only the demo, which then stops the
         // agents itself, in order, and waits for them.
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let child = cmd.spawn().map_err(|reason| DemoError::Spawn { name: p.name.into(), reason })?;
-        self.procs.push(Proc { name: p.name, role: p.role, region: p.region, url: p.url.clone(), pid: child.id(), log: log.to_owned(), child, exited: None });
+        let child =
+            cmd.spawn().map_err(|reason| DemoError::Spawn { name: p.name.into(), reason })?;
+        self.procs.push(Proc {
+            name: p.name,
+            role: p.role,
+            region: p.region,
+            url: p.url.clone(),
+            pid: child.id(),
+            log: log.to_owned(),
+            child,
+            exited: None,
+        });
         Ok(())
     }
 
@@ -462,7 +553,13 @@ impl Fleet {
     fn stop(&mut self) {
         self.reap();
         for p in self.procs.iter_mut().filter(|p| p.exited.is_none()) {
-            let sent = Command::new("kill").arg("-TERM").arg(p.pid.to_string()).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
+            let sent = Command::new("kill")
+                .arg("-TERM")
+                .arg(p.pid.to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
             if !sent {
                 // No `kill` program (or it failed): SIGKILL through std rather than leave it.
                 let _ = p.child.kill();
@@ -490,13 +587,27 @@ impl Drop for Fleet {
 }
 
 /// Polls every node's status until all are Ready; fails naming the node and its log.
-async fn wait_ready(fleet: &mut Fleet, timeout: Duration, bar: &ProgressBar) -> Result<(), DemoError> {
-    let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(2)).build().map_err(|e| DemoError::Setup(format!("HTTP client: {e}")))?;
+async fn wait_ready(
+    fleet: &mut Fleet,
+    timeout: Duration,
+    bar: &ProgressBar,
+) -> Result<(), DemoError> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .map_err(|e| DemoError::Setup(format!("HTTP client: {e}")))?;
     let deadline = Instant::now() + timeout;
     let mut why: HashMap<&str, String> = HashMap::new();
     loop {
         if let Some((p, status)) = fleet.reap().into_iter().next() {
-            return Err(DemoError::Exited { name: p.name.into(), pid: p.pid, status, log: p.log.clone(), tail: tail(&p.log) });
+            return Err(DemoError::Exited {
+                name: p.name.into(),
+                pid: p.pid,
+                status,
+                log: p.log.clone(),
+                tail: tail(&p.log),
+            });
         }
         let mut pending = Vec::new();
         for p in &fleet.procs {
@@ -504,7 +615,12 @@ async fn wait_ready(fleet: &mut Fleet, timeout: Duration, bar: &ProgressBar) -> 
                 Ok(r) => match r.json::<StatusDoc>().await {
                     Ok(doc) if doc.ready() => continue,
                     Ok(doc) => {
-                        let ready = doc.conditions.iter().find(|c| c.kind == "Ready").map(|c| format!("{}: {}", c.reason, c.message)).unwrap_or_default();
+                        let ready = doc
+                            .conditions
+                            .iter()
+                            .find(|c| c.kind == "Ready")
+                            .map(|c| format!("{}: {}", c.reason, c.message))
+                            .unwrap_or_default();
                         match doc.last_error {
                             Some(e) => format!("{ready}; last error {e}"),
                             None => ready,
@@ -519,7 +635,10 @@ async fn wait_ready(fleet: &mut Fleet, timeout: Duration, bar: &ProgressBar) -> 
         }
         bar.set_position((fleet.procs.len() - pending.len()) as u64);
         let Some(first) = pending.first() else { return Ok(()) };
-        bar.set_message(format!("waiting for {}", pending.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")));
+        bar.set_message(format!(
+            "waiting for {}",
+            pending.iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
+        ));
         if Instant::now() >= deadline {
             return Err(DemoError::NotReady {
                 name: first.name.into(),
@@ -547,7 +666,11 @@ fn tail(log: &Path) -> String {
 /// How to call this binary in printed commands: `odi` when that is what PATH finds.
 fn odi_command(exe: &Path) -> String {
     let on_path = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).map(|d| d.join("odi")).any(|c| c.canonicalize().ok() == exe.canonicalize().ok()))
+        .map(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("odi"))
+                .any(|c| c.canonicalize().ok() == exe.canonicalize().ok())
+        })
         .unwrap_or(false);
     if on_path {
         "odi".into()
@@ -558,16 +681,44 @@ fn odi_command(exe: &Path) -> String {
 
 /// What a person needs: the nodes, then commands to paste.
 fn summary(root: &Path, kept: bool, origin_url: &str, fleet: &Fleet, exe: &Path) -> String {
-    use catalogs::{HELLO, HELLO_EXPUNGED, HELLO_LARGE, HELLO_MEDIUM, HELLO_README, MAVEN, MAVEN_COORDS, PYPI, PYPI_PROJECT};
+    use catalogs::{
+        HELLO, HELLO_EXPUNGED, HELLO_LARGE, HELLO_MEDIUM, HELLO_README, MAVEN, MAVEN_COORDS, PYPI,
+        PYPI_PROJECT,
+    };
     let odi = odi_command(exe);
-    let entry = fleet.procs.iter().find(|p| p.role == Role::Meta).map(|p| p.url.clone()).unwrap_or_default();
+    let entry = fleet
+        .procs
+        .iter()
+        .find(|p| p.role == Role::Meta)
+        .map(|p| p.url.clone())
+        .unwrap_or_default();
     let relay = fleet.procs.iter().find(|p| p.role == Role::Relay);
     let mut s = String::new();
-    let _ = writeln!(s, "\nODI demo network: {} nodes on loopback, signed with fresh keys.\n", fleet.procs.len());
+    let _ = writeln!(
+        s,
+        "\nODI demo network: {} nodes on loopback, signed with fresh keys.\n",
+        fleet.procs.len()
+    );
     let _ = writeln!(s, "  {:<18} {:<15} {:<7} {:<28} PID", "NAME", "ROLE", "REGION", "URL");
-    let _ = writeln!(s, "  {:<18} {:<15} {:<7} {:<28} {} (this process)", "origin", "origin", "-", origin_url, std::process::id());
+    let _ = writeln!(
+        s,
+        "  {:<18} {:<15} {:<7} {:<28} {} (this process)",
+        "origin",
+        "origin",
+        "-",
+        origin_url,
+        std::process::id()
+    );
     for p in &fleet.procs {
-        let _ = writeln!(s, "  {:<18} {:<15} {:<7} {:<28} {}", p.name, p.role.as_str(), p.region, p.url, p.pid);
+        let _ = writeln!(
+            s,
+            "  {:<18} {:<15} {:<7} {:<28} {}",
+            p.name,
+            p.role.as_str(),
+            p.region,
+            p.url,
+            p.pid
+        );
     }
     let r = format!("{entry}r");
     let _ = writeln!(s, "\nEntry point (the meta-directory {META}): {entry}");
@@ -602,9 +753,18 @@ fn summary(root: &Path, kept: bool, origin_url: &str, fleet: &Fleet, exe: &Path)
          {odi} status {url}      # watch odi-sonic apply the commit and reconcile",
         net = net.display(),
         key = key.display(),
-        url = fleet.procs.iter().find(|p| p.name == "odi-sonic").map(|p| p.url.as_str()).unwrap_or(""),
+        url = fleet
+            .procs
+            .iter()
+            .find(|p| p.name == "odi-sonic")
+            .map(|p| p.url.as_str())
+            .unwrap_or(""),
     );
-    let _ = writeln!(s, "\nFiles: {} (network repository, keys, origin, agents/<name>/agent.toml and agent.log)", root.display());
+    let _ = writeln!(
+        s,
+        "\nFiles: {} (network repository, keys, origin, agents/<name>/agent.toml and agent.log)",
+        root.display()
+    );
     if !kept {
         let _ = writeln!(s, "They are removed when the demo stops; use --dir DIR to keep them.");
     }
@@ -631,7 +791,11 @@ impl WorkDir {
                 Ok(Self { path, remove: false })
             }
             None => {
-                let path = std::env::temp_dir().join(format!("odi-demo-{}-{:08x}", std::process::id(), rand::random::<u32>()));
+                let path = std::env::temp_dir().join(format!(
+                    "odi-demo-{}-{:08x}",
+                    std::process::id(),
+                    rand::random::<u32>()
+                ));
                 std::fs::create_dir(&path).map_err(io_err(&path))?;
                 Ok(Self { path, remove: true })
             }
@@ -660,7 +824,10 @@ impl StopSignal {
     fn install() -> Result<Self, DemoError> {
         use tokio::signal::unix::{signal, SignalKind};
         let err = |e| DemoError::Setup(format!("installing signal handlers: {e}"));
-        Ok(Self { int: signal(SignalKind::interrupt()).map_err(err)?, term: signal(SignalKind::terminate()).map_err(err)? })
+        Ok(Self {
+            int: signal(SignalKind::interrupt()).map_err(err)?,
+            term: signal(SignalKind::terminate()).map_err(err)?,
+        })
     }
 
     async fn recv(&mut self) {
@@ -704,9 +871,12 @@ impl Origin {
         let rel = raw.strip_prefix('/')?;
         let ok = !rel.is_empty()
             && rel.len() <= 1024
-            && rel
-                .split('/')
-                .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-+~".contains(&b)));
+            && rel.split('/').all(|seg| {
+                !seg.is_empty()
+                    && seg != "."
+                    && seg != ".."
+                    && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-+~".contains(&b))
+            });
         ok.then(|| (rel.to_owned(), self.root.join(rel)))
     }
 
@@ -730,7 +900,10 @@ impl Origin {
         .ok()?
         .ok()?;
         let meta = ArtifactMeta { size: md.len(), sha256, last_modified: mtime };
-        self.known.lock().unwrap_or_else(|p| p.into_inner()).insert(rel.to_owned(), Known { len: md.len(), mtime, meta: meta.clone() });
+        self.known
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(rel.to_owned(), Known { len: md.len(), mtime, meta: meta.clone() });
         Some(meta)
     }
 }
@@ -749,7 +922,11 @@ fn list_files(dir: &Path, prefix: &str, out: &mut Vec<String>) {
 }
 
 impl Handler for Origin {
-    fn handle(&self, req: Request<Incoming>, _remote: SocketAddr) -> Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send + '_>> {
+    fn handle(
+        &self,
+        req: Request<Incoming>,
+        _remote: SocketAddr,
+    ) -> Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send + '_>> {
         Box::pin(async move {
             let (parts, _body) = req.into_parts();
             let Some((rel, path)) = self.resolve(parts.uri.path()) else {
@@ -772,11 +949,21 @@ mod tests {
 
     #[test]
     fn demo_network_validates() {
-        let tmp = std::env::temp_dir().join(format!("odi-demo-unit-{}-{:08x}", std::process::id(), rand::random::<u32>()));
+        let tmp = std::env::temp_dir().join(format!(
+            "odi-demo-unit-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
         let catalogs = demo_catalogs(&tmp.join("origin")).expect("catalogs");
-        let b = demo_network(&catalogs, "http://127.0.0.1:1/", |n| format!("http://{n}.invalid/")).expect("network");
+        let b = demo_network(&catalogs, "http://127.0.0.1:1/", |n| format!("http://{n}.invalid/"))
+            .expect("network");
         let tree = b.tree().expect("tree");
-        let loaded = odi_network::load(&tree, &odi_network::TrustAnchor::default(), &odi_network::TrustState::default(), time::OffsetDateTime::now_utc());
+        let loaded = odi_network::load(
+            &tree,
+            &odi_network::TrustAnchor::default(),
+            &odi_network::TrustState::default(),
+            time::OffsetDateTime::now_utc(),
+        );
         let _ = std::fs::remove_dir_all(&tmp);
         let net = loaded.map_err(|p| p.to_string()).expect("the demo network is valid").network;
         let hello = &net.catalogs[catalogs::HELLO];
@@ -788,7 +975,16 @@ mod tests {
     fn origin_refuses_hostile_paths() {
         let o = Origin { root: PathBuf::from("/srv/origin"), known: Mutex::new(HashMap::new()) };
         assert!(o.resolve("/hello/hello-1.0.tar.gz").is_some());
-        for bad in ["/", "/hello/../../etc/passwd", "/hello//x", "/hello/%2e%2e/x", "/hello/a\\b", "hello/x", "/hello/./x", "/hello/x/"] {
+        for bad in [
+            "/",
+            "/hello/../../etc/passwd",
+            "/hello//x",
+            "/hello/%2e%2e/x",
+            "/hello/a\\b",
+            "hello/x",
+            "/hello/./x",
+            "/hello/x/",
+        ] {
             assert!(o.resolve(bad).is_none(), "{bad}");
         }
     }

@@ -93,29 +93,60 @@ pub fn via(query: Option<&str>) -> Vec<String> {
 
 /// Sends a request for a catalog this directory does not hold to a live referenced directory
 /// that holds it (same region first), or answers why it cannot.
-pub fn route(fed: &Federation, view: &View, me: &str, query: Option<&str>, client_region: Option<&str>, catalog: &str, path: &str) -> Response<Body> {
+pub fn route(
+    fed: &Federation,
+    view: &View,
+    me: &str,
+    query: Option<&str>,
+    client_region: Option<&str>,
+    catalog: &str,
+    path: &str,
+) -> Response<Body> {
     let passed = via(query);
     if passed.iter().any(|p| p == me) || passed.len() >= MAX_HOPS {
-        return response::text(StatusCode::LOOP_DETECTED, format!("redirect loop through directories: {} -> {me}", passed.join(" -> ")));
+        return response::text(
+            StatusCode::LOOP_DETECTED,
+            format!("redirect loop through directories: {} -> {me}", passed.join(" -> ")),
+        );
     }
     let Some(my) = view.network.directories.get(me) else {
-        return response::text(StatusCode::SERVICE_UNAVAILABLE, "this directory is not in the applied network");
+        return response::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this directory is not in the applied network",
+        );
     };
     let candidates = |ok: &dyn Fn(&str) -> bool| -> Vec<&Directory> {
-        my.references.iter().filter_map(|n| view.network.directories.get(n)).filter(|d| !passed.contains(&d.name) && ok(&d.name)).collect()
+        my.references
+            .iter()
+            .filter_map(|n| view.network.directories.get(n))
+            .filter(|d| !passed.contains(&d.name) && ok(&d.name))
+            .collect()
     };
     let mut referenced = candidates(&|n| fed.is_live(n));
     if referenced.is_empty() {
         referenced = candidates(&|n| fed.is_lagging(n));
     }
-    let owners: Vec<&Directory> = referenced.iter().copied().filter(|d| d.catalogs.iter().any(|c| c == catalog)).collect();
+    let owners: Vec<&Directory> =
+        referenced.iter().copied().filter(|d| d.catalogs.iter().any(|c| c == catalog)).collect();
     // A referenced directory that does not own the catalog may still reference one that does.
-    let forwarders: Vec<&Directory> = referenced.iter().copied().filter(|d| !d.references.is_empty()).collect();
+    let forwarders: Vec<&Directory> =
+        referenced.iter().copied().filter(|d| !d.references.is_empty()).collect();
     let pool = if owners.is_empty() { forwarders } else { owners };
-    let local: Vec<&Directory> = pool.iter().copied().filter(|d| client_region.is_some_and(|r| d.region.eq_ignore_ascii_case(r))).collect();
-    let choice = if local.is_empty() { pool.choose(&mut rand::thread_rng()) } else { local.choose(&mut rand::thread_rng()) };
+    let local: Vec<&Directory> = pool
+        .iter()
+        .copied()
+        .filter(|d| client_region.is_some_and(|r| d.region.eq_ignore_ascii_case(r)))
+        .collect();
+    let choice = if local.is_empty() {
+        pool.choose(&mut rand::thread_rng())
+    } else {
+        local.choose(&mut rand::thread_rng())
+    };
     let Some(target) = choice else {
-        let mut r = response::text(StatusCode::SERVICE_UNAVAILABLE, format!("no live directory holds catalog `{catalog}`; retry shortly"));
+        let mut r = response::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("no live directory holds catalog `{catalog}`; retry shortly"),
+        );
         r.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("5"));
         return r;
     };
@@ -126,14 +157,21 @@ pub fn route(fed: &Federation, view: &View, me: &str, query: Option<&str>, clien
             url.query_pairs_mut().append_pair(VIA_PARAM, &chain.join(","));
             response::redirect(StatusCode::FOUND, url.as_str())
         }
-        Err(_) => response::text(StatusCode::INTERNAL_SERVER_ERROR, "bad directory URL in the network"),
+        Err(_) => {
+            response::text(StatusCode::INTERNAL_SERVER_ERROR, "bad directory URL in the network")
+        }
     }
 }
 
 /// Probes peers every `probe_interval`: reachable, an ODI directory, and not serving a commit
 /// older than ours (which would send clients to stale catalogs).
 pub async fn probe_loop(node: Arc<Node>, fed: Arc<Federation>, shutdown: CancellationToken) {
-    let client = match reqwest::Client::builder().timeout(Duration::from_secs(3)).connect_timeout(Duration::from_secs(2)).no_proxy().build() {
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .connect_timeout(Duration::from_secs(2))
+        .no_proxy()
+        .build()
+    {
         Ok(c) => c,
         Err(e) => return tracing::error!(error = %e, "federation probe client"),
     };
@@ -148,7 +186,12 @@ pub async fn probe_loop(node: Arc<Node>, fed: Arc<Federation>, shutdown: Cancell
                 next.insert(d.name.clone(), h);
             }
             for (name, h) in &next {
-                node.metrics.set("odi_peer_live", "1 when a linked or referenced directory is live.", &[("directory", name)], if h.live { 1.0 } else { 0.0 });
+                node.metrics.set(
+                    "odi_peer_live",
+                    "1 when a linked or referenced directory is live.",
+                    &[("directory", name)],
+                    if h.live { 1.0 } else { 0.0 },
+                );
             }
             fed.health.store(Arc::new(next));
         }
@@ -159,9 +202,20 @@ pub async fn probe_loop(node: Arc<Node>, fed: Arc<Federation>, shutdown: Cancell
     }
 }
 
-async fn probe_one(client: &reqwest::Client, data_dir: &Path, d: &Directory, my_commit: &str) -> PeerHealth {
+async fn probe_one(
+    client: &reqwest::Client,
+    data_dir: &Path,
+    d: &Directory,
+    my_commit: &str,
+) -> PeerHealth {
     let now = Some(rfc3339(OffsetDateTime::now_utc()));
-    let down = |reason: String| PeerHealth { live: false, lagging: false, reason, commit: None, checked_at: now.clone() };
+    let down = |reason: String| PeerHealth {
+        live: false,
+        lagging: false,
+        reason,
+        commit: None,
+        checked_at: now.clone(),
+    };
     let Ok(url) = base(&d.url).join(".odi/v1/status") else { return down("BadUrl".into()) };
     let doc: StatusDoc = match client.get(url).send().await {
         Ok(r) if r.status().is_success() => match r.json().await {
@@ -176,7 +230,8 @@ async fn probe_one(client: &reqwest::Client, data_dir: &Path, d: &Directory, my_
     }
     let Some(theirs) = doc.commit.clone() else { return down("NoCommit".into()) };
     if theirs != my_commit {
-        let (mirror, mine, t) = (data_dir.join("network.git"), my_commit.to_owned(), theirs.clone());
+        let (mirror, mine, t) =
+            (data_dir.join("network.git"), my_commit.to_owned(), theirs.clone());
         let older = tokio::task::spawn_blocking(move || -> Option<bool> {
             let repo = git2::Repository::open_bare(mirror).ok()?;
             let (mine, t) = (git2::Oid::from_str(&mine).ok()?, git2::Oid::from_str(&t).ok()?);
@@ -197,7 +252,13 @@ async fn probe_one(client: &reqwest::Client, data_dir: &Path, d: &Directory, my_
             };
         }
     }
-    PeerHealth { live: true, lagging: false, reason: "Live".into(), commit: Some(theirs), checked_at: now }
+    PeerHealth {
+        live: true,
+        lagging: false,
+        reason: "Live".into(),
+        commit: Some(theirs),
+        checked_at: now,
+    }
 }
 
 #[cfg(test)]

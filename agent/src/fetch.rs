@@ -75,7 +75,12 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { connect_timeout: Duration::from_secs(10), stall_timeout: Duration::from_secs(30), min_rate: 1024, grace: Duration::from_secs(30) }
+        Limits {
+            connect_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(30),
+            min_rate: 1024,
+            grace: Duration::from_secs(30),
+        }
     }
 }
 
@@ -229,7 +234,10 @@ impl FetchError {
     /// True when the bytes of the source were proven wrong (as opposed to unavailable), e.g. for
     /// a directory to flag a relay serving wrong content.
     pub fn is_bad_content(&self) -> bool {
-        matches!(self, FetchError::TooMany { .. } | FetchError::Short { .. } | FetchError::WrongHash { .. })
+        matches!(
+            self,
+            FetchError::TooMany { .. } | FetchError::Short { .. } | FetchError::WrongHash { .. }
+        )
     }
 }
 
@@ -315,7 +323,11 @@ pub async fn fetch(
     let mut may_restart = true;
     let (mut body, url) = loop {
         let offset = part.len;
-        let opened = if is_file { open_file(&source.url, expect, offset).await } else { open_http(client, source, expect, offset, limits).await };
+        let opened = if is_file {
+            open_file(&source.url, expect, offset).await
+        } else {
+            open_http(client, source, expect, offset, limits).await
+        };
         match opened {
             Ok((body, start, url)) => {
                 if start != offset {
@@ -324,7 +336,9 @@ pub async fn fetch(
                 }
                 break (body, url);
             }
-            Err(error @ (FetchError::BadRange { .. } | FetchError::Http { status: 416, .. })) if offset > 0 && may_restart => {
+            Err(error @ (FetchError::BadRange { .. } | FetchError::Http { status: 416, .. }))
+                if offset > 0 && may_restart =>
+            {
                 debug!(%error, "resume refused, restarting from zero");
                 may_restart = false;
                 part.reset().await?;
@@ -380,7 +394,11 @@ pub async fn fetch(
     let got = part.digest();
     if got != expect.sha256 {
         part.discard().await;
-        return Err(FetchError::WrongHash { url, expected: expect.sha256_hex(), got: hex::encode(got) });
+        return Err(FetchError::WrongHash {
+            url,
+            expected: expect.sha256_hex(),
+            got: hex::encode(got),
+        });
     }
     part.finish().await
 }
@@ -425,14 +443,20 @@ enum Body {
 impl Body {
     async fn next_chunk(&mut self, url: &str) -> Result<Option<Bytes>, FetchError> {
         match self {
-            Body::Http(response) => response.chunk().await.map_err(|source| FetchError::Transport { url: url.to_owned(), source }),
+            Body::Http(response) => response
+                .chunk()
+                .await
+                .map_err(|source| FetchError::Transport { url: url.to_owned(), source }),
             Body::File { file, remaining } => {
                 if *remaining == 0 {
                     return Ok(None);
                 }
                 let want = usize::try_from(*remaining).unwrap_or(READ_CHUNK).min(READ_CHUNK);
                 let mut buf = BytesMut::zeroed(want);
-                let n = file.read(&mut buf).await.map_err(|source| FetchError::Read { url: url.to_owned(), source })?;
+                let n = file
+                    .read(&mut buf)
+                    .await
+                    .map_err(|source| FetchError::Read { url: url.to_owned(), source })?;
                 if n == 0 {
                     return Ok(None);
                 }
@@ -446,7 +470,11 @@ impl Body {
 
 /// Opens a `file://` source positioned at `offset`. Returns the body, the offset it starts at,
 /// and the URL for errors.
-async fn open_file(url: &Url, expect: &Expect, offset: u64) -> Result<(Body, u64, String), FetchError> {
+async fn open_file(
+    url: &Url,
+    expect: &Expect,
+    offset: u64,
+) -> Result<(Body, u64, String), FetchError> {
     let shown = url.to_string();
     let path = url.to_file_path().map_err(|()| FetchError::BadFileUrl { url: shown.clone() })?;
     let read_err = |source| FetchError::Read { url: shown.clone(), source };
@@ -460,7 +488,13 @@ async fn open_file(url: &Url, expect: &Expect, offset: u64) -> Result<(Body, u64
 }
 
 /// Sends the request (resuming at `offset` when > 0) and checks the status and headers.
-async fn open_http(client: &reqwest::Client, source: &Source, expect: &Expect, offset: u64, limits: &Limits) -> Result<(Body, u64, String), FetchError> {
+async fn open_http(
+    client: &reqwest::Client,
+    source: &Source,
+    expect: &Expect,
+    offset: u64,
+    limits: &Limits,
+) -> Result<(Body, u64, String), FetchError> {
     use reqwest::header;
 
     let shown = source.url.to_string();
@@ -489,7 +523,11 @@ async fn open_http(client: &reqwest::Client, source: &Source, expect: &Expect, o
             Ok((Body::Http(response), 0, url))
         }
         206 => {
-            let range = response.headers().get(header::CONTENT_RANGE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let range = response
+                .headers()
+                .get(header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             let bad = |detail: String| FetchError::BadRange { url: url.clone(), detail };
             if offset == 0 {
                 return Err(bad("206 to a request without Range".into()));
@@ -500,8 +538,14 @@ async fn open_http(client: &reqwest::Client, source: &Source, expect: &Expect, o
             let Some((first, last, total)) = parse_content_range(&range) else {
                 return Err(bad(format!("unparsable Content-Range {range:?}")));
             };
-            if first != offset || last.checked_add(1) != Some(expect.size) || total.is_some_and(|t| t != expect.size) {
-                return Err(bad(format!("Content-Range {range:?} does not continue at byte {offset} of {}", expect.size)));
+            if first != offset
+                || last.checked_add(1) != Some(expect.size)
+                || total.is_some_and(|t| t != expect.size)
+            {
+                return Err(bad(format!(
+                    "Content-Range {range:?} does not continue at byte {offset} of {}",
+                    expect.size
+                )));
             }
             Ok((Body::Http(response), offset, url))
         }
@@ -547,7 +591,14 @@ impl Partial {
     /// Opens (or creates) the partial file and hashes the prefix it already holds.
     async fn open(path: &Path, expect: &Expect) -> Result<Self, FetchError> {
         let io = |source| FetchError::Io { path: path.to_owned(), source };
-        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).await.map_err(io)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .await
+            .map_err(io)?;
         let on_disk = file.metadata().await.map_err(io)?.len();
         let mut hasher = Sha256::new();
         let mut len = 0u64;
@@ -574,7 +625,12 @@ impl Partial {
                 debug!(path = %path.display(), len, "resuming from partial file");
             }
         }
-        Ok(Partial { path: path.to_owned(), file: BufWriter::with_capacity(WRITE_BUFFER, file), hasher, len })
+        Ok(Partial {
+            path: path.to_owned(),
+            file: BufWriter::with_capacity(WRITE_BUFFER, file),
+            hasher,
+            len,
+        })
     }
 
     fn io(&self, source: std::io::Error) -> FetchError {
@@ -622,7 +678,9 @@ impl Partial {
         match tokio::fs::remove_file(&path).await {
             Ok(()) => {}
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-            Err(error) => warn!(path = %path.display(), %error, "cannot delete bad partial download"),
+            Err(error) => {
+                warn!(path = %path.display(), %error, "cannot delete bad partial download")
+            }
         }
     }
 

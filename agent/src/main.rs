@@ -124,8 +124,12 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Validate { path, commit, since, pins } => cmd::validate::run(&ValidateArgs { path, commit, since, pins })?,
-        Command::Plan { node, path, commit, base, pins, json, verbose } => cmd::plan::run(&PlanArgs { path, node, commit, base, pins, json, verbose })?,
+        Command::Validate { path, commit, since, pins } => {
+            cmd::validate::run(&ValidateArgs { path, commit, since, pins })?
+        }
+        Command::Plan { node, path, commit, base, pins, json, verbose } => {
+            cmd::plan::run(&PlanArgs { path, node, commit, base, pins, json, verbose })?
+        }
         Command::Keygen { name } => {
             let (sk, pk, public) = keys::keygen(&name)?;
             println!("wrote {} and {}\npublic key: {public}", sk.display(), pk.display());
@@ -137,20 +141,29 @@ fn run(command: Command) -> anyhow::Result<()> {
         }
         Command::Agent { config } => {
             let config = odi_agent::config::Config::load(&config)?;
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
             rt.block_on(odi_agent::node::run_until_signalled(config))?;
         }
         Command::Status { url, json } => {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the async runtime")?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
             let text = rt.block_on(odi_agent::cmd::status::fetch_and_render(&url, json))?;
             print!("{text}");
         }
-        Command::Demo { listen, dir } => odi_agent::demo::run(odi_agent::demo::DemoOptions { listen, dir })?,
+        Command::Demo { listen, dir } => {
+            odi_agent::demo::run(odi_agent::demo::DemoOptions { listen, dir })?
+        }
         Command::Schemas { dir } => {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             for (name, json) in odi_network::schema::all() {
                 let path = dir.join(name);
-                std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, json)
+                    .with_context(|| format!("writing {}", path.display()))?;
                 println!("wrote {}", path.display());
             }
         }

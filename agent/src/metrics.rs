@@ -44,7 +44,14 @@ fn labels(pairs: &[(&str, &str)]) -> String {
 }
 
 impl Metrics {
-    fn update(&self, name: &'static str, help: &'static str, kind: Kind, l: &[(&str, &str)], f: impl FnOnce(&mut f64)) {
+    fn update(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        kind: Kind,
+        l: &[(&str, &str)],
+        f: impl FnOnce(&mut f64),
+    ) {
         let mut fams = self.families.lock().unwrap_or_else(|p| p.into_inner());
         let fam = fams.entry(name).or_default();
         fam.help = help;
@@ -71,7 +78,13 @@ impl Metrics {
 
     /// A counter's or gauge's current value.
     pub fn get(&self, name: &str, l: &[(&str, &str)]) -> Option<f64> {
-        self.families.lock().unwrap_or_else(|p| p.into_inner()).get(name)?.series.get(&labels(l)).copied()
+        self.families
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)?
+            .series
+            .get(&labels(l))
+            .copied()
     }
 
     /// The text exposition format.

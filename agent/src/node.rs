@@ -104,8 +104,15 @@ impl Node {
     pub async fn install_extras(self: &Arc<Self>, extras: Extras) -> bool {
         let Some(cur) = self.view() else { return false };
         let (n, e) = (cur.network.clone(), extras.clone());
-        let assignment = tokio::task::spawn_blocking(move || assign(&n, &e)).await.unwrap_or_default();
-        let new = Arc::new(View { commit: cur.commit.clone(), network: cur.network.clone(), assignment, extras, applied_at: cur.applied_at });
+        let assignment =
+            tokio::task::spawn_blocking(move || assign(&n, &e)).await.unwrap_or_default();
+        let new = Arc::new(View {
+            commit: cur.commit.clone(),
+            network: cur.network.clone(),
+            assignment,
+            extras,
+            applied_at: cur.applied_at,
+        });
         let expected = Some(cur);
         let prev = self.view.compare_and_swap(&expected, Some(new));
         let swapped = match (&*prev, &expected) {
@@ -125,10 +132,17 @@ impl Node {
 
     /// Installs a newly applied commit (or new hot extras), computing the assignment off the
     /// async threads, then swapping the view in one step.
-    pub async fn install(self: &Arc<Self>, commit: String, network: Arc<Network>, extras: Extras, applied_at: OffsetDateTime) {
+    pub async fn install(
+        self: &Arc<Self>,
+        commit: String,
+        network: Arc<Network>,
+        extras: Extras,
+        applied_at: OffsetDateTime,
+    ) {
         let n = network.clone();
         let e = extras.clone();
-        let assignment = tokio::task::spawn_blocking(move || assign(&n, &e)).await.unwrap_or_default();
+        let assignment =
+            tokio::task::spawn_blocking(move || assign(&n, &e)).await.unwrap_or_default();
         self.view.store(Some(Arc::new(View { commit, network, assignment, extras, applied_at })));
         self.reconcile_now.notify_one();
     }
@@ -139,7 +153,12 @@ impl Node {
         let commit = view.as_ref().map(|v| v.commit.clone());
         let health = self.health();
         let share = view.as_ref().map_or_else(ShareStatus::default, |v| self.share(v));
-        let failures = health.last_round.as_ref().filter(|(c, _)| Some(c) == commit.as_ref()).map(|(_, o)| o.failed.clone()).unwrap_or_default();
+        let failures = health
+            .last_round
+            .as_ref()
+            .filter(|(c, _)| Some(c) == commit.as_ref())
+            .map(|(_, o)| o.failed.clone())
+            .unwrap_or_default();
         StatusDoc {
             mode: self.config.mode.as_str().into(),
             name: self.config.name.clone(),
@@ -175,12 +194,22 @@ impl Node {
         match self.config.mode {
             Mode::Relay => {
                 if let Some(share) = view.assignment.share(&self.config.name) {
-                    view.assignment.artifacts_of(share).filter_map(|p| net.artifact(&p.catalog, &p.path)).for_each(&mut add);
+                    view.assignment
+                        .artifacts_of(share)
+                        .filter_map(|p| net.artifact(&p.catalog, &p.path))
+                        .for_each(&mut add);
                 }
             }
             Mode::Directory => {
-                let held = net.directories.get(&self.config.name).map(|d| d.catalogs.as_slice()).unwrap_or_default();
-                held.iter().filter_map(|c| net.catalogs.get(c)).flat_map(|c| c.live()).for_each(&mut add);
+                let held = net
+                    .directories
+                    .get(&self.config.name)
+                    .map(|d| d.catalogs.as_slice())
+                    .unwrap_or_default();
+                held.iter()
+                    .filter_map(|c| net.catalogs.get(c))
+                    .flat_map(|c| c.live())
+                    .for_each(&mut add);
             }
         }
         s
@@ -188,7 +217,9 @@ impl Node {
 
     fn quota(&self, view: Option<&View>) -> Option<u64> {
         match self.config.mode {
-            Mode::Relay => view.and_then(|v| v.network.relays.get(&self.config.name)).map(|r| r.quota.0),
+            Mode::Relay => {
+                view.and_then(|v| v.network.relays.get(&self.config.name)).map(|r| r.quota.0)
+            }
             Mode::Directory => None,
         }
     }
@@ -203,16 +234,32 @@ impl Node {
 
     fn update_gauges(&self) {
         let m = &self.metrics;
-        m.set("odi_store_bytes", "Bytes of complete objects in the store.", &[], self.store.object_bytes() as f64);
-        m.set("odi_store_objects", "Complete objects in the store.", &[], self.store.object_count() as f64);
-        m.set("odi_store_partial_bytes", "Bytes of downloads in progress.", &[], self.store.partial_bytes() as f64);
+        m.set(
+            "odi_store_bytes",
+            "Bytes of complete objects in the store.",
+            &[],
+            self.store.object_bytes() as f64,
+        );
+        m.set(
+            "odi_store_objects",
+            "Complete objects in the store.",
+            &[],
+            self.store.object_count() as f64,
+        );
+        m.set(
+            "odi_store_partial_bytes",
+            "Bytes of downloads in progress.",
+            &[],
+            self.store.partial_bytes() as f64,
+        );
         if let Some(q) = self.quota(self.view().as_deref()) {
             m.set("odi_store_quota_bytes", "The relay's disk quota.", &[], q as f64);
         }
         if let Some(d) = &self.directory {
             d.export_metrics(m);
         }
-        let ready = self.health().conditions(self.view().as_ref().map(|v| v.commit.as_str()))[0].status;
+        let ready =
+            self.health().conditions(self.view().as_ref().map(|v| v.commit.as_str()))[0].status;
         m.set("odi_ready", "1 when the Ready condition holds.", &[], if ready { 1.0 } else { 0.0 });
     }
 
@@ -225,15 +272,24 @@ impl Node {
                 self.off_thread(|n| {
                     n.update_gauges();
                     let mut r = response::text(StatusCode::OK, n.metrics.render());
-                    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; version=0.0.4"));
+                    r.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                    );
                     r
                 })
                 .await
             }
-            "/.odi/v1/status" if get => self.off_thread(|n| response::json(StatusCode::OK, &n.status())).await,
-            "/.odi/v1/inventory" if get => self.off_thread(|n| response::json(StatusCode::OK, &relay::inventory(n))).await,
+            "/.odi/v1/status" if get => {
+                self.off_thread(|n| response::json(StatusCode::OK, &n.status())).await
+            }
+            "/.odi/v1/inventory" if get => {
+                self.off_thread(|n| response::json(StatusCode::OK, &relay::inventory(n))).await
+            }
             "/.odi/v1/sync" => self.trigger(req),
-            _ if path.starts_with("/.odi/v1/blob/") => self.blob(req, &path["/.odi/v1/blob/".len()..]).await,
+            _ if path.starts_with("/.odi/v1/blob/") => {
+                self.blob(req, &path["/.odi/v1/blob/".len()..]).await
+            }
             _ => return None,
         })
     }
@@ -241,7 +297,10 @@ impl Node {
     /// Builds a response on the blocking pool: documents that walk the store, the statistics
     /// or every relay must not hold up the connection thread (see [`crate::http::server`]),
     /// which serves many other connections.
-    pub(crate) async fn off_thread(self: &Arc<Self>, f: impl FnOnce(&Arc<Self>) -> Response<Body> + Send + 'static) -> Response<Body> {
+    pub(crate) async fn off_thread(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Arc<Self>) -> Response<Body> + Send + 'static,
+    ) -> Response<Body> {
         let n = self.clone();
         tokio::task::spawn_blocking(move || f(&n)).await.unwrap_or_else(|e| {
             tracing::error!(error = %e, "building a response failed");
@@ -256,9 +315,16 @@ impl Node {
         let Some(token) = &self.config.trigger_token else {
             return response::text(StatusCode::NOT_FOUND, "no sync trigger configured");
         };
-        let given = req.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        let given = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
         // Constant-time comparison: the token is a secret and this endpoint is public.
-        let ok = given.is_some_and(|g| g.len() == token.len() && g.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0);
+        let ok = given.is_some_and(|g| {
+            g.len() == token.len()
+                && g.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        });
         if !ok {
             return response::text(StatusCode::UNAUTHORIZED, "bad or missing bearer token");
         }
@@ -271,7 +337,10 @@ impl Node {
     async fn blob(&self, req: &Request<Incoming>, hex: &str) -> Response<Body> {
         let mut sha = [0u8; 32];
         if hex.len() != 64 || hex::decode_to_slice(hex, &mut sha).is_err() {
-            return response::text(StatusCode::BAD_REQUEST, "expected /.odi/v1/blob/<64 hex digits>");
+            return response::text(
+                StatusCode::BAD_REQUEST,
+                "expected /.odi/v1/blob/<64 hex digits>",
+            );
         }
         let Some(info) = self.store.info(&sha) else {
             return response::text(StatusCode::NOT_FOUND, "object not held here");
@@ -279,14 +348,23 @@ impl Node {
         let Some(file) = self.store.open_object(&sha).await else {
             return response::text(StatusCode::NOT_FOUND, "object not held here");
         };
-        web::artifact::serve(req, file, &web::artifact::ArtifactMeta { size: info.size, sha256: sha, last_modified: None }).await
+        web::artifact::serve(
+            req,
+            file,
+            &web::artifact::ArtifactMeta { size: info.size, sha256: sha, last_modified: None },
+        )
+        .await
     }
 }
 
 struct NodeHandler(Arc<Node>);
 
 impl Handler for NodeHandler {
-    fn handle(&self, req: Request<Incoming>, remote: SocketAddr) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send + '_>> {
+    fn handle(
+        &self,
+        req: Request<Incoming>,
+        remote: SocketAddr,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send + '_>> {
         Box::pin(async move {
             let node = &self.0;
             if let Some(r) = node.common(&req).await {
@@ -343,8 +421,12 @@ impl RunningAgent {
 
 /// Starts an agent: opens its store and mirror, resumes the last applied commit, binds its
 /// listeners and starts its loops. Returns once it is listening.
-pub async fn start(config: Config, shutdown: CancellationToken) -> Result<RunningAgent, StartError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|e| StartError::Setup(format!("{}: {e}", config.data_dir.display())))?;
+pub async fn start(
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<RunningAgent, StartError> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| StartError::Setup(format!("{}: {e}", config.data_dir.display())))?;
     let store = Store::open(&config.data_dir.join("store"))?;
     let sync_config = SyncConfig {
         data_dir: config.data_dir.clone(),
@@ -353,11 +435,15 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         anchor: TrustAnchor { pinned: config.root_keys.clone() },
         ca_pem: config.repo_ca_pem.clone(),
     };
-    let (syncer, applied) = tokio::task::spawn_blocking(move || Syncer::open(sync_config)).await.map_err(|e| StartError::Setup(e.to_string()))??;
+    let (syncer, applied) = tokio::task::spawn_blocking(move || Syncer::open(sync_config))
+        .await
+        .map_err(|e| StartError::Setup(e.to_string()))??;
     let limits = Limits { stall_timeout: config.stall_timeout, ..Limits::default() };
     let client = fetch::client(&limits)?;
     let directory = match config.mode {
-        Mode::Directory => Some(directory::DirectoryState::open(&config).map_err(StartError::Setup)?),
+        Mode::Directory => {
+            Some(directory::DirectoryState::open(&config).map_err(StartError::Setup)?)
+        }
         Mode::Relay => None,
     };
     let node = Arc::new(Node {
@@ -415,20 +501,37 @@ async fn sync_loop(node: Arc<Node>, syncer: Syncer, shutdown: CancellationToken)
     let syncer = Arc::new(Mutex::new(syncer));
     loop {
         let s = syncer.clone();
-        let result = tokio::task::spawn_blocking(move || s.lock().unwrap_or_else(|p| p.into_inner()).sync()).await;
+        let result =
+            tokio::task::spawn_blocking(move || s.lock().unwrap_or_else(|p| p.into_inner()).sync())
+                .await;
         match result {
             Ok(Ok(Some(applied))) => {
                 node.health().sync_error = None;
-                node.metrics.inc("odi_sync_total", "Repository syncs by outcome.", &[("outcome", "applied")], 1.0);
+                node.metrics.inc(
+                    "odi_sync_total",
+                    "Repository syncs by outcome.",
+                    &[("outcome", "applied")],
+                    1.0,
+                );
                 install_applied(&node, applied).await;
             }
             Ok(Ok(None)) => {
                 node.health().sync_error = None;
-                node.metrics.inc("odi_sync_total", "Repository syncs by outcome.", &[("outcome", "unchanged")], 1.0);
+                node.metrics.inc(
+                    "odi_sync_total",
+                    "Repository syncs by outcome.",
+                    &[("outcome", "unchanged")],
+                    1.0,
+                );
             }
             Ok(Err(e)) => {
                 tracing::warn!(reason = e.reason(), error = %e, "sync failed; keeping the last good commit");
-                node.metrics.inc("odi_sync_total", "Repository syncs by outcome.", &[("outcome", e.reason())], 1.0);
+                node.metrics.inc(
+                    "odi_sync_total",
+                    "Repository syncs by outcome.",
+                    &[("outcome", e.reason())],
+                    1.0,
+                );
                 let mut h = node.health();
                 h.sync_error = Some((e.reason().into(), e.to_string()));
                 h.error(e.to_string());
@@ -457,26 +560,50 @@ async fn reconcile_loop(node: Arc<Node>, shutdown: CancellationToken) {
         let target = node.target(&view);
         let observe = |w: &reconcile::Want, r: Result<usize, &[fetch::FetchError]>| match r {
             Ok(i) => {
-                node.metrics.inc("odi_fetch_total", "Artifact downloads by outcome.", &[("outcome", "ok")], 1.0);
-                node.metrics.inc("odi_fetch_bytes_total", "Bytes of verified artifacts downloaded.", &[], w.size as f64);
+                node.metrics.inc(
+                    "odi_fetch_total",
+                    "Artifact downloads by outcome.",
+                    &[("outcome", "ok")],
+                    1.0,
+                );
+                node.metrics.inc(
+                    "odi_fetch_bytes_total",
+                    "Bytes of verified artifacts downloaded.",
+                    &[],
+                    w.size as f64,
+                );
                 tracing::info!(artifact = %w.label, source = %w.sources.get(i).map(|s| s.url.as_str()).unwrap_or(""), "stored");
             }
             Err(errs) => {
                 for e in errs {
-                    node.metrics.inc("odi_fetch_total", "Artifact downloads by outcome.", &[("outcome", e.reason())], 1.0);
+                    node.metrics.inc(
+                        "odi_fetch_total",
+                        "Artifact downloads by outcome.",
+                        &[("outcome", e.reason())],
+                        1.0,
+                    );
                 }
                 tracing::warn!(artifact = %w.label, errors = ?errs.iter().map(ToString::to_string).collect::<Vec<_>>(), "download failed");
             }
         };
         // The relay file's bandwidth caps all of this round's downloads together.
-        let bandwidth: Option<Rate> = view.network.relays.get(&node.config.name).and_then(|r| r.bandwidth);
-        let fetcher = Fetcher { limiter: bandwidth.map(|b| Arc::new(RateLimiter::new(b.bytes_per_second))), ..node.fetcher.clone() };
+        let bandwidth: Option<Rate> =
+            view.network.relays.get(&node.config.name).and_then(|r| r.bandwidth);
+        let fetcher = Fetcher {
+            limiter: bandwidth.map(|b| Arc::new(RateLimiter::new(b.bytes_per_second))),
+            ..node.fetcher.clone()
+        };
         let outcome: Outcome = tokio::select! {
             o = reconcile::reconcile(&node.store, &target, &fetcher, &observe) => o,
             () = shutdown.cancelled() => return,
         };
         retry = !outcome.complete();
-        node.metrics.inc("odi_reconcile_total", "Reconcile rounds by outcome.", &[("outcome", if retry { "incomplete" } else { "complete" })], 1.0);
+        node.metrics.inc(
+            "odi_reconcile_total",
+            "Reconcile rounds by outcome.",
+            &[("outcome", if retry { "incomplete" } else { "complete" })],
+            1.0,
+        );
         let mut h = node.health();
         if let Some(f) = outcome.failed.first() {
             h.error(format!("{}: {}", f.artifact, f.message));
@@ -497,9 +624,15 @@ async fn scrub_loop(node: Arc<Node>, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
         }
         let report = node.store.scrub(Duration::from_millis(1)).await;
-        node.metrics.inc("odi_scrub_quarantined_total", "Objects whose bytes no longer matched their hash.", &[], report.quarantined as f64);
+        node.metrics.inc(
+            "odi_scrub_quarantined_total",
+            "Objects whose bytes no longer matched their hash.",
+            &[],
+            report.quarantined as f64,
+        );
         if report.quarantined > 0 {
-            node.health().error(format!("scrub quarantined {} corrupted objects", report.quarantined));
+            node.health()
+                .error(format!("scrub quarantined {} corrupted objects", report.quarantined));
             node.reconcile_now.notify_one();
         }
     }
@@ -510,8 +643,10 @@ pub async fn run_until_signalled(config: Config) -> Result<(), StartError> {
     use tokio::signal::unix::{signal, SignalKind};
     let shutdown = CancellationToken::new();
     let agent = start(config, shutdown.clone()).await?;
-    let sig = |k| signal(k).map_err(|e| StartError::Setup(format!("installing signal handler: {e}")));
-    let (mut hup, mut term, mut int) = (sig(SignalKind::hangup())?, sig(SignalKind::terminate())?, sig(SignalKind::interrupt())?);
+    let sig =
+        |k| signal(k).map_err(|e| StartError::Setup(format!("installing signal handler: {e}")));
+    let (mut hup, mut term, mut int) =
+        (sig(SignalKind::hangup())?, sig(SignalKind::terminate())?, sig(SignalKind::interrupt())?);
     loop {
         tokio::select! {
             _ = hup.recv() => {

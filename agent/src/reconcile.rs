@@ -94,7 +94,12 @@ pub struct Fetcher {
 pub type Observer<'a> = &'a (dyn Fn(&Want, Result<usize, &[FetchError]>) + Sync);
 
 /// Runs one reconcile round.
-pub async fn reconcile(store: &Store, target: &Target, fetcher: &Fetcher, observe: Observer<'_>) -> Outcome {
+pub async fn reconcile(
+    store: &Store,
+    target: &Target,
+    fetcher: &Fetcher,
+    observe: Observer<'_>,
+) -> Outcome {
     let mut out = Outcome { wanted: target.wants.len(), ..Default::default() };
     let wanted: HashSet<[u8; 32]> = target.wants.iter().map(|w| w.sha256).collect();
 
@@ -113,7 +118,8 @@ pub async fn reconcile(store: &Store, target: &Target, fetcher: &Fetcher, observ
     store.prune_partials(&|sha| wanted.contains(sha));
 
     // Unwanted objects, least recently used first: the eviction order.
-    let mut evictable: Vec<([u8; 32], crate::store::ObjectInfo)> = store.list().into_iter().filter(|(sha, _)| !wanted.contains(sha)).collect();
+    let mut evictable: Vec<([u8; 32], crate::store::ObjectInfo)> =
+        store.list().into_iter().filter(|(sha, _)| !wanted.contains(sha)).collect();
     evictable.sort_by_key(|(_, info)| info.last_access);
     let mut evictable = evictable.into_iter();
 
@@ -171,9 +177,20 @@ pub async fn reconcile(store: &Store, target: &Target, fetcher: &Fetcher, observ
         .map(|w| async move {
             let partial = store.partial_path(&w.sha256);
             let expect = Expect { size: w.size, sha256: w.sha256 };
-            let r = fetch::fetch_any(&fetcher.client, &w.sources, &expect, &partial, fetcher.limiter.as_deref(), &fetcher.limits).await;
+            let r = fetch::fetch_any(
+                &fetcher.client,
+                &w.sources,
+                &expect,
+                &partial,
+                fetcher.limiter.as_deref(),
+                &fetcher.limits,
+            )
+            .await;
             let r = match r {
-                Ok(i) => store.commit(&w.sha256).map(|()| i).map_err(|e| vec![FetchError::Io { path: e.path.clone(), source: e.source }]),
+                Ok(i) => store
+                    .commit(&w.sha256)
+                    .map(|()| i)
+                    .map_err(|e| vec![FetchError::Io { path: e.path.clone(), source: e.source }]),
                 Err(errs) => Err(errs),
             };
             (w, r)
@@ -187,8 +204,14 @@ pub async fn reconcile(store: &Store, target: &Target, fetcher: &Fetcher, observ
         match r {
             Ok(_) => out.fetched += 1,
             Err(errs) => {
-                let message = errs.last().map_or_else(|| "no source to download from".to_owned(), ToString::to_string);
-                out.failed.push(Failure { artifact: w.label.clone(), reasons: errs.iter().map(|e| e.reason().to_owned()).collect(), message });
+                let message = errs
+                    .last()
+                    .map_or_else(|| "no source to download from".to_owned(), ToString::to_string);
+                out.failed.push(Failure {
+                    artifact: w.label.clone(),
+                    reasons: errs.iter().map(|e| e.reason().to_owned()).collect(),
+                    message,
+                });
             }
         }
     }

@@ -39,29 +39,50 @@ pub fn origin_url(origin: &Url, path: &str) -> Option<Url> {
 
 /// Sources for an artifact, best first: the given directories that hold the catalog, then
 /// the directories they link to, then the catalog's origins.
-pub fn sources(network: &Network, directories: &[String], catalog: &Catalog, artifact: &Artifact) -> Vec<Source> {
+pub fn sources(
+    network: &Network,
+    directories: &[String],
+    catalog: &Catalog,
+    artifact: &Artifact,
+) -> Vec<Source> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     let holds = |d: &str| network.directories.get(d).filter(|d| d.catalogs.contains(&catalog.name));
     let mut linked = Vec::new();
     for d in directories.iter().filter_map(|d| holds(d)) {
         if seen.insert(d.name.clone()) {
-            out.extend(blob_url(&d.url, &artifact.sha256.0).map(|url| Source { url, odi_peer: true }));
+            out.extend(
+                blob_url(&d.url, &artifact.sha256.0).map(|url| Source { url, odi_peer: true }),
+            );
         }
         linked.extend(d.links.iter().cloned());
     }
     for d in linked.iter().filter_map(|d| holds(d)) {
         if seen.insert(d.name.clone()) {
-            out.extend(blob_url(&d.url, &artifact.sha256.0).map(|url| Source { url, odi_peer: true }));
+            out.extend(
+                blob_url(&d.url, &artifact.sha256.0).map(|url| Source { url, odi_peer: true }),
+            );
         }
     }
-    out.extend(catalog.origins.iter().filter_map(|o| origin_url(o, artifact.path.as_str())).map(|url| Source { url, odi_peer: false }));
+    out.extend(
+        catalog
+            .origins
+            .iter()
+            .filter_map(|o| origin_url(o, artifact.path.as_str()))
+            .map(|url| Source { url, odi_peer: false }),
+    );
     out
 }
 
 /// Every expunged artifact's hash: deleted from every store at once.
 pub fn expunged(network: &Network) -> HashSet<[u8; 32]> {
-    network.catalogs.values().flat_map(|c| c.artifacts.values()).filter(|a| a.expunged.is_some()).map(|a| a.sha256.0).collect()
+    network
+        .catalogs
+        .values()
+        .flat_map(|c| c.artifacts.values())
+        .filter(|a| a.expunged.is_some())
+        .map(|a| a.sha256.0)
+        .collect()
 }
 
 /// What relay `name` should hold at `view`.
@@ -69,7 +90,12 @@ pub fn target(name: &str, view: &View) -> Target {
     let net = &view.network;
     let Some(relay) = net.relays.get(name) else {
         // Not (or no longer) in the network: hold nothing, keep nothing.
-        return Target { wants: Vec::new(), purge: expunged(net), quota: Some(0), delete_unwanted: true };
+        return Target {
+            wants: Vec::new(),
+            purge: expunged(net),
+            quota: Some(0),
+            delete_unwanted: true,
+        };
     };
     let wants = match view.assignment.share(name) {
         Some(share) => view
@@ -126,7 +152,12 @@ pub fn inventory(node: &Node) -> Inventory {
     if let Some(v) = &view {
         for c in v.network.catalogs.values() {
             for a in c.live().filter(|a| node.store.contains(&a.sha256.0)) {
-                artifacts.push(InventoryItem { catalog: c.name.clone(), path: a.path.to_string(), sha256: a.sha256.to_hex(), size: a.size });
+                artifacts.push(InventoryItem {
+                    catalog: c.name.clone(),
+                    path: a.path.to_string(),
+                    sha256: a.sha256.to_hex(),
+                    size: a.size,
+                });
             }
         }
     }
@@ -164,11 +195,17 @@ impl LookupError {
 }
 
 /// Looks up `/r/<catalog>/<path>` in the applied commit.
-pub fn lookup<'v>(view: Option<&'v View>, raw_path: &str) -> Result<(&'v Artifact, web::path::ArtifactPath), LookupError> {
+pub fn lookup<'v>(
+    view: Option<&'v View>,
+    raw_path: &str,
+) -> Result<(&'v Artifact, web::path::ArtifactPath), LookupError> {
     let parsed = web::path::parse_artifact_path(raw_path)?;
     let view = view.ok_or(LookupError::NoCommit)?;
     let name = || format!("{}/{}", parsed.catalog, parsed.path);
-    let artifact = view.network.artifact(&parsed.catalog, &parsed.path).ok_or_else(|| LookupError::Unknown(name()))?;
+    let artifact = view
+        .network
+        .artifact(&parsed.catalog, &parsed.path)
+        .ok_or_else(|| LookupError::Unknown(name()))?;
     if let Some(reason) = &artifact.expunged {
         return Err(LookupError::Expunged(name(), reason.clone()));
     }
@@ -176,14 +213,33 @@ pub fn lookup<'v>(view: Option<&'v View>, raw_path: &str) -> Result<(&'v Artifac
 }
 
 /// Serves an artifact's bytes from the store, or `None` when they are not stored.
-pub async fn serve_stored(node: &Node, req: &Request<Incoming>, catalog: &str, artifact: &Artifact) -> Option<Response<Body>> {
+pub async fn serve_stored(
+    node: &Node,
+    req: &Request<Incoming>,
+    catalog: &str,
+    artifact: &Artifact,
+) -> Option<Response<Body>> {
     let file = node.store.open_object(&artifact.sha256.0).await?;
-    let meta = web::artifact::ArtifactMeta { size: artifact.size, sha256: artifact.sha256.0, last_modified: artifact.published.map(Into::into) };
+    let meta = web::artifact::ArtifactMeta {
+        size: artifact.size,
+        sha256: artifact.sha256.0,
+        last_modified: artifact.published.map(Into::into),
+    };
     let resp = web::artifact::serve(req, file, &meta).await;
     if resp.status().is_success() && req.method() == http::Method::GET {
         let m = &node.metrics;
-        m.inc("odi_served_total", "Artifact responses with bytes, per catalog.", &[("catalog", catalog)], 1.0);
-        let len = resp.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        m.inc(
+            "odi_served_total",
+            "Artifact responses with bytes, per catalog.",
+            &[("catalog", catalog)],
+            1.0,
+        );
+        let len = resp
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
         m.inc("odi_served_bytes_total", "Bytes of artifact bodies served.", &[], len);
     }
     Some(resp)
@@ -201,7 +257,10 @@ pub async fn handle(node: &Arc<Node>, req: Request<Incoming>) -> Response<Body> 
         Err(e) => return e.response(),
     };
     if parsed.meta4 {
-        return response::text(StatusCode::NOT_FOUND, "relays do not serve Metalink; ask a directory");
+        return response::text(
+            StatusCode::NOT_FOUND,
+            "relays do not serve Metalink; ask a directory",
+        );
     }
     if let Some(resp) = serve_stored(node, &req, &parsed.catalog, artifact).await {
         return resp;
@@ -210,14 +269,22 @@ pub async fn handle(node: &Arc<Node>, req: Request<Incoming>) -> Response<Body> 
     // one of this relay's directories, marked so that the directory answers it itself.
     let directory = view.as_ref().and_then(|v| {
         let me = v.network.relays.get(&node.config.name)?;
-        me.directories.iter().filter_map(|d| v.network.directories.get(d)).find(|d| d.catalogs.contains(&parsed.catalog))
+        me.directories
+            .iter()
+            .filter_map(|d| v.network.directories.get(d))
+            .find(|d| d.catalogs.contains(&parsed.catalog))
     });
-    match directory.and_then(|d| base(&d.url).join(&format!("r/{}/{}", parsed.catalog, parsed.path)).ok()) {
+    match directory
+        .and_then(|d| base(&d.url).join(&format!("r/{}/{}", parsed.catalog, parsed.path)).ok())
+    {
         Some(mut url) => {
             url.query_pairs_mut().append_pair(crate::federation::VIA_PARAM, &node.config.name);
             response::redirect(StatusCode::FOUND, url.as_str())
         }
-        None => response::text(StatusCode::NOT_FOUND, format!("{}/{} is not held by this relay", parsed.catalog, parsed.path)),
+        None => response::text(
+            StatusCode::NOT_FOUND,
+            format!("{}/{} is not held by this relay", parsed.catalog, parsed.path),
+        ),
     }
 }
 

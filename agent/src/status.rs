@@ -102,15 +102,35 @@ impl Health {
 
     /// The three conditions, given the applied commit.
     pub fn conditions(&self, commit: Option<&str>) -> Vec<Condition> {
-        let c = |kind: &str, status: bool, reason: &str, message: String| Condition { kind: kind.into(), status, reason: reason.into(), message };
-        let round_for_commit = self.last_round.as_ref().filter(|(rc, _)| Some(rc.as_str()) == commit).map(|(_, o)| o);
+        let c = |kind: &str, status: bool, reason: &str, message: String| Condition {
+            kind: kind.into(),
+            status,
+            reason: reason.into(),
+            message,
+        };
+        let round_for_commit =
+            self.last_round.as_ref().filter(|(rc, _)| Some(rc.as_str()) == commit).map(|(_, o)| o);
         let ready = match (commit, round_for_commit) {
             (None, _) => c("Ready", false, "NoCommit", "no verified commit applied yet".into()),
-            (Some(_), None) => c("Ready", false, "Reconciling", "reconciling the applied commit".into()),
-            (Some(_), Some(o)) if o.complete() => {
-                c("Ready", true, "Reconciled", format!("{} artifacts held, {} skipped for quota", o.wanted - o.skipped_for_quota, o.skipped_for_quota))
+            (Some(_), None) => {
+                c("Ready", false, "Reconciling", "reconciling the applied commit".into())
             }
-            (Some(_), Some(o)) => c("Ready", false, "DownloadsFailing", format!("{} downloads failed", o.failed.len())),
+            (Some(_), Some(o)) if o.complete() => c(
+                "Ready",
+                true,
+                "Reconciled",
+                format!(
+                    "{} artifacts held, {} skipped for quota",
+                    o.wanted - o.skipped_for_quota,
+                    o.skipped_for_quota
+                ),
+            ),
+            (Some(_), Some(o)) => c(
+                "Ready",
+                false,
+                "DownloadsFailing",
+                format!("{} downloads failed", o.failed.len()),
+            ),
         };
         let reconciling = if self.reconciling {
             c("Reconciling", true, "Running", "a reconcile round is running".into())
@@ -119,8 +139,18 @@ impl Health {
         };
         let stalled = match (&self.sync_error, round_for_commit.filter(|o| !o.complete())) {
             (Some((reason, message)), _) => c("Stalled", true, reason, message.clone()),
-            (None, Some(o)) => c("Stalled", true, "DownloadsFailing", o.failed.first().map(|f| format!("{}: {}", f.artifact, f.message)).unwrap_or_default()),
-            (None, None) => c("Stalled", false, "Progressing", "last sync and reconcile succeeded".into()),
+            (None, Some(o)) => c(
+                "Stalled",
+                true,
+                "DownloadsFailing",
+                o.failed
+                    .first()
+                    .map(|f| format!("{}: {}", f.artifact, f.message))
+                    .unwrap_or_default(),
+            ),
+            (None, None) => {
+                c("Stalled", false, "Progressing", "last sync and reconcile succeeded".into())
+            }
         };
         vec![ready, reconciling, stalled]
     }

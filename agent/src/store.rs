@@ -86,7 +86,11 @@ impl Store {
                     // Not something this store wrote: never serve it.
                     _ => {
                         tracing::warn!(path = %path.display(), "removing unexpected file from the object store");
-                        let _ = if meta.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+                        let _ = if meta.is_dir() {
+                            std::fs::remove_dir_all(&path)
+                        } else {
+                            std::fs::remove_file(&path)
+                        };
                     }
                 }
             }
@@ -138,7 +142,11 @@ impl Store {
 
     /// Bytes of partial downloads on disk.
     pub fn partial_bytes(&self) -> u64 {
-        std::fs::read_dir(self.root.join("tmp")).map(|rd| rd.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()).unwrap_or(0)
+        std::fs::read_dir(self.root.join("tmp"))
+            .map(|rd| {
+                rd.filter_map(Result::ok).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()
+            })
+            .unwrap_or(0)
     }
 
     /// Opens an object for serving and records the access.
@@ -203,7 +211,11 @@ impl Store {
             report.checked += 1;
             if !ok {
                 self.index().remove(&sha);
-                let q = self.root.join("quarantine").join(format!("{}.{}", hex::encode(sha), unix_now()));
+                let q = self.root.join("quarantine").join(format!(
+                    "{}.{}",
+                    hex::encode(sha),
+                    unix_now()
+                ));
                 tracing::error!(object = %hex::encode(sha), "stored bytes do not match their hash; quarantined");
                 if std::fs::rename(&path, &q).is_err() {
                     let _ = std::fs::remove_file(&path);
@@ -224,7 +236,8 @@ fn unix_now() -> u64 {
 
 fn parse_hex(s: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
-    (s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))).then_some(())?;
+    (s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        .then_some(())?;
     hex::decode_to_slice(s, &mut out).ok()?;
     Some(out)
 }
@@ -233,7 +246,9 @@ fn parse_hex(s: &str) -> Option<[u8; 32]> {
 /// keep hashing at the speed of `openssl dgst` (tokio's file reads cost a thread hop per read).
 pub async fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
     let path = path.to_owned();
-    tokio::task::spawn_blocking(move || hash_file_blocking(&path)).await.map_err(io::Error::other)?
+    tokio::task::spawn_blocking(move || hash_file_blocking(&path))
+        .await
+        .map_err(io::Error::other)?
 }
 
 /// [`hash_file`] for callers already off the async threads.

@@ -102,14 +102,20 @@ pub struct Syncer {
 
 impl std::fmt::Debug for Syncer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Syncer").field("url", &self.config.url).field("commit", &self.state.commit).finish()
+        f.debug_struct("Syncer")
+            .field("url", &self.config.url)
+            .field("commit", &self.state.commit)
+            .finish()
     }
 }
 
 impl Syncer {
     /// Opens the mirror and state; returns the last applied commit re-verified, if any.
     pub fn open(config: SyncConfig) -> Result<(Self, Option<Applied>), SyncError> {
-        let options = odi_git_http::HttpOptions { extra_root_certs_pem: config.ca_pem.iter().cloned().collect(), ..Default::default() };
+        let options = odi_git_http::HttpOptions {
+            extra_root_certs_pem: config.ca_pem.iter().cloned().collect(),
+            ..Default::default()
+        };
         odi_git_http::register(options)?;
         let repo = git::open_mirror(&config.data_dir.join("network.git"))?;
         let state = read_state(&state_path(&config.data_dir))?;
@@ -138,7 +144,14 @@ impl Syncer {
         let tree = git::read_commit(&self.repo, oid)?;
         let loaded = load(&tree, &self.config.anchor, &self.state.trust, OffsetDateTime::now_utc())
             .map_err(|problems| SyncError::Invalid { commit: oid.to_string(), problems })?;
-        Ok((Applied { commit: oid.to_string(), network: Arc::new(loaded.network), applied_at: OffsetDateTime::now_utc() }, loaded.state))
+        Ok((
+            Applied {
+                commit: oid.to_string(),
+                network: Arc::new(loaded.network),
+                applied_at: OffsetDateTime::now_utc(),
+            },
+            loaded.state,
+        ))
     }
 
     /// Fetches and, when the branch moved forward to a valid commit, applies it.
@@ -151,7 +164,10 @@ impl Syncer {
                 return Ok(None);
             }
             if !git::is_forward(&self.repo, applied_oid, head)? {
-                return Err(SyncError::NotForward { applied: applied.clone(), candidate: head.to_string() });
+                return Err(SyncError::NotForward {
+                    applied: applied.clone(),
+                    candidate: head.to_string(),
+                });
             }
         }
         let (applied, trust) = self.verify(head)?;
@@ -169,7 +185,8 @@ fn state_path(data_dir: &Path) -> PathBuf {
 
 fn read_state(path: &Path) -> Result<StateFile, SyncError> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| SyncError::State { path: path.to_owned(), message: e.to_string() }),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| SyncError::State { path: path.to_owned(), message: e.to_string() }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StateFile::default()),
         Err(e) => Err(SyncError::State { path: path.to_owned(), message: e.to_string() }),
     }
@@ -189,6 +206,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 fn write_state(path: &Path, state: &StateFile) -> Result<(), SyncError> {
-    let bytes = serde_json::to_vec_pretty(state).map_err(|e| SyncError::State { path: path.to_owned(), message: e.to_string() })?;
-    write_atomic(path, &bytes).map_err(|e| SyncError::State { path: path.to_owned(), message: e.to_string() })
+    let bytes = serde_json::to_vec_pretty(state)
+        .map_err(|e| SyncError::State { path: path.to_owned(), message: e.to_string() })?;
+    write_atomic(path, &bytes)
+        .map_err(|e| SyncError::State { path: path.to_owned(), message: e.to_string() })
 }

@@ -28,7 +28,12 @@ pub struct PlanArgs {
 }
 
 /// Computes the plan of one node.
-pub fn node_plan(path: &std::path::Path, rev: Option<&str>, pins: &[String], node: &str) -> Result<NodePlan, CmdError> {
+pub fn node_plan(
+    path: &std::path::Path,
+    rev: Option<&str>,
+    pins: &[String],
+    node: &str,
+) -> Result<NodePlan, CmdError> {
     let network = load_at(path, rev, pins)?;
     let assignment = assign(&network, &Extras::new());
     Ok(plan(&network, &assignment, node)?)
@@ -38,7 +43,9 @@ pub fn node_plan(path: &std::path::Path, rev: Option<&str>, pins: &[String], nod
 pub fn run(args: &PlanArgs) -> Result<(), CmdError> {
     let after = node_plan(&args.path, args.commit.as_deref(), &args.pins, &args.node)?;
     let change = match &args.base {
-        Some(base) => Some(diff(&node_plan(&args.path, Some(base), &args.pins, &args.node)?, &after)),
+        Some(base) => {
+            Some(diff(&node_plan(&args.path, Some(base), &args.pins, &args.node)?, &after))
+        }
         None => None,
     };
     if args.json {
@@ -46,13 +53,22 @@ pub fn run(args: &PlanArgs) -> Result<(), CmdError> {
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return Ok(());
     }
-    println!("{} `{}`: holds {} artifacts, {}", after.role, after.node, after.holds.len(), ByteSize(after.total_bytes));
+    println!(
+        "{} `{}`: holds {} artifacts, {}",
+        after.role,
+        after.node,
+        after.holds.len(),
+        ByteSize(after.total_bytes)
+    );
     if let Some(q) = after.quota {
         let pct = if q == 0 { 0.0 } else { after.total_bytes as f64 * 100.0 / q as f64 };
         println!("quota {} ({pct:.1}% used)", ByteSize(q));
     }
     if after.unplaced > 0 {
-        println!("{} artifacts have no relay with room; the directory serves them itself", after.unplaced);
+        println!(
+            "{} artifacts have no relay with room; the directory serves them itself",
+            after.unplaced
+        );
     }
     if !after.links.is_empty() {
         println!("links: {}", after.links.join(", "));

@@ -37,7 +37,11 @@ pub fn read(path: &Path, rev: Option<&str>) -> Result<Tree, CmdError> {
 pub fn anchor(pins: &[String]) -> Result<TrustAnchor, CmdError> {
     let mut pinned = Vec::new();
     for pin in pins {
-        let text = if Path::new(pin).is_file() { std::fs::read_to_string(pin).map_err(io_err(Path::new(pin)))? } else { pin.clone() };
+        let text = if Path::new(pin).is_file() {
+            std::fs::read_to_string(pin).map_err(io_err(Path::new(pin)))?
+        } else {
+            pin.clone()
+        };
         pinned.push(PublicKey::parse(&text)?);
     }
     Ok(TrustAnchor { pinned })

@@ -10,8 +10,15 @@ use crate::status::StatusDoc;
 /// Fetches `<url>/.odi/v1/status` and renders it (or returns the JSON as is).
 pub async fn fetch_and_render(url: &str, json: bool) -> Result<String, CmdError> {
     let endpoint = format!("{}/.odi/v1/status", url.trim_end_matches('/'));
-    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).build().map_err(|e| CmdError::Usage(e.to_string()))?;
-    let resp = client.get(&endpoint).send().await.map_err(|e| CmdError::Usage(format!("{endpoint}: {e}")))?;
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .map_err(|e| CmdError::Usage(e.to_string()))?;
+    let resp = client
+        .get(&endpoint)
+        .send()
+        .await
+        .map_err(|e| CmdError::Usage(format!("{endpoint}: {e}")))?;
     if !resp.status().is_success() {
         return Err(CmdError::Usage(format!("{endpoint}: HTTP {}", resp.status())));
     }
@@ -19,7 +26,8 @@ pub async fn fetch_and_render(url: &str, json: bool) -> Result<String, CmdError>
     if json {
         return Ok(text + "\n");
     }
-    let doc: StatusDoc = serde_json::from_str(&text).map_err(|e| CmdError::Usage(format!("{endpoint}: not an ODI status document: {e}")))?;
+    let doc: StatusDoc = serde_json::from_str(&text)
+        .map_err(|e| CmdError::Usage(format!("{endpoint}: not an ODI status document: {e}")))?;
     Ok(render(&doc))
 }
 
@@ -32,8 +40,19 @@ pub fn render(doc: &StatusDoc) -> String {
         let _ = writeln!(s, "{:<12} {:<5} {} - {}", c.kind, c.status, c.reason, c.message);
     }
     let quota = doc.store.quota.map(|q| format!(" of {}", ByteSize(q))).unwrap_or_default();
-    let _ = writeln!(s, "store:    {} objects, {}{quota}", doc.store.objects, ByteSize(doc.store.bytes));
-    let _ = writeln!(s, "share:    {} artifacts ({}), {} missing", doc.share.artifacts, ByteSize(doc.share.bytes), doc.share.missing);
+    let _ = writeln!(
+        s,
+        "store:    {} objects, {}{quota}",
+        doc.store.objects,
+        ByteSize(doc.store.bytes)
+    );
+    let _ = writeln!(
+        s,
+        "share:    {} artifacts ({}), {} missing",
+        doc.share.artifacts,
+        ByteSize(doc.share.bytes),
+        doc.share.missing
+    );
     for f in &doc.failures {
         let _ = writeln!(s, "failed:   {}: {}", f.artifact, f.message);
     }

@@ -29,7 +29,11 @@ pub fn run(args: &ValidateArgs) -> Result<(), CmdError> {
         let base_tree = source::read(&args.path, Some(base))?;
         match load(&base_tree, &anchor, &TrustState::default(), now) {
             Ok(l) => state = l.state,
-            Err(p) => return Err(CmdError::Usage(format!("the base commit {base} is itself invalid: {p}"))),
+            Err(p) => {
+                return Err(CmdError::Usage(format!(
+                    "the base commit {base} is itself invalid: {p}"
+                )))
+            }
         }
         if let Some(head) = &args.commit {
             let repo = git2::Repository::open(&args.path).map_err(|e| CmdError::Git(e.into()))?;
@@ -64,13 +68,19 @@ pub fn run(args: &ValidateArgs) -> Result<(), CmdError> {
 }
 
 /// Used by `plan`: a verified network read from `path` at `rev`.
-pub fn load_at(path: &Path, rev: Option<&str>, pins: &[String]) -> Result<odi_network::Network, CmdError> {
+pub fn load_at(
+    path: &Path,
+    rev: Option<&str>,
+    pins: &[String],
+) -> Result<odi_network::Network, CmdError> {
     let anchor = source::anchor(pins)?;
     let tree = source::read(path, rev)?;
-    load(&tree, &anchor, &TrustState::default(), OffsetDateTime::now_utc()).map(|l| l.network).map_err(|problems| {
-        for p in &problems.0 {
-            println!("{p}");
-        }
-        CmdError::Invalid { count: problems.0.len() }
-    })
+    load(&tree, &anchor, &TrustState::default(), OffsetDateTime::now_utc())
+        .map(|l| l.network)
+        .map_err(|problems| {
+            for p in &problems.0 {
+                println!("{p}");
+            }
+            CmdError::Invalid { count: problems.0.len() }
+        })
 }

@@ -65,7 +65,13 @@ pub fn render(f: &MetaFile<'_>) -> String {
         let loc = u.location.filter(|l| l.len() == 2 && l.bytes().all(|b| b.is_ascii_alphabetic()));
         match loc {
             Some(l) => {
-                let _ = writeln!(x, "    <url location=\"{}\" priority=\"{}\">{}</url>", l.to_ascii_lowercase(), i + 1, escape(u.url));
+                let _ = writeln!(
+                    x,
+                    "    <url location=\"{}\" priority=\"{}\">{}</url>",
+                    l.to_ascii_lowercase(),
+                    i + 1,
+                    escape(u.url)
+                );
             }
             None => {
                 let _ = writeln!(x, "    <url priority=\"{}\">{}</url>", i + 1, escape(u.url));
@@ -94,7 +100,12 @@ mod tests {
             ],
         });
         assert!(doc.contains("<file name=\"a&amp;b&lt;&quot;c&quot;&gt;.bin\">"), "{doc}");
-        assert!(doc.contains("<url location=\"eu\" priority=\"1\">https://r1.example/r/c/a&amp;b.bin</url>"), "{doc}");
+        assert!(
+            doc.contains(
+                "<url location=\"eu\" priority=\"1\">https://r1.example/r/c/a&amp;b.bin</url>"
+            ),
+            "{doc}"
+        );
         assert!(doc.contains("<url priority=\"2\">https://d.example/r/c/x</url>"), "{doc}");
         assert!(doc.contains(&format!("<hash type=\"sha-256\">{}</hash>", "ab".repeat(32))));
         assert!(doc.contains("<size>42</size>"));

@@ -195,7 +195,8 @@ impl DirectoryState {
             })
             .collect();
         let table = self.table();
-        let fresh = matches!((&table.view, view), (Some(t), Some(v)) if std::ptr::eq(Arc::as_ptr(t), v));
+        let fresh =
+            matches!((&table.view, view), (Some(t), Some(v)) if std::ptr::eq(Arc::as_ptr(t), v));
         let routable = table.entries().iter().filter(|e| !e.candidates.is_empty()).count();
         serde_json::json!({
             "region": me.map(|d| d.region.clone()),
@@ -221,7 +222,8 @@ impl DirectoryState {
 pub fn render_status(d: &serde_json::Value) -> String {
     use std::fmt::Write as _;
     let list = |v: &serde_json::Value| {
-        let items: Vec<&str> = v.as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
+        let items: Vec<&str> =
+            v.as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
         if items.is_empty() {
             "-".to_owned()
         } else {
@@ -229,7 +231,9 @@ pub fn render_status(d: &serde_json::Value) -> String {
         }
     };
     let s = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
-    let short = |v: &serde_json::Value| v.as_str().map(|c| c.chars().take(12).collect::<String>()).unwrap_or_else(|| "-".into());
+    let short = |v: &serde_json::Value| {
+        v.as_str().map(|c| c.chars().take(12).collect::<String>()).unwrap_or_else(|| "-".into())
+    };
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -251,7 +255,12 @@ pub fn render_status(d: &serde_json::Value) -> String {
     let _ = writeln!(out, "downloads: {} total; {} hot artifacts", d["downloads"], d["hot"]);
     for (name, p) in d["peers"].as_object().into_iter().flatten() {
         let live = if p["live"] == true { "live" } else { "DOWN" };
-        let _ = writeln!(out, "peer directory {name}: {live} ({}), commit {}", s(&p["reason"]), short(&p["commit"]));
+        let _ = writeln!(
+            out,
+            "peer directory {name}: {live} ({}), commit {}",
+            s(&p["reason"]),
+            short(&p["commit"])
+        );
     }
     for relay in d["relays"].as_array().into_iter().flatten() {
         let state = if relay["healthy"] == true { "healthy" } else { "UNHEALTHY" };
@@ -298,7 +307,11 @@ pub fn target(name: &str, view: &View) -> Target {
 }
 
 /// Directory requests other than the common endpoints.
-pub async fn handle(node: &Arc<Node>, req: Request<Incoming>, remote: SocketAddr) -> Response<Body> {
+pub async fn handle(
+    node: &Arc<Node>,
+    req: Request<Incoming>,
+    remote: SocketAddr,
+) -> Response<Body> {
     let Some(dir) = node.directory.as_ref() else {
         return response::text(StatusCode::INTERNAL_SERVER_ERROR, "directory state missing");
     };
@@ -314,9 +327,10 @@ pub async fn handle(node: &Arc<Node>, req: Request<Incoming>, remote: SocketAddr
             "/.odi/v1/hot" => response::json(StatusCode::OK, &*dir.hot_list()),
             "/.odi/v1/stats" => {
                 node.off_thread(|n| {
-                    n.directory
-                        .as_ref()
-                        .map_or_else(|| response::text(StatusCode::NOT_FOUND, "not a directory"), |d| response::json(StatusCode::OK, &d.stats.doc(STATS_TOP)))
+                    n.directory.as_ref().map_or_else(
+                        || response::text(StatusCode::NOT_FOUND, "not a directory"),
+                        |d| response::json(StatusCode::OK, &d.stats.doc(STATS_TOP)),
+                    )
                 })
                 .await
             }
@@ -343,7 +357,10 @@ pub async fn handle(node: &Arc<Node>, req: Request<Incoming>, remote: SocketAddr
 pub fn answer_plain(node: &Node, req: &PlainRequest<'_>, out: &mut Vec<u8>) -> bool {
     let Some(dir) = node.directory.as_ref() else { return false };
     // A query may carry `odi-via` (a bounce from a relay); `.meta4` is a document.
-    if req.query.is_some() || !req.path.starts_with(crate::http::path::ARTIFACT_PREFIX) || req.path.ends_with(crate::http::path::META4_SUFFIX) {
+    if req.query.is_some()
+        || !req.path.starts_with(crate::http::path::ARTIFACT_PREFIX)
+        || req.path.ends_with(crate::http::path::META4_SUFFIX)
+    {
         return false;
     }
     let table = dir.table.load();
@@ -364,7 +381,13 @@ pub fn answer_plain(node: &Node, req: &PlainRequest<'_>, out: &mut Vec<u8>) -> b
 }
 
 /// Everything the fast path does not cover, answered from the applied view itself.
-async fn slow_path(node: &Arc<Node>, dir: &DirectoryState, req: &Request<Incoming>, remote: SocketAddr, table: &Table) -> Response<Body> {
+async fn slow_path(
+    node: &Arc<Node>,
+    dir: &DirectoryState,
+    req: &Request<Incoming>,
+    remote: SocketAddr,
+    table: &Table,
+) -> Response<Body> {
     let view = node.view();
     let (artifact, parsed) = match relay::lookup(view.as_deref(), req.uri().path()) {
         Ok(x) => x,
@@ -373,11 +396,18 @@ async fn slow_path(node: &Arc<Node>, dir: &DirectoryState, req: &Request<Incomin
     let Some(view) = view.as_deref() else {
         return response::text(StatusCode::SERVICE_UNAVAILABLE, "no verified commit applied yet");
     };
-    let mine = view.network.directories.get(&node.config.name).is_some_and(|d| d.catalogs.contains(&parsed.catalog));
+    let mine = view
+        .network
+        .directories
+        .get(&node.config.name)
+        .is_some_and(|d| d.catalogs.contains(&parsed.catalog));
     if !mine {
         let me = view.network.directories.get(&node.config.name);
         if me.is_some_and(|d| !d.references.is_empty()) {
-            let region = dir.regions.region_of_request(remote.ip(), req.headers()).and_then(|id| dir.regions.names().get(usize::from(id)));
+            let region = dir
+                .regions
+                .region_of_request(remote.ip(), req.headers())
+                .and_then(|id| dir.regions.names().get(usize::from(id)));
             return crate::federation::route(
                 &dir.federation,
                 view,
@@ -388,9 +418,20 @@ async fn slow_path(node: &Arc<Node>, dir: &DirectoryState, req: &Request<Incomin
                 &parsed.path,
             );
         }
-        let others: Vec<&str> = view.network.holders(&parsed.catalog).map(|d| d.url.as_str()).collect();
-        let hint = if others.is_empty() { String::new() } else { format!("; directories that do: {}", others.join(", ")) };
-        return response::text(StatusCode::NOT_FOUND, format!("catalog `{}` is not served by directory `{}`{hint}", parsed.catalog, node.config.name));
+        let others: Vec<&str> =
+            view.network.holders(&parsed.catalog).map(|d| d.url.as_str()).collect();
+        let hint = if others.is_empty() {
+            String::new()
+        } else {
+            format!("; directories that do: {}", others.join(", "))
+        };
+        return response::text(
+            StatusCode::NOT_FOUND,
+            format!(
+                "catalog `{}` is not served by directory `{}`{hint}",
+                parsed.catalog, node.config.name
+            ),
+        );
     }
     // A table entry is still good for this artifact if it routes the same bytes: its
     // candidates were chosen for exactly this SHA-256.
@@ -403,7 +444,10 @@ async fn slow_path(node: &Arc<Node>, dir: &DirectoryState, req: &Request<Incomin
     let region = dir.regions.region_of_request(remote.ip(), req.headers());
     if parsed.meta4 {
         let own = view.network.directories.get(&node.config.name);
-        let url = own.and_then(|d| route::artifact_url(&d.url, &parsed.catalog, &parsed.path)).map(|u| u.to_string()).unwrap_or(decoded);
+        let url = own
+            .and_then(|d| route::artifact_url(&d.url, &parsed.catalog, &parsed.path))
+            .map(|u| u.to_string())
+            .unwrap_or(decoded);
         let doc = metalink::render(&metalink::MetaFile {
             name: artifact.path.file_name(),
             size: artifact.size,
@@ -418,9 +462,21 @@ async fn slow_path(node: &Arc<Node>, dir: &DirectoryState, req: &Request<Incomin
 }
 
 /// Answers for a routable entry: the Metalink, a redirect to a relay, or the fallback.
-async fn answer(node: &Arc<Node>, dir: &DirectoryState, req: &Request<Incoming>, remote: SocketAddr, table: &Table, e: &Entry, meta4: bool) -> Response<Body> {
+async fn answer(
+    node: &Arc<Node>,
+    dir: &DirectoryState,
+    req: &Request<Incoming>,
+    remote: SocketAddr,
+    table: &Table,
+    e: &Entry,
+    meta4: bool,
+) -> Response<Body> {
     // The client address is only looked at when there are regions to tell apart.
-    let region = if dir.regions.is_empty() { None } else { dir.regions.region_of_request(remote.ip(), req.headers()) };
+    let region = if dir.regions.is_empty() {
+        None
+    } else {
+        dir.regions.region_of_request(remote.ip(), req.headers())
+    };
     if meta4 {
         return metalink_response(table.metalink(e, region));
     }
@@ -443,7 +499,10 @@ async fn answer(node: &Arc<Node>, dir: &DirectoryState, req: &Request<Incoming>,
         return response::text(StatusCode::SERVICE_UNAVAILABLE, "no verified commit applied yet");
     };
     let Some(artifact) = view.network.artifact(&e.catalog, &e.path) else {
-        return response::text(StatusCode::NOT_FOUND, format!("no artifact {}/{}", e.catalog, e.path));
+        return response::text(
+            StatusCode::NOT_FOUND,
+            format!("no artifact {}/{}", e.catalog, e.path),
+        );
     };
     fallback(node, dir, req, view, &e.catalog, artifact, Some(e), &e.counter, region).await
 }
@@ -470,7 +529,11 @@ async fn fallback(
         // download (segmented clients, resumes) are not counted again.
         let starts = resp.status() == StatusCode::OK
             || (resp.status() == StatusCode::PARTIAL_CONTENT
-                && resp.headers().get(http::header::CONTENT_RANGE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("bytes 0-")));
+                && resp
+                    .headers()
+                    .get(http::header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.starts_with("bytes 0-")));
         if get && starts {
             counter.hit();
             dir.region_counter(region).hit();
@@ -478,8 +541,12 @@ async fn fallback(
         }
         return resp;
     }
-    let origin =
-        view.network.catalogs.get(catalog).and_then(|c| c.origins.iter().find(|o| o.scheme() != "file")).and_then(|o| origin_url(o, artifact.path.as_str()));
+    let origin = view
+        .network
+        .catalogs
+        .get(catalog)
+        .and_then(|c| c.origins.iter().find(|o| o.scheme() != "file"))
+        .and_then(|o| origin_url(o, artifact.path.as_str()));
     match origin {
         Some(url) => {
             let mut resp = response::redirect(StatusCode::FOUND, url.as_str());
@@ -518,27 +585,52 @@ pub async fn rebuild(node: &Arc<Node>) {
     let Some(dir) = node.directory.as_ref() else { return };
     let _guard = dir.rebuild_lock.lock().await;
     let Some(view) = node.view() else { return };
-    let healthy: HashMap<String, Arc<Held>> = lock(&dir.relays).iter().filter(|(_, h)| h.healthy).map(|(n, h)| (n.clone(), h.held.clone())).collect();
+    let healthy: HashMap<String, Arc<Held>> = lock(&dir.relays)
+        .iter()
+        .filter(|(_, h)| h.healthy)
+        .map(|(n, h)| (n.clone(), h.held.clone()))
+        .collect();
     let n = node.clone();
     let built = tokio::task::spawn_blocking(move || {
         let d = n.directory.as_ref()?;
-        Some(Table::build(&BuildInput { view: &view, me: &n.config.name, healthy: &healthy, regions: &d.regions, stats: &d.stats }))
+        Some(Table::build(&BuildInput {
+            view: &view,
+            me: &n.config.name,
+            healthy: &healthy,
+            regions: &d.regions,
+            stats: &d.stats,
+        }))
     })
     .await;
     match built {
         Ok(Some(t)) => {
             let routable = t.entries().iter().filter(|e| !e.candidates.is_empty()).count();
-            node.metrics.set("odi_routable_artifacts", "Artifacts with at least one healthy relay to redirect to.", &[], routable as f64);
-            node.metrics.set("odi_routing_artifacts", "Artifacts in the routing table.", &[], t.entries().len() as f64);
+            node.metrics.set(
+                "odi_routable_artifacts",
+                "Artifacts with at least one healthy relay to redirect to.",
+                &[],
+                routable as f64,
+            );
+            node.metrics.set(
+                "odi_routing_artifacts",
+                "Artifacts in the routing table.",
+                &[],
+                t.entries().len() as f64,
+            );
             dir.table.store(Arc::new(t));
         }
         Ok(None) => {}
-        Err(e) => tracing::error!(error = %e, "routing table build panicked; keeping the previous table"),
+        Err(e) => {
+            tracing::error!(error = %e, "routing table build panicked; keeping the previous table")
+        }
     }
 }
 
 /// Directory background tasks: probing, keeping the table in step with the view, statistics.
-pub fn spawn_tasks(node: &Arc<Node>, shutdown: &CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+pub fn spawn_tasks(
+    node: &Arc<Node>,
+    shutdown: &CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
     if node.directory.is_none() {
         return Vec::new();
     }
@@ -546,7 +638,11 @@ pub fn spawn_tasks(node: &Arc<Node>, shutdown: &CancellationToken) -> Vec<tokio:
         tokio::spawn(probe_loop(node.clone(), shutdown.clone())),
         tokio::spawn(watch_loop(node.clone(), shutdown.clone())),
         tokio::spawn(stats_loop(node.clone(), shutdown.clone())),
-        tokio::spawn(crate::federation::probe_loop(node.clone(), node.directory.as_ref().map(|d| d.federation.clone()).unwrap_or_default(), shutdown.clone())),
+        tokio::spawn(crate::federation::probe_loop(
+            node.clone(),
+            node.directory.as_ref().map(|d| d.federation.clone()).unwrap_or_default(),
+            shutdown.clone(),
+        )),
     ]
 }
 
@@ -590,10 +686,16 @@ async fn probe_loop(node: Arc<Node>, shutdown: CancellationToken) {
 
 /// Probes every relay that works with this directory, updating health as answers come in;
 /// a relay that fails is taken out of the table at once, the rest are applied after the round.
-pub async fn probe_round(node: &Arc<Node>, client: &reqwest::Client, view: &Arc<View>, settings: ProbeSettings) {
+pub async fn probe_round(
+    node: &Arc<Node>,
+    client: &reqwest::Client,
+    view: &Arc<View>,
+    settings: ProbeSettings,
+) {
     let Some(dir) = node.directory.as_ref() else { return };
     let me = node.config.name.as_str();
-    let relays: Vec<&Relay> = view.network.relays.values().filter(|r| r.directories.iter().any(|d| d == me)).collect();
+    let relays: Vec<&Relay> =
+        view.network.relays.values().filter(|r| r.directories.iter().any(|d| d == me)).collect();
     let cursors: HashMap<String, usize> = {
         let mut m = lock(&dir.relays);
         // Relays that left the network (or stopped working with this directory) are forgotten.
@@ -602,20 +704,28 @@ pub async fn probe_round(node: &Arc<Node>, client: &reqwest::Client, view: &Arc<
     };
     // Boxed and collected first: a lazily mapped iterator of async blocks trips the
     // compiler's higher-ranked lifetime inference inside `tokio::spawn`.
-    let probes: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = (&Relay, _)> + Send + '_>>> = relays
-        .iter()
-        .map(|&r| {
-            let cursor = cursors.get(&r.name).copied().unwrap_or(0);
-            let fut: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> =
-                Box::pin(async move { (r, probe::probe(client, r, view, me, &node.store, cursor, settings).await) });
-            fut
-        })
-        .collect();
+    let probes: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = (&Relay, _)> + Send + '_>>> =
+        relays
+            .iter()
+            .map(|&r| {
+                let cursor = cursors.get(&r.name).copied().unwrap_or(0);
+                let fut: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> =
+                    Box::pin(async move {
+                        (r, probe::probe(client, r, view, me, &node.store, cursor, settings).await)
+                    });
+                fut
+            })
+            .collect();
     let mut results = futures_util::stream::iter(probes).buffer_unordered(PROBE_CONCURRENCY);
     let mut changed = false;
     while let Some((relay, (outcome, cursor))) = results.next().await {
         let kind = outcome.as_ref().map_or_else(|e| e.kind(), |_| "ok");
-        node.metrics.inc("odi_probes_total", "Relay probes by relay and outcome.", &[("relay", &relay.name), ("outcome", kind)], 1.0);
+        node.metrics.inc(
+            "odi_probes_total",
+            "Relay probes by relay and outcome.",
+            &[("relay", &relay.name), ("outcome", kind)],
+            1.0,
+        );
         let (was, now_healthy, routing_changed, reason) = {
             let mut m = lock(&dir.relays);
             let h = m.entry(relay.name.clone()).or_default();
@@ -629,8 +739,12 @@ pub async fn probe_round(node: &Arc<Node>, client: &reqwest::Client, view: &Arc<
                 // Out at once, before the rest of the round finishes.
                 rebuild(node).await;
             }
-            (false, false) => tracing::debug!(relay = %relay.name, reason = reason.as_deref().unwrap_or(""), "relay still unhealthy"),
-            (false, true) => tracing::info!(relay = %relay.name, "relay passed its probe; back in rotation"),
+            (false, false) => {
+                tracing::debug!(relay = %relay.name, reason = reason.as_deref().unwrap_or(""), "relay still unhealthy")
+            }
+            (false, true) => {
+                tracing::info!(relay = %relay.name, "relay passed its probe; back in rotation")
+            }
             (true, true) => {}
         }
         changed |= routing_changed && now_healthy;
@@ -639,7 +753,12 @@ pub async fn probe_round(node: &Arc<Node>, client: &reqwest::Client, view: &Arc<
         let m = lock(&dir.relays);
         (m.values().filter(|h| h.healthy).count(), m.len())
     };
-    node.metrics.set("odi_relays_healthy", "Relays that passed their last probe.", &[], healthy as f64);
+    node.metrics.set(
+        "odi_relays_healthy",
+        "Relays that passed their last probe.",
+        &[],
+        healthy as f64,
+    );
     node.metrics.set("odi_relays_probed", "Relays this directory probes.", &[], total as f64);
     if changed {
         rebuild(node).await;
@@ -719,7 +838,8 @@ async fn update_hot(node: &Arc<Node>) {
     let mut items = Vec::new();
     if dir.hot_extra > 0 {
         for ((c, p), _) in dir.stats.hot(dir.hot_threshold) {
-            let live = me.catalogs.contains(&c) && view.network.artifact(&c, &p).is_some_and(|a| a.expunged.is_none());
+            let live = me.catalogs.contains(&c)
+                && view.network.artifact(&c, &p).is_some_and(|a| a.expunged.is_none());
             if live {
                 extras.insert((c.clone(), p.clone()), dir.hot_extra);
                 items.push(HotItem { catalog: c, path: p, extra: dir.hot_extra });
@@ -733,7 +853,12 @@ async fn update_hot(node: &Arc<Node>) {
         }
         dir.hot.store(Arc::new(list));
     }
-    node.metrics.set("odi_hot_artifacts", "Artifacts above the hot threshold in the last hour.", &[], extras.len() as f64);
+    node.metrics.set(
+        "odi_hot_artifacts",
+        "Artifacts above the hot threshold in the last hour.",
+        &[],
+        extras.len() as f64,
+    );
     if extras != view.extras {
         // The directory computes the same assignment as its relays, who add these extras
         // from the published list.

@@ -121,7 +121,11 @@ fn unreachable(what: &'static str, e: &reqwest::Error) -> ProbeError {
 }
 
 /// Reads a body up to `limit` bytes.
-async fn read_capped(what: &'static str, mut resp: reqwest::Response, limit: usize) -> Result<Vec<u8>, ProbeError> {
+async fn read_capped(
+    what: &'static str,
+    mut resp: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, ProbeError> {
     if resp.content_length().is_some_and(|n| n > limit as u64) {
         return Err(ProbeError::TooLarge { what, limit });
     }
@@ -147,7 +151,8 @@ async fn get_json<T: serde::de::DeserializeOwned>(
         return Err(ProbeError::Status { what, status: resp.status().as_u16() });
     }
     let body = read_capped(what, resp, limit).await?;
-    serde_json::from_slice(&body).map_err(|e| ProbeError::Invalid { what, message: format!("not the expected JSON: {e}") })
+    serde_json::from_slice(&body)
+        .map_err(|e| ProbeError::Invalid { what, message: format!("not the expected JSON: {e}") })
 }
 
 /// Probes one relay against `view`. `cursor` rotates the content checks; the next value is
@@ -177,18 +182,35 @@ async fn probe_inner(
     s: ProbeSettings,
 ) -> Result<(Probed, usize), ProbeError> {
     let root = base(&relay.url);
-    let join = |p: &str, what: &'static str| root.join(p).map_err(|e| ProbeError::Invalid { what, message: e.to_string() });
+    let join = |p: &str, what: &'static str| {
+        root.join(p).map_err(|e| ProbeError::Invalid { what, message: e.to_string() })
+    };
 
-    let status: serde_json::Value = get_json(client, join(".odi/v1/status", "status")?, "status", MAX_STATUS, s.timeout).await?;
+    let status: serde_json::Value =
+        get_json(client, join(".odi/v1/status", "status")?, "status", MAX_STATUS, s.timeout)
+            .await?;
     if let Some(name) = status.get("name").and_then(|n| n.as_str()) {
         if name != relay.name {
-            return Err(ProbeError::Invalid { what: "status", message: format!("the agent at {} is `{name}`, not `{}`", relay.url, relay.name) });
+            return Err(ProbeError::Invalid {
+                what: "status",
+                message: format!("the agent at {} is `{name}`, not `{}`", relay.url, relay.name),
+            });
         }
     }
     // The inventory can be large; it gets a longer deadline than the small requests.
-    let inv: Inventory = get_json(client, join(".odi/v1/inventory", "inventory")?, "inventory", MAX_INVENTORY, s.timeout * 4).await?;
+    let inv: Inventory = get_json(
+        client,
+        join(".odi/v1/inventory", "inventory")?,
+        "inventory",
+        MAX_INVENTORY,
+        s.timeout * 4,
+    )
+    .await?;
     if inv.name != relay.name {
-        return Err(ProbeError::Invalid { what: "inventory", message: format!("inventory of `{}`, not `{}`", inv.name, relay.name) });
+        return Err(ProbeError::Invalid {
+            what: "inventory",
+            message: format!("inventory of `{}`, not `{}`", inv.name, relay.name),
+        });
     }
 
     let net = &view.network;
@@ -200,19 +222,34 @@ async fn probe_inner(
         }
         let mut sha = [0u8; 32];
         if hex::decode_to_slice(&item.sha256, &mut sha).is_err() {
-            return Err(ProbeError::Invalid { what: "inventory", message: format!("{}/{}: `{}` is not a SHA-256", item.catalog, item.path, item.sha256) });
+            return Err(ProbeError::Invalid {
+                what: "inventory",
+                message: format!(
+                    "{}/{}: `{}` is not a SHA-256",
+                    item.catalog, item.path, item.sha256
+                ),
+            });
         }
         // Only bytes identical to this commit's are routable; anything else (a lagging
         // relay's older version, an artifact this commit dropped) is left out, not an error.
-        if net.artifact(&item.catalog, &item.path).is_some_and(|a| a.expunged.is_none() && a.sha256.0 == sha && a.size == item.size) {
+        if net
+            .artifact(&item.catalog, &item.path)
+            .is_some_and(|a| a.expunged.is_none() && a.sha256.0 == sha && a.size == item.size)
+        {
             held.insert((item.catalog.clone(), item.path.clone()), sha);
         }
     }
 
     // Content checks over what the directory can compare (it holds the bytes) and what has
     // bytes to compare, rotating through them in a stable order.
-    let mut checkable: Vec<(&(String, String), &[u8; 32], u64)> =
-        held.iter().filter_map(|(k, sha)| net.artifact(&k.0, &k.1).filter(|a| a.size > 0 && store.contains(sha)).map(|a| (k, sha, a.size))).collect();
+    let mut checkable: Vec<(&(String, String), &[u8; 32], u64)> = held
+        .iter()
+        .filter_map(|(k, sha)| {
+            net.artifact(&k.0, &k.1)
+                .filter(|a| a.size > 0 && store.contains(sha))
+                .map(|a| (k, sha, a.size))
+        })
+        .collect();
     checkable.sort_by(|a, b| a.0.cmp(b.0));
     let n = checkable.len().min(CHECKS_PER_ROUND);
     let mut checks = 0;
@@ -222,7 +259,10 @@ async fn probe_inner(
         let len = size.min(CHECK_BYTES);
         let offset = if size > len { rand::thread_rng().gen_range(0..=size - len) } else { 0 };
         let Some(ours) = read_range(store, sha, offset, len).await else { continue };
-        let url = artifact_url(&relay.url, &key.0, &key.1).ok_or_else(|| ProbeError::Invalid { what: "content", message: format!("no URL for {label}") })?;
+        let url = artifact_url(&relay.url, &key.0, &key.1).ok_or_else(|| ProbeError::Invalid {
+            what: "content",
+            message: format!("no URL for {label}"),
+        })?;
         check_range(client, url, &label, sha, offset, size, &ours, s.timeout).await?;
         checks += 1;
     }
@@ -253,13 +293,22 @@ async fn check_range(
 ) -> Result<(), ProbeError> {
     let content = |message: String| ProbeError::Content { artifact: label.to_owned(), message };
     let end = offset + ours.len() as u64 - 1;
-    let resp =
-        client.get(url).header(http::header::RANGE, format!("bytes={offset}-{end}")).timeout(timeout).send().await.map_err(|e| unreachable("content", &e))?;
+    let resp = client
+        .get(url)
+        .header(http::header::RANGE, format!("bytes={offset}-{end}"))
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| unreachable("content", &e))?;
     let whole = offset == 0 && ours.len() as u64 == size;
     match resp.status().as_u16() {
         206 => {
             let want = format!("bytes {offset}-{end}/{size}");
-            let got = resp.headers().get(http::header::CONTENT_RANGE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let got = resp
+                .headers()
+                .get(http::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
             if got != want {
                 return Err(content(format!("Content-Range `{got}`, expected `{want}`")));
             }
@@ -278,7 +327,11 @@ async fn check_range(
         e => e,
     })?;
     if body.len() != ours.len() {
-        return Err(content(format!("{} bytes at offset {offset}, expected {}", body.len(), ours.len())));
+        return Err(content(format!(
+            "{} bytes at offset {offset}, expected {}",
+            body.len(),
+            ours.len()
+        )));
     }
     if body != ours {
         let at = body.iter().zip(ours).position(|(a, b)| a != b).unwrap_or(0) as u64 + offset;
@@ -314,7 +367,12 @@ pub struct RelayHealth {
 
 impl RelayHealth {
     /// Records a probe outcome; returns whether the relay's routability changed.
-    pub fn record(&mut self, outcome: Result<Probed, ProbeError>, cursor: usize, now: OffsetDateTime) -> bool {
+    pub fn record(
+        &mut self,
+        outcome: Result<Probed, ProbeError>,
+        cursor: usize,
+        now: OffsetDateTime,
+    ) -> bool {
         let was = self.healthy;
         self.last_probe = Some(now);
         self.cursor = cursor;

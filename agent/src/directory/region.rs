@@ -87,7 +87,11 @@ impl RegionMap {
     }
 
     /// [`RegionMap::client_ip`] from the `X-Forwarded-For` field values, in request order.
-    pub fn client_ip_from<'a>(&self, peer: IpAddr, xff: impl DoubleEndedIterator<Item = &'a [u8]>) -> IpAddr {
+    pub fn client_ip_from<'a>(
+        &self,
+        peer: IpAddr,
+        xff: impl DoubleEndedIterator<Item = &'a [u8]>,
+    ) -> IpAddr {
         if self.trusted.is_empty() || !self.trusted(peer) {
             return peer;
         }
@@ -149,7 +153,10 @@ mod tests {
             ("10.1.0.0/16".parse().unwrap(), "us".to_owned()),
             ("2001:db8::/32".parse().unwrap(), "eu".to_owned()),
         ];
-        RegionMap::new(&regions, &["127.0.0.1/32".parse().unwrap(), "192.168.0.0/16".parse().unwrap()])
+        RegionMap::new(
+            &regions,
+            &["127.0.0.1/32".parse().unwrap(), "192.168.0.0/16".parse().unwrap()],
+        )
     }
 
     fn xff(v: &[&str]) -> HeaderMap {
@@ -179,9 +186,18 @@ mod tests {
         let proxy: IpAddr = "127.0.0.1".parse().unwrap();
         assert_eq!(m.client_ip(proxy, &xff(&["10.1.0.1"])), "10.1.0.1".parse::<IpAddr>().unwrap());
         // The client may forge the left part; the right-most untrusted address is the client.
-        assert_eq!(m.client_ip(proxy, &xff(&["10.1.0.1, 10.2.0.2, 192.168.1.1"])), "10.2.0.2".parse::<IpAddr>().unwrap());
-        assert_eq!(m.client_ip(proxy, &xff(&["10.1.0.1", "10.2.0.2"])), "10.2.0.2".parse::<IpAddr>().unwrap());
-        assert_eq!(m.client_ip(proxy, &xff(&["[2001:db8::5]:443"])), "2001:db8::5".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            m.client_ip(proxy, &xff(&["10.1.0.1, 10.2.0.2, 192.168.1.1"])),
+            "10.2.0.2".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            m.client_ip(proxy, &xff(&["10.1.0.1", "10.2.0.2"])),
+            "10.2.0.2".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            m.client_ip(proxy, &xff(&["[2001:db8::5]:443"])),
+            "2001:db8::5".parse::<IpAddr>().unwrap()
+        );
         // Garbage stops the walk at the last good address.
         assert_eq!(m.client_ip(proxy, &xff(&["nonsense"])), proxy);
         assert_eq!(m.region_of_request(proxy, &xff(&["10.1.9.9"])), Some(1));

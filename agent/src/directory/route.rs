@@ -112,7 +112,8 @@ fn header(s: &str) -> Option<HeaderValue> {
 
 /// A region code fit for `geo=` and Metalink `location` (ISO 3166-1 alpha-2 in the RFCs).
 pub fn geo(region: &str) -> Option<String> {
-    (region.len() == 2 && region.bytes().all(|b| b.is_ascii_alphabetic())).then(|| region.to_ascii_lowercase())
+    (region.len() == 2 && region.bytes().all(|b| b.is_ascii_alphabetic()))
+        .then(|| region.to_ascii_lowercase())
 }
 
 /// `<base>r/<catalog>/<path>` with the path percent-encoded where a URL needs it.
@@ -122,7 +123,11 @@ pub fn artifact_url(node_url: &Url, catalog: &str, path: &str) -> Option<Url> {
 
 /// The path a client sends for an artifact, percent-encoded as a URL library would.
 fn raw_path(catalog: &str, path: &str) -> Option<String> {
-    Url::parse("http://x/").ok()?.join(&format!("r/{catalog}/{path}")).ok().map(|u| u.path().to_owned())
+    Url::parse("http://x/")
+        .ok()?
+        .join(&format!("r/{catalog}/{path}"))
+        .ok()
+        .map(|u| u.path().to_owned())
 }
 
 impl Table {
@@ -154,7 +159,8 @@ impl Table {
             for a in catalog.live() {
                 let path = a.path.as_str();
                 let Some(raw) = raw_path(&catalog.name, path) else { continue };
-                let mut names: Vec<&str> = holders.remove(&(catalog.name.as_str(), path)).unwrap_or_default();
+                let mut names: Vec<&str> =
+                    holders.remove(&(catalog.name.as_str(), path)).unwrap_or_default();
                 let hrw = view.assignment.holders(&catalog.name, path);
                 let rank = |n: &str| hrw.iter().position(|h| *h == n).unwrap_or(usize::MAX);
                 names.sort_by(|x, y| rank(x).cmp(&rank(y)).then_with(|| x.cmp(y)));
@@ -164,7 +170,8 @@ impl Table {
                     let Some(relay) = net.relays.get(n) else { continue };
                     let Some(url) = artifact_url(&relay.url, &catalog.name, path) else { continue };
                     let Some(location) = header(url.as_str()) else { continue };
-                    let counter = relay_counters.entry(n).or_insert_with(|| input.stats.relay(n)).clone();
+                    let counter =
+                        relay_counters.entry(n).or_insert_with(|| input.stats.relay(n)).clone();
                     candidates.push(Candidate {
                         relay: n.into(),
                         region: relay.region.as_str().into(),
@@ -175,12 +182,19 @@ impl Table {
                     });
                 }
                 let groups = groups(&candidates, input.regions);
-                let own = artifact_url(&me.url, &catalog.name, path).map(|u| u.to_string()).unwrap_or_else(|| raw.clone());
-                let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, a.sha256.0);
+                let own = artifact_url(&me.url, &catalog.name, path)
+                    .map(|u| u.to_string())
+                    .unwrap_or_else(|| raw.clone());
+                let b64 =
+                    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, a.sha256.0);
                 let (Some(digest), Some(repr_digest), Some(describedby)) = (
                     header(&format!("SHA-256={b64}")),
                     header(&format!("sha-256=:{b64}:")),
-                    header(&format!("<{own}{}>; rel=describedby; type=\"{}\"", metalink_suffix(), metalink::CONTENT_TYPE)),
+                    header(&format!(
+                        "<{own}{}>; rel=describedby; type=\"{}\"",
+                        metalink_suffix(),
+                        metalink::CONTENT_TYPE
+                    )),
                 ) else {
                     continue;
                 };
@@ -206,7 +220,12 @@ impl Table {
                 });
             }
         }
-        Table { view: Some(view.clone()), entries, index, own_region: Some(me.region.as_str().into()) }
+        Table {
+            view: Some(view.clone()),
+            entries,
+            index,
+            own_region: Some(me.region.as_str().into()),
+        }
     }
 
     /// The entry for a raw request path (`/r/<catalog>/<path>`, without `.meta4`).
@@ -225,7 +244,13 @@ impl Table {
     pub fn metalink(&self, e: &Entry, region: Option<RegionId>) -> String {
         let g = e.group(region);
         let mut urls: Vec<MetaUrl<'_>> = g
-            .map(|g| g.order.iter().map(|&i| &e.candidates[i as usize]).map(|c| MetaUrl { url: &c.url, location: Some(&c.region) }).collect())
+            .map(|g| {
+                g.order
+                    .iter()
+                    .map(|&i| &e.candidates[i as usize])
+                    .map(|c| MetaUrl { url: &c.url, location: Some(&c.region) })
+                    .collect()
+            })
             .unwrap_or_default();
         urls.push(MetaUrl { url: &e.own_url, location: self.own_region.as_deref() });
         let name = e.path.rsplit('/').next().unwrap_or(&e.path);
@@ -233,7 +258,9 @@ impl Table {
             name,
             size: e.size,
             sha256: &e.sha256,
-            published: e.published.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+            published: e
+                .published
+                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
             urls,
         })
     }
@@ -258,7 +285,8 @@ fn groups(cands: &[Candidate], regions: &RegionMap) -> Vec<Group> {
             continue;
         }
         seen.push(*id);
-        let (same, other): (Vec<u16>, Vec<u16>) = all.iter().partition(|&&i| ids[i as usize] == Some(*id));
+        let (same, other): (Vec<u16>, Vec<u16>) =
+            all.iter().partition(|&&i| ids[i as usize] == Some(*id));
         let n = same.len();
         let mut order = same;
         order.extend(other);
@@ -271,7 +299,9 @@ fn group(region: Option<RegionId>, cands: &[Candidate], order: Vec<u16>, draw: u
     let mut cum = Vec::with_capacity(draw);
     let mut total = 0.0;
     // A zero (or absurd) weight must not make a relay unreachable when it is all there is.
-    let all_zero = order[..draw].iter().all(|&i| cands[i as usize].weight.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater));
+    let all_zero = order[..draw]
+        .iter()
+        .all(|&i| cands[i as usize].weight.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater));
     for &i in &order[..draw] {
         let w = cands[i as usize].weight;
         total += if all_zero {
@@ -301,7 +331,8 @@ fn group(region: Option<RegionId>, cands: &[Candidate], order: Vec<u16>, draw: u
 
 impl Entry {
     fn group(&self, region: Option<RegionId>) -> Option<&Group> {
-        let specific = region.and_then(|r| self.groups.iter().skip(1).find(|g| g.region == Some(r)));
+        let specific =
+            region.and_then(|r| self.groups.iter().skip(1).find(|g| g.region == Some(r)));
         specific.or_else(|| self.groups.first())
     }
 
@@ -336,7 +367,14 @@ impl Entry {
 
     /// The same redirect written as bytes by the server's plain path (see
     /// [`crate::http::plain`]).
-    pub fn write_redirect(&self, g: &Group, pos: usize, max_links: usize, count: bool, out: &mut Vec<u8>) {
+    pub fn write_redirect(
+        &self,
+        g: &Group,
+        pos: usize,
+        max_links: usize,
+        count: bool,
+        out: &mut Vec<u8>,
+    ) {
         let mut r = PlainResponse::new(out, StatusCode::FOUND);
         self.redirect_headers(g, pos, max_links, count, |name, value| r.header(&name, value));
         r.finish_empty();
@@ -344,7 +382,14 @@ impl Entry {
 
     /// The header fields of a redirect, in order: `Location`, `Cache-Control`, the `Link`s
     /// and the digests.
-    fn redirect_headers(&self, g: &Group, pos: usize, max_links: usize, count: bool, mut put: impl FnMut(HeaderName, &HeaderValue)) {
+    fn redirect_headers(
+        &self,
+        g: &Group,
+        pos: usize,
+        max_links: usize,
+        count: bool,
+        mut put: impl FnMut(HeaderName, &HeaderValue),
+    ) {
         let c = self.candidate(g, pos);
         put(LOCATION, &c.location);
         put(CACHE_CONTROL, &PRIVATE_NO_CACHE);
@@ -374,7 +419,9 @@ const PRIVATE_NO_CACHE: HeaderValue = HeaderValue::from_static("private, no-cach
 pub(crate) mod tests {
     use super::*;
     use odi_network::builder::NetworkBuilder;
-    use odi_network::raw::{ArtifactEntry, CatalogFile, DirectoryFile, DirectoryKind, RelayFile, Sha256};
+    use odi_network::raw::{
+        ArtifactEntry, CatalogFile, DirectoryFile, DirectoryKind, RelayFile, Sha256,
+    };
     use odi_network::safe_path::ArtifactPath;
     use odi_network::trust::{TrustAnchor, TrustState};
 
@@ -382,7 +429,13 @@ pub(crate) mod tests {
     /// `a.bin` and `dir/b c.bin`, and relays given as (name, region, quota MiB).
     pub(crate) fn network(relays: &[(&str, &str, u64)]) -> Arc<Network> {
         let mut b = NetworkBuilder::new().unwrap();
-        let art = |p: &str, n: u8| ArtifactEntry { path: ArtifactPath::new(p).unwrap(), size: 100, sha256: Sha256([n; 32]), published: None, expunged: None };
+        let art = |p: &str, n: u8| ArtifactEntry {
+            path: ArtifactPath::new(p).unwrap(),
+            size: 100,
+            sha256: Sha256([n; 32]),
+            published: None,
+            expunged: None,
+        };
         b.catalogs.insert(
             "c".into(),
             CatalogFile {
@@ -427,23 +480,44 @@ pub(crate) mod tests {
             );
         }
         let tree = b.tree().unwrap();
-        let loaded = odi_network::load::load(&tree, &TrustAnchor { pinned: vec![] }, &TrustState::default(), OffsetDateTime::now_utc()).unwrap();
+        let loaded = odi_network::load::load(
+            &tree,
+            &TrustAnchor { pinned: vec![] },
+            &TrustState::default(),
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap();
         Arc::new(loaded.network)
     }
 
     pub(crate) fn view(net: Arc<Network>) -> Arc<View> {
         let assignment = odi_network::assign::assign(&net, &Default::default());
-        Arc::new(View { commit: "c1".into(), network: net, assignment, extras: Default::default(), applied_at: OffsetDateTime::UNIX_EPOCH })
+        Arc::new(View {
+            commit: "c1".into(),
+            network: net,
+            assignment,
+            extras: Default::default(),
+            applied_at: OffsetDateTime::UNIX_EPOCH,
+        })
     }
 
     pub(crate) fn holding(net: &Network, names: &[&str]) -> HashMap<String, Arc<Held>> {
-        let held: Held = net.catalogs["c"].live().map(|a| (("c".to_owned(), a.path.as_str().to_owned()), a.sha256.0)).collect();
+        let held: Held = net.catalogs["c"]
+            .live()
+            .map(|a| (("c".to_owned(), a.path.as_str().to_owned()), a.sha256.0))
+            .collect();
         let held = Arc::new(held);
         names.iter().map(|n| ((*n).to_owned(), held.clone())).collect()
     }
 
     fn regions() -> RegionMap {
-        RegionMap::new(&[("10.1.0.0/16".parse().unwrap(), "eu".into()), ("10.2.0.0/16".parse().unwrap(), "us".into())], &[])
+        RegionMap::new(
+            &[
+                ("10.1.0.0/16".parse().unwrap(), "eu".into()),
+                ("10.2.0.0/16".parse().unwrap(), "us".into()),
+            ],
+            &[],
+        )
     }
 
     #[test]
@@ -452,9 +526,18 @@ pub(crate) mod tests {
         let v = view(net.clone());
         let mut healthy = holding(&net, &["r1", "r2"]);
         // r3 lags: it holds a.bin with other bytes and nothing else.
-        healthy.insert("r3".into(), Arc::new(HashMap::from([(("c".to_owned(), "a.bin".to_owned()), [9u8; 32])])));
+        healthy.insert(
+            "r3".into(),
+            Arc::new(HashMap::from([(("c".to_owned(), "a.bin".to_owned()), [9u8; 32])])),
+        );
         let stats = Stats::in_memory();
-        let t = Table::build(&BuildInput { view: &v, me: "dir", healthy: &healthy, regions: &regions(), stats: &stats });
+        let t = Table::build(&BuildInput {
+            view: &v,
+            me: "dir",
+            healthy: &healthy,
+            regions: &regions(),
+            stats: &stats,
+        });
         let e = t.get("/r/c/a.bin").unwrap();
         let mut names: Vec<&str> = e.candidates.iter().map(|c| &*c.relay).collect();
         names.sort_unstable();
@@ -468,7 +551,8 @@ pub(crate) mod tests {
         let r = e.redirect(g, pos, 5, true);
         assert_eq!(r.status(), 302);
         assert_eq!(r.headers()[LOCATION], "https://r2.example/mirror/r/c/a.bin");
-        let links: Vec<_> = r.headers().get_all(LINK).iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+        let links: Vec<_> =
+            r.headers().get_all(LINK).iter().map(|v| v.to_str().unwrap().to_owned()).collect();
         assert_eq!(
             links,
             [
@@ -477,7 +561,10 @@ pub(crate) mod tests {
             ]
         );
         assert_eq!(r.headers()[DIGEST], "SHA-256=AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=");
-        assert_eq!(r.headers()[REPR_DIGEST], "sha-256=:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=:");
+        assert_eq!(
+            r.headers()[REPR_DIGEST],
+            "sha-256=:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=:"
+        );
         assert_eq!(stats.relay("r2").get(), 1);
     }
 
@@ -488,7 +575,13 @@ pub(crate) mod tests {
         let healthy = holding(&net, &["e1", "e2", "u1"]);
         let stats = Stats::in_memory();
         let rm = regions();
-        let t = Table::build(&BuildInput { view: &v, me: "dir", healthy: &healthy, regions: &rm, stats: &stats });
+        let t = Table::build(&BuildInput {
+            view: &v,
+            me: "dir",
+            healthy: &healthy,
+            regions: &rm,
+            stats: &stats,
+        });
         let e = t.get("/r/c/a.bin").unwrap();
         let count = |region: Option<RegionId>| {
             let mut n: HashMap<String, u32> = HashMap::new();
@@ -514,11 +607,20 @@ pub(crate) mod tests {
         let net = network(&[("r1", "eu", 1)]);
         let v = view(net);
         let stats = Stats::in_memory();
-        let t = Table::build(&BuildInput { view: &v, me: "dir", healthy: &HashMap::new(), regions: &RegionMap::default(), stats: &stats });
+        let t = Table::build(&BuildInput {
+            view: &v,
+            me: "dir",
+            healthy: &HashMap::new(),
+            regions: &RegionMap::default(),
+            stats: &stats,
+        });
         let e = t.get("/r/c/a.bin").unwrap();
         assert!(e.candidates.is_empty());
         assert!(e.choose(None, 0.5).is_none());
         let doc = t.metalink(e, None);
-        assert!(doc.contains("<url location=\"eu\" priority=\"1\">https://dir.example/r/c/a.bin</url>"), "{doc}");
+        assert!(
+            doc.contains("<url location=\"eu\" priority=\"1\">https://dir.example/r/c/a.bin</url>"),
+            "{doc}"
+        );
     }
 }

@@ -145,7 +145,12 @@ fn unix_ms(t: SystemTime) -> u64 {
 
 impl Window {
     fn new(bucket_len: Duration, now: Instant, now_ms: u64) -> Self {
-        Self { bucket_len, started: now, buckets: VecDeque::from([Bucket::new(now_ms)]), sum: HashMap::new() }
+        Self {
+            bucket_len,
+            started: now,
+            buckets: VecDeque::from([Bucket::new(now_ms)]),
+            sum: HashMap::new(),
+        }
     }
 
     fn bucket_ms(&self) -> u64 {
@@ -154,7 +159,12 @@ impl Window {
 
     /// A window whose closed buckets are `rows` read back from the store (bucket start,
     /// artifact, downloads); rows older than the window are left out.
-    fn restore(bucket_len: Duration, now: Instant, now_ms: u64, rows: Vec<(u64, ArtifactKey, u64)>) -> Self {
+    fn restore(
+        bucket_len: Duration,
+        now: Instant,
+        now_ms: u64,
+        rows: Vec<(u64, ArtifactKey, u64)>,
+    ) -> Self {
         let mut w = Self::new(bucket_len, now, now_ms);
         let len = w.bucket_ms();
         let mut by_start: BTreeMap<u64, HashMap<ArtifactKey, u64>> = BTreeMap::new();
@@ -234,9 +244,16 @@ impl Window {
         for b in self.buckets.iter_mut().filter(|b| b.dirty) {
             b.dirty = false;
             starts.push(b.start_ms);
-            rows.extend(b.counts.iter().map(|((c, p), &n)| (b.start_ms, Key::Artifact(c, p).encode(), n)));
+            rows.extend(
+                b.counts.iter().map(|((c, p), &n)| (b.start_ms, Key::Artifact(c, p).encode(), n)),
+            );
         }
-        Dirty { rows, buckets: starts, oldest: self.buckets.front().map_or(0, |b| b.start_ms), newest: self.buckets.back().map_or(u64::MAX, |b| b.start_ms) }
+        Dirty {
+            rows,
+            buckets: starts,
+            oldest: self.buckets.front().map_or(0, |b| b.start_ms),
+            newest: self.buckets.back().map_or(u64::MAX, |b| b.start_ms),
+        }
     }
 
     /// Marks buckets dirty again after a failed write.
@@ -301,14 +318,20 @@ impl Stats {
         Self::with_counts(None, BTreeMap::new(), Vec::new(), BUCKET)
     }
 
-    fn with_counts(db: Option<PathBuf>, counts: BTreeMap<String, u64>, window: Vec<(u64, ArtifactKey, u64)>, bucket_len: Duration) -> Self {
+    fn with_counts(
+        db: Option<PathBuf>,
+        counts: BTreeMap<String, u64>,
+        window: Vec<(u64, ArtifactKey, u64)>,
+        bucket_len: Duration,
+    ) -> Self {
         let mut reg = Registry::default();
         let (mut directory, mut origin) = (0, 0);
         for (k, n) in counts {
             let mut parts = k.splitn(3, '\0');
             match (parts.next(), parts.next(), parts.next()) {
                 (Some("a"), Some(c), Some(p)) => {
-                    reg.artifacts.insert((c.to_owned(), p.to_owned()), Arc::new(Counter::starting_at(n)));
+                    reg.artifacts
+                        .insert((c.to_owned(), p.to_owned()), Arc::new(Counter::starting_at(n)));
                 }
                 (Some("r"), Some(r), None) => {
                     reg.relays.insert(r.to_owned(), Arc::new(Counter::starting_at(n)));
@@ -318,13 +341,20 @@ impl Stats {
                 }
                 (Some("s"), Some("directory"), None) => directory = n,
                 (Some("s"), Some("origin"), None) => origin = n,
-                _ => tracing::warn!(key = %k.escape_debug(), "ignoring an unknown key in the statistics store"),
+                _ => {
+                    tracing::warn!(key = %k.escape_debug(), "ignoring an unknown key in the statistics store")
+                }
             }
         }
         Self {
             db,
             reg: Mutex::new(reg),
-            window: Mutex::new(Window::restore(bucket_len, Instant::now(), unix_ms(SystemTime::now()), window)),
+            window: Mutex::new(Window::restore(
+                bucket_len,
+                Instant::now(),
+                unix_ms(SystemTime::now()),
+                window,
+            )),
             exported: Mutex::new(HashMap::new()),
             directory: Arc::new(Counter::starting_at(directory)),
             origin: Arc::new(Counter::starting_at(origin)),
@@ -360,8 +390,12 @@ impl Stats {
                     let (start, key) = k.value();
                     let mut parts = key.splitn(3, '\0');
                     match (parts.next(), parts.next(), parts.next()) {
-                        (Some("a"), Some(c), Some(p)) => window.push((start, (c.to_owned(), p.to_owned()), v.value())),
-                        _ => tracing::warn!(key = %key.escape_debug(), "ignoring an unknown key in the statistics window"),
+                        (Some("a"), Some(c), Some(p)) => {
+                            window.push((start, (c.to_owned(), p.to_owned()), v.value()))
+                        }
+                        _ => {
+                            tracing::warn!(key = %key.escape_debug(), "ignoring an unknown key in the statistics window")
+                        }
                     }
                 }
             }
@@ -404,7 +438,8 @@ impl Stats {
     /// Artifacts with more than `threshold` downloads in the last hour, most first.
     pub fn hot(&self, threshold: u64) -> Vec<(ArtifactKey, u64)> {
         let w = lock(&self.window);
-        let mut hot: Vec<_> = w.sum.iter().filter(|(_, &n)| n > threshold).map(|(k, &n)| (k.clone(), n)).collect();
+        let mut hot: Vec<_> =
+            w.sum.iter().filter(|(_, &n)| n > threshold).map(|(k, &n)| (k.clone(), n)).collect();
         hot.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         hot
     }
@@ -422,10 +457,19 @@ impl Stats {
             .artifacts
             .iter()
             .filter(|(_, c)| c.get() > 0)
-            .map(|(k, c)| ArtifactStat { catalog: k.0.clone(), path: k.1.clone(), downloads: c.get(), last_hour: w.sum.get(k).copied().unwrap_or(0) })
+            .map(|(k, c)| ArtifactStat {
+                catalog: k.0.clone(),
+                path: k.1.clone(),
+                downloads: c.get(),
+                last_hour: w.sum.get(k).copied().unwrap_or(0),
+            })
             .collect();
         let downloads = arts.iter().map(|a| a.downloads).sum();
-        arts.sort_by(|a, b| b.downloads.cmp(&a.downloads).then_with(|| (&a.catalog, &a.path).cmp(&(&b.catalog, &b.path))));
+        arts.sort_by(|a, b| {
+            b.downloads
+                .cmp(&a.downloads)
+                .then_with(|| (&a.catalog, &a.path).cmp(&(&b.catalog, &b.path)))
+        });
         arts.truncate(top);
         StatsDoc {
             downloads,
@@ -448,17 +492,41 @@ impl Stats {
                 *per_catalog.entry(c.as_str()).or_insert(0) += n.get();
             }
             for (c, n) in per_catalog {
-                rows.push(("odi_downloads_total", "Downloads answered by this directory, per catalog.", "catalog", c.to_owned(), n));
+                rows.push((
+                    "odi_downloads_total",
+                    "Downloads answered by this directory, per catalog.",
+                    "catalog",
+                    c.to_owned(),
+                    n,
+                ));
             }
             for (r, n) in &reg.relays {
-                rows.push(("odi_redirects_total", "Downloads redirected to each relay.", "relay", r.clone(), n.get()));
+                rows.push((
+                    "odi_redirects_total",
+                    "Downloads redirected to each relay.",
+                    "relay",
+                    r.clone(),
+                    n.get(),
+                ));
             }
             for (g, n) in &reg.regions {
-                rows.push(("odi_region_downloads_total", "Downloads per client region.", "region", g.clone(), n.get()));
+                rows.push((
+                    "odi_region_downloads_total",
+                    "Downloads per client region.",
+                    "region",
+                    g.clone(),
+                    n.get(),
+                ));
             }
         }
         let via = "Downloads the directory served itself or sent to an origin.";
-        rows.push(("odi_fallback_downloads_total", via, "via", "directory".into(), self.directory.get()));
+        rows.push((
+            "odi_fallback_downloads_total",
+            via,
+            "via",
+            "directory".into(),
+            self.directory.get(),
+        ));
         rows.push(("odi_fallback_downloads_total", via, "via", "origin".into(), self.origin.get()));
         let mut exported = lock(&self.exported);
         for (name, help, label, value, n) in rows {
@@ -510,7 +578,12 @@ impl Stats {
         Ok(changed.len())
     }
 
-    fn write(&self, path: &Path, changed: &[(String, u64, Arc<Counter>)], window: &Dirty) -> Result<(), StatsError> {
+    fn write(
+        &self,
+        path: &Path,
+        changed: &[(String, u64, Arc<Counter>)],
+        window: &Dirty,
+    ) -> Result<(), StatsError> {
         let err = |e: redb::Error| StatsError::Db { path: path.to_owned(), source: e };
         let db = redb::Database::create(path).map_err(|e| err(e.into()))?;
         let txn = db.begin_write().map_err(|e| err(e.into()))?;
@@ -668,7 +741,10 @@ mod tests {
         {
             let db = redb::Database::create(&path).unwrap();
             let txn = db.begin_write().unwrap();
-            txn.open_table(WINDOW).unwrap().insert((future, Key::Artifact("c", "f").encode().as_str()), 100).unwrap();
+            txn.open_table(WINDOW)
+                .unwrap()
+                .insert((future, Key::Artifact("c", "f").encode().as_str()), 100)
+                .unwrap();
             txn.commit().unwrap();
         }
         let s = Stats::open(&path).unwrap();
@@ -679,7 +755,13 @@ mod tests {
         drop(s);
         let db = redb::Database::create(&path).unwrap();
         let txn = db.begin_read().unwrap();
-        let rows: Vec<u64> = txn.open_table(WINDOW).unwrap().iter().unwrap().map(|r| r.unwrap().0.value().0).collect();
+        let rows: Vec<u64> = txn
+            .open_table(WINDOW)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|r| r.unwrap().0.value().0)
+            .collect();
         assert_eq!(rows.len(), 1, "the future row is deleted: {rows:?}");
         assert!(rows[0] < future);
     }

@@ -79,7 +79,12 @@ impl Origin {
     }
 }
 
-async fn serve(mut stream: TcpStream, data: &[u8], log: &Mutex<Vec<Request>>, sent: &AtomicU64) -> std::io::Result<()> {
+async fn serve(
+    mut stream: TcpStream,
+    data: &[u8],
+    log: &Mutex<Vec<Request>>,
+    sent: &AtomicU64,
+) -> std::io::Result<()> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -91,17 +96,22 @@ async fn serve(mut stream: TcpStream, data: &[u8], log: &Mutex<Vec<Request>>, se
     let head = String::from_utf8_lossy(&head).into_owned();
     let mut lines = head.split("\r\n");
     let path = lines.next().unwrap_or("").split(' ').nth(1).unwrap_or("/").to_owned();
-    let headers: Vec<(String, String)> = lines.filter_map(|l| l.split_once(':')).map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned())).collect();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
     let request = Request { path: path.clone(), headers };
     log.lock().unwrap().push(request.clone());
 
     let len = data.len();
     let etag = format!("\"{}\"", hex::encode(Sha256::digest(data)));
-    let status = |code: &str, extra: &str| format!("HTTP/1.1 {code}\r\nConnection: close\r\n{extra}\r\n");
+    let status =
+        |code: &str, extra: &str| format!("HTTP/1.1 {code}\r\nConnection: close\r\n{extra}\r\n");
     let mut body_sent = 0u64;
     match path.as_str() {
         "/good" | "/other-etag" | "/norange" => {
-            let server_etag = if path == "/other-etag" { "\"something-else\"".to_owned() } else { etag.clone() };
+            let server_etag =
+                if path == "/other-etag" { "\"something-else\"".to_owned() } else { etag.clone() };
             let offset = request
                 .header("range")
                 .and_then(|r| r.strip_prefix("bytes="))
@@ -120,7 +130,15 @@ async fn serve(mut stream: TcpStream, data: &[u8], log: &Mutex<Vec<Request>>, se
                     body_sent += (len - offset) as u64;
                 }
                 _ => {
-                    stream.write_all(status("200 OK", &format!("ETag: {server_etag}\r\nContent-Length: {len}\r\n")).as_bytes()).await?;
+                    stream
+                        .write_all(
+                            status(
+                                "200 OK",
+                                &format!("ETag: {server_etag}\r\nContent-Length: {len}\r\n"),
+                            )
+                            .as_bytes(),
+                        )
+                        .await?;
                     stream.write_all(data).await?;
                     body_sent += len as u64;
                 }
@@ -128,8 +146,19 @@ async fn serve(mut stream: TcpStream, data: &[u8], log: &Mutex<Vec<Request>>, se
         }
         "/bad-range" => {
             // Always claims to continue at byte 5, whatever was asked.
-            let head = status("206 Partial Content", &format!("Content-Length: {}\r\nContent-Range: bytes 5-{}/{len}\r\n", len - 5, len - 1));
-            let head = if request.header("range").is_some() { head } else { status("200 OK", &format!("Content-Length: {len}\r\n")) };
+            let head = status(
+                "206 Partial Content",
+                &format!(
+                    "Content-Length: {}\r\nContent-Range: bytes 5-{}/{len}\r\n",
+                    len - 5,
+                    len - 1
+                ),
+            );
+            let head = if request.header("range").is_some() {
+                head
+            } else {
+                status("200 OK", &format!("Content-Length: {len}\r\n"))
+            };
             stream.write_all(head.as_bytes()).await?;
             let body = if request.header("range").is_some() { &data[5..] } else { data };
             stream.write_all(body).await?;
@@ -137,7 +166,9 @@ async fn serve(mut stream: TcpStream, data: &[u8], log: &Mutex<Vec<Request>>, se
         "/wrong" => {
             let mut bad = data.to_vec();
             bad[len / 2] ^= 0xff;
-            stream.write_all(status("200 OK", &format!("Content-Length: {len}\r\n")).as_bytes()).await?;
+            stream
+                .write_all(status("200 OK", &format!("Content-Length: {len}\r\n")).as_bytes())
+                .await?;
             stream.write_all(&bad).await?;
         }
         "/endless" => {
@@ -149,7 +180,11 @@ async fn serve(mut stream: TcpStream, data: &[u8], log: &Mutex<Vec<Request>>, se
             }
         }
         "/long" => {
-            stream.write_all(status("200 OK", &format!("Content-Length: {}\r\n", len + 10)).as_bytes()).await?;
+            stream
+                .write_all(
+                    status("200 OK", &format!("Content-Length: {}\r\n", len + 10)).as_bytes(),
+                )
+                .await?;
             stream.write_all(data).await?;
             stream.write_all(&[0; 10]).await?;
         }
@@ -160,24 +195,34 @@ async fn serve(mut stream: TcpStream, data: &[u8], log: &Mutex<Vec<Request>>, se
         }
         "/cut" => {
             // Declares the full length, then the connection goes away mid-body.
-            stream.write_all(status("200 OK", &format!("Content-Length: {len}\r\n")).as_bytes()).await?;
+            stream
+                .write_all(status("200 OK", &format!("Content-Length: {len}\r\n")).as_bytes())
+                .await?;
             stream.write_all(&data[..len / 2]).await?;
         }
         "/stall" => {
-            stream.write_all(status("200 OK", &format!("Content-Length: {len}\r\n")).as_bytes()).await?;
+            stream
+                .write_all(status("200 OK", &format!("Content-Length: {len}\r\n")).as_bytes())
+                .await?;
             stream.write_all(&data[..1000]).await?;
             stream.flush().await?;
             tokio::time::sleep(Duration::from_secs(60)).await;
         }
         "/trickle" => {
-            stream.write_all(status("200 OK", &format!("Content-Length: {len}\r\n")).as_bytes()).await?;
+            stream
+                .write_all(status("200 OK", &format!("Content-Length: {len}\r\n")).as_bytes())
+                .await?;
             for b in data {
                 stream.write_all(&[*b]).await?;
                 stream.flush().await?;
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        "/500" => stream.write_all(status("500 Internal Server Error", "Content-Length: 0\r\n").as_bytes()).await?,
+        "/500" => {
+            stream
+                .write_all(status("500 Internal Server Error", "Content-Length: 0\r\n").as_bytes())
+                .await?
+        }
         _ => stream.write_all(status("404 Not Found", "Content-Length: 0\r\n").as_bytes()).await?,
     }
     sent.fetch_add(body_sent, Ordering::Relaxed);
@@ -186,7 +231,12 @@ async fn serve(mut stream: TcpStream, data: &[u8], log: &Mutex<Vec<Request>>, se
 }
 
 fn quick() -> Limits {
-    Limits { connect_timeout: Duration::from_secs(5), stall_timeout: Duration::from_secs(5), min_rate: 0, grace: Duration::from_secs(5) }
+    Limits {
+        connect_timeout: Duration::from_secs(5),
+        stall_timeout: Duration::from_secs(5),
+        min_rate: 0,
+        grace: Duration::from_secs(5),
+    }
 }
 
 struct Case {
@@ -200,7 +250,13 @@ struct Case {
 impl Case {
     async fn new() -> Case {
         let data = data();
-        Case { origin: Origin::start().await, client: client(&quick()).unwrap(), dir: tempfile::tempdir().unwrap(), expect: expect_for(&data), data }
+        Case {
+            origin: Origin::start().await,
+            client: client(&quick()).unwrap(),
+            dir: tempfile::tempdir().unwrap(),
+            expect: expect_for(&data),
+            data,
+        }
     }
 
     fn partial(&self) -> PathBuf {
@@ -208,7 +264,15 @@ impl Case {
     }
 
     async fn get(&self, path: &str, odi_peer: bool, limits: &Limits) -> Result<(), FetchError> {
-        fetch(&self.client, &self.origin.source(path, odi_peer), &self.expect, &self.partial(), None, limits).await
+        fetch(
+            &self.client,
+            &self.origin.source(path, odi_peer),
+            &self.expect,
+            &self.partial(),
+            None,
+            limits,
+        )
+        .await
     }
 }
 
@@ -240,7 +304,10 @@ async fn wrong_hash_deletes_partial() {
 async fn endless_body_is_cut_at_size_plus_one() {
     let case = Case::new().await;
     let err = case.get("/endless", false, &quick()).await.unwrap_err();
-    assert!(matches!(err, FetchError::TooMany { expected, .. } if expected == SIZE as u64), "{err:?}");
+    assert!(
+        matches!(err, FetchError::TooMany { expected, .. } if expected == SIZE as u64),
+        "{err:?}"
+    );
     assert!(!case.partial().exists());
     // We stop reading right away; the origin can only have filled socket buffers beyond that.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -296,7 +363,12 @@ async fn stall_is_detected_and_keeps_partial() {
 #[tokio::test]
 async fn slow_source_is_too_slow() {
     let case = Case::new().await;
-    let limits = Limits { stall_timeout: Duration::from_secs(3), min_rate: 100_000, grace: Duration::from_secs(1), ..quick() };
+    let limits = Limits {
+        stall_timeout: Duration::from_secs(3),
+        min_rate: 100_000,
+        grace: Duration::from_secs(1),
+        ..quick()
+    };
     let started = Instant::now();
     let err = case.get("/trickle", false, &limits).await.unwrap_err();
     assert!(matches!(err, FetchError::TooSlow { rate, .. } if rate < 100_000), "{err:?}");
@@ -324,7 +396,10 @@ async fn resume_with_range_and_if_range() {
     let requests = case.origin.requests();
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].header("range"), Some(format!("bytes={}-", SIZE / 2).as_str()));
-    assert_eq!(requests[0].header("if-range"), Some(format!("\"{}\"", case.expect.sha256_hex()).as_str()));
+    assert_eq!(
+        requests[0].header("if-range"),
+        Some(format!("\"{}\"", case.expect.sha256_hex()).as_str())
+    );
     assert_eq!(case.origin.sent.load(Ordering::Relaxed), SIZE as u64 / 2);
 }
 
@@ -402,7 +477,9 @@ async fn complete_partial_needs_no_request() {
 async fn unsupported_scheme() {
     let case = Case::new().await;
     let source = Source { url: Url::parse("ftp://example.invalid/x").unwrap(), odi_peer: false };
-    let err = fetch(&case.client, &source, &case.expect, &case.partial(), None, &quick()).await.unwrap_err();
+    let err = fetch(&case.client, &source, &case.expect, &case.partial(), None, &quick())
+        .await
+        .unwrap_err();
     assert!(matches!(err, FetchError::UnsupportedScheme { .. }), "{err:?}");
     assert!(!case.partial().exists());
 }
@@ -429,16 +506,22 @@ async fn file_good_wrong_and_resume() {
     let mut bad = case.data.clone();
     bad[7] ^= 1;
     std::fs::write(&origin, &bad).unwrap();
-    let err = fetch(&case.client, &source, &case.expect, &case.partial(), None, &quick()).await.unwrap_err();
+    let err = fetch(&case.client, &source, &case.expect, &case.partial(), None, &quick())
+        .await
+        .unwrap_err();
     assert!(matches!(err, FetchError::WrongHash { .. }), "{err:?}");
     assert!(!case.partial().exists());
 
     std::fs::write(&origin, &case.data[..100]).unwrap();
-    let err = fetch(&case.client, &source, &case.expect, &case.partial(), None, &quick()).await.unwrap_err();
+    let err = fetch(&case.client, &source, &case.expect, &case.partial(), None, &quick())
+        .await
+        .unwrap_err();
     assert!(matches!(err, FetchError::Short { got: 100, .. }), "{err:?}");
 
     let missing = file_source(&case.dir.path().join("missing.bin"));
-    let err = fetch(&case.client, &missing, &case.expect, &case.partial(), None, &quick()).await.unwrap_err();
+    let err = fetch(&case.client, &missing, &case.expect, &case.partial(), None, &quick())
+        .await
+        .unwrap_err();
     assert!(matches!(err, FetchError::Read { .. }), "{err:?}");
     assert_eq!(err.reason(), "source_io");
 }
@@ -447,14 +530,21 @@ async fn file_good_wrong_and_resume() {
 async fn fetch_any_falls_back() {
     let case = Case::new().await;
     let sources = [case.origin.source("/missing", true), case.origin.source("/good", true)];
-    let used = fetch_any(&case.client, &sources, &case.expect, &case.partial(), None, &quick()).await.unwrap();
+    let used = fetch_any(&case.client, &sources, &case.expect, &case.partial(), None, &quick())
+        .await
+        .unwrap();
     assert_eq!(used, 1);
     assert_eq!(std::fs::read(case.partial()).unwrap(), case.data);
 
     std::fs::remove_file(case.partial()).unwrap();
     let sources = [case.origin.source("/missing", true), case.origin.source("/wrong", true)];
-    let errors = fetch_any(&case.client, &sources, &case.expect, &case.partial(), None, &quick()).await.unwrap_err();
-    assert_eq!(errors.iter().map(FetchError::reason).collect::<Vec<_>>(), ["http_4xx", "wrong_hash"]);
+    let errors = fetch_any(&case.client, &sources, &case.expect, &case.partial(), None, &quick())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        errors.iter().map(FetchError::reason).collect::<Vec<_>>(),
+        ["http_4xx", "wrong_hash"]
+    );
 }
 
 #[tokio::test]
@@ -462,7 +552,9 @@ async fn fetch_any_stops_on_store_errors() {
     let case = Case::new().await;
     let partial = case.dir.path().join("no-such-dir").join("artifact.partial");
     let sources = [case.origin.source("/good", true), case.origin.source("/good", true)];
-    let errors = fetch_any(&case.client, &sources, &case.expect, &partial, None, &quick()).await.unwrap_err();
+    let errors = fetch_any(&case.client, &sources, &case.expect, &partial, None, &quick())
+        .await
+        .unwrap_err();
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0].reason(), "store_io");
     assert!(errors[0].url().is_none());
@@ -473,7 +565,16 @@ async fn rate_limiter_caps_download_rate() {
     let case = Case::new().await;
     let limiter = RateLimiter::new(1024 * 1024);
     let started = Instant::now();
-    fetch(&case.client, &case.origin.source("/good", true), &case.expect, &case.partial(), Some(&limiter), &quick()).await.unwrap();
+    fetch(
+        &case.client,
+        &case.origin.source("/good", true),
+        &case.expect,
+        &case.partial(),
+        Some(&limiter),
+        &quick(),
+    )
+    .await
+    .unwrap();
     // 256 KiB at 1 MiB/s from an empty bucket: at least 250 ms (lower bound only).
     assert!(started.elapsed() >= Duration::from_millis(200), "{:?}", started.elapsed());
     assert_eq!(std::fs::read(case.partial()).unwrap(), case.data);

@@ -63,7 +63,11 @@ impl<'a, B> From<&'a http::Request<B>> for Head<'a> {
 }
 
 /// Answers GET or HEAD for an open file whose content is `meta`.
-pub async fn serve(req: impl Into<Head<'_>>, file: tokio::fs::File, meta: &ArtifactMeta) -> Response<Body> {
+pub async fn serve(
+    req: impl Into<Head<'_>>,
+    file: tokio::fs::File,
+    meta: &ArtifactMeta,
+) -> Response<Body> {
     let req_parts: Head<'_> = req.into();
     let is_head = match *req_parts.method {
         Method::GET => false,
@@ -196,7 +200,8 @@ async fn file_body(mut file: tokio::fs::File, start: u64, len: u64) -> std::io::
     // early and hyper closes the connection on the Content-Length mismatch,
     // so a client never mistakes a short body for a complete one.
     let cap = usize::try_from(len).map_or(CHUNK, |l| l.min(CHUNK));
-    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), cap).map_ok(http_body::Frame::data);
+    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), cap)
+        .map_ok(http_body::Frame::data);
     Ok(BodyExt::boxed(StreamBody::new(stream)))
 }
 
@@ -487,7 +492,14 @@ mod tests {
         let e = etag(&meta().sha256);
         let weak = format!("W/{e}");
         let lm = lm_str();
-        let cases: &[(&str, u16)] = &[(&e, 206), (&weak, 200), ("\"other\"", 200), (&lm, 206), ("Thu, 01 Jan 1970 00:00:00 GMT", 200), ("garbage", 200)];
+        let cases: &[(&str, u16)] = &[
+            (&e, 206),
+            (&weak, 200),
+            ("\"other\"", 200),
+            (&lm, 206),
+            ("Thu, 01 Jan 1970 00:00:00 GMT", 200),
+            ("garbage", 200),
+        ];
         for (ir, status) in cases {
             let (p, _) = run("GET", &[("range", "bytes=0-1"), ("if-range", ir)]).await;
             assert_eq!(p.status.as_u16(), *status, "{ir}");
@@ -537,7 +549,10 @@ mod tests {
     #[tokio::test]
     async fn no_last_modified_header_when_unknown() {
         let mut parts = http::Request::get("/r/c/x.bin").body(()).unwrap().into_parts().0;
-        parts.headers.insert(header::IF_MODIFIED_SINCE, HeaderValue::from_static("Thu, 01 Jan 2099 00:00:00 GMT"));
+        parts.headers.insert(
+            header::IF_MODIFIED_SINCE,
+            HeaderValue::from_static("Thu, 01 Jan 2099 00:00:00 GMT"),
+        );
         let (_d, f) = file().await;
         let m = ArtifactMeta { last_modified: None, ..meta() };
         let r = serve(&parts, f, &m).await;
@@ -551,12 +566,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("e");
         std::fs::write(&p, b"").unwrap();
-        let m = ArtifactMeta { size: 0, sha256: sha2::Sha256::digest(b"").into(), last_modified: None };
+        let m =
+            ArtifactMeta { size: 0, sha256: sha2::Sha256::digest(b"").into(), last_modified: None };
         let parts = http::Request::get("/r/c/e").body(()).unwrap().into_parts().0;
         let r = serve(&parts, tokio::fs::File::open(&p).await.unwrap(), &m).await;
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["content-length"], "0");
-        let parts = http::Request::get("/r/c/e").header("range", "bytes=-5").body(()).unwrap().into_parts().0;
+        let parts = http::Request::get("/r/c/e")
+            .header("range", "bytes=-5")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
         let r = serve(&parts, tokio::fs::File::open(&p).await.unwrap(), &m).await;
         assert_eq!(r.status(), 416);
     }

@@ -95,7 +95,11 @@ pub fn parse_artifact_path(raw: &str) -> Result<ArtifactPath, PathError> {
         return Err(PathError::EmptySegment);
     }
     if !valid_catalog(catalog) {
-        return Err(if catalog == "." || catalog == ".." { PathError::DotSegment } else { PathError::BadCatalog });
+        return Err(if catalog == "." || catalog == ".." {
+            PathError::DotSegment
+        } else {
+            PathError::BadCatalog
+        });
     }
     if path.is_empty() {
         return Err(PathError::MissingArtifact);
@@ -124,7 +128,10 @@ pub fn parse_artifact_path(raw: &str) -> Result<ArtifactPath, PathError> {
 }
 
 fn valid_catalog(name: &str) -> bool {
-    !name.is_empty() && name != "." && name != ".." && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Decodes `%XX` escapes once. A lone `%` or a non-hex escape is an error
@@ -173,7 +180,10 @@ mod tests {
         let cases = [
             ("/r/pypi/a.whl", ok("pypi", "a.whl", false)),
             ("/r/pypi/p/pkg/pkg-1.0.tar.gz", ok("pypi", "p/pkg/pkg-1.0.tar.gz", false)),
-            ("/r/maven-central/org/x/1.0/x-1.0.jar.meta4", ok("maven-central", "org/x/1.0/x-1.0.jar", true)),
+            (
+                "/r/maven-central/org/x/1.0/x-1.0.jar.meta4",
+                ok("maven-central", "org/x/1.0/x-1.0.jar", true),
+            ),
             ("/r/c/a%20b.txt", ok("c", "a b.txt", false)),
             ("/r/c/%E2%9C%93.txt", ok("c", "\u{2713}.txt", false)),
             ("/r/c/...", ok("c", "...", false)),

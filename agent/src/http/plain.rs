@@ -146,7 +146,12 @@ pub(super) struct Limits<'a> {
 }
 
 /// Serves plain requests on `io` until the connection ends or a request needs hyper.
-pub(super) async fn serve<I>(mut io: I, remote: SocketAddr, handler: &dyn Handler, limits: Limits<'_>) -> Outcome<I>
+pub(super) async fn serve<I>(
+    mut io: I,
+    remote: SocketAddr,
+    handler: &dyn Handler,
+    limits: Limits<'_>,
+) -> Outcome<I>
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
@@ -181,7 +186,13 @@ enum Step {
     },
 }
 
-async fn run<I>(io: &mut I, buf: &mut [u8], remote: SocketAddr, handler: &dyn Handler, limits: &Limits<'_>) -> Step
+async fn run<I>(
+    io: &mut I,
+    buf: &mut [u8],
+    remote: SocketAddr,
+    handler: &dyn Handler,
+    limits: &Limits<'_>,
+) -> Step
 where
     I: AsyncRead + AsyncWrite + Unpin,
 {
@@ -325,7 +336,9 @@ fn parse(bytes: &[u8], remote: SocketAddr, handler: &dyn Handler, out: &mut Vec<
         let n = h.name;
         let plain = if n.eq_ignore_ascii_case("connection") {
             // `close` (or anything but keep-alive) changes how the response must end.
-            h.value.split(|&b| b == b',').all(|t| t.trim_ascii().eq_ignore_ascii_case(b"keep-alive"))
+            h.value
+                .split(|&b| b == b',')
+                .all(|t| t.trim_ascii().eq_ignore_ascii_case(b"keep-alive"))
         } else {
             !(n.eq_ignore_ascii_case("content-length")
                 || n.eq_ignore_ascii_case("transfer-encoding")
@@ -340,7 +353,10 @@ fn parse(bytes: &[u8], remote: SocketAddr, handler: &dyn Handler, out: &mut Vec<
     let before = out.len();
     // A panicking answer must cost no more than on hyper's path: there the request gets a
     // 500; here it goes to hyper, which answers it (or catches that panic too).
-    let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.answer_plain(&request, out))).unwrap_or_else(|_| {
+    let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        handler.answer_plain(&request, out)
+    }))
+    .unwrap_or_else(|_| {
         tracing::error!(%remote, "plain request handler panicked");
         false
     });
@@ -355,8 +371,12 @@ fn parse(bytes: &[u8], remote: SocketAddr, handler: &dyn Handler, out: &mut Vec<
 /// Whether the `http` crate takes this origin-form target as it is (the same byte classes as
 /// its `PathAndQuery` parser). No `#`: a fragment is hyper's business.
 fn uri_target_ok(path: &str, query: Option<&str>) -> bool {
-    path.bytes().all(|b| matches!(b, 0x21 | 0x22 | 0x24..=0x3B | 0x3D | 0x40..=0x5F | 0x61..=0x7E | 0x80..=0xFF))
-        && query.unwrap_or("").bytes().all(|b| matches!(b, 0x21 | 0x24..=0x3B | 0x3D | 0x3F..=0x7E | 0x80..=0xFF))
+    path.bytes().all(
+        |b| matches!(b, 0x21 | 0x22 | 0x24..=0x3B | 0x3D | 0x40..=0x5F | 0x61..=0x7E | 0x80..=0xFF),
+    ) && query
+        .unwrap_or("")
+        .bytes()
+        .all(|b| matches!(b, 0x21 | 0x24..=0x3B | 0x3D | 0x3F..=0x7E | 0x80..=0xFF))
 }
 
 /// The connection for hyper: bytes already read first, then the stream.
@@ -374,7 +394,11 @@ impl<I> Rewind<I> {
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for Rewind<I> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         if self.pos < self.end {
             let n = (self.end - self.pos).min(out.remaining());
             out.put_slice(&self.buf[self.pos..self.pos + n]);
@@ -389,11 +413,19 @@ impl<I: AsyncRead + Unpin> AsyncRead for Rewind<I> {
 }
 
 impl<I: AsyncWrite + Unpin> AsyncWrite for Rewind<I> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 

@@ -73,7 +73,10 @@ pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
 pub fn empty(status: StatusCode) -> Response<Body> {
     let mut resp = Response::new(empty_body());
     *resp.status_mut() = status;
-    if !(status.is_informational() || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED) {
+    if !(status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED)
+    {
         resp.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(0u64));
     }
     resp

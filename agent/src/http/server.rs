@@ -34,7 +34,11 @@ pub type Body = http_body_util::combinators::BoxBody<bytes::Bytes, std::io::Erro
 
 /// Answers requests. Implemented by the directory and relay modes.
 pub trait Handler: Send + Sync + 'static {
-    fn handle(&self, req: http::Request<hyper::body::Incoming>, remote: SocketAddr) -> Pin<Box<dyn Future<Output = http::Response<Body>> + Send + '_>>;
+    fn handle(
+        &self,
+        req: http::Request<hyper::body::Incoming>,
+        remote: SocketAddr,
+    ) -> Pin<Box<dyn Future<Output = http::Response<Body>> + Send + '_>>;
 
     /// Whether [`Handler::answer_plain`] may answer anything; when not, connections go
     /// straight to hyper.
@@ -140,7 +144,11 @@ const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Binds (port 0 allowed), returns the bound address at once, and serves until `shutdown` fires,
 /// then stops accepting and lets in-flight requests finish (with a bound).
-pub async fn bind(config: ServerConfig, handler: Arc<dyn Handler>, shutdown: CancellationToken) -> Result<RunningServer, ServerError> {
+pub async fn bind(
+    config: ServerConfig,
+    handler: Arc<dyn Handler>,
+    shutdown: CancellationToken,
+) -> Result<RunningServer, ServerError> {
     let (acceptor, reloader) = match &config.tls {
         Some(files) => {
             let (a, r) = tls::start(files, tls::DEFAULT_POLL_INTERVAL, shutdown.child_token())?;
@@ -151,7 +159,8 @@ pub async fn bind(config: ServerConfig, handler: Arc<dyn Handler>, shutdown: Can
     let bind_err = |source| ServerError::Bind { addr: config.listen, source };
     let listener = TcpListener::bind(config.listen).await.map_err(bind_err)?;
     let local_addr = listener.local_addr().map_err(bind_err)?;
-    let workers = Workers::start(config.threads, "odi-http").map_err(|source| ServerError::Threads { addr: config.listen, source })?;
+    let workers = Workers::start(config.threads, "odi-http")
+        .map_err(|source| ServerError::Threads { addr: config.listen, source })?;
     tracing::info!(%local_addr, tls = acceptor.is_some(), threads = config.threads, "HTTP server listening");
     let task = tokio::spawn(accept_loop(listener, config, handler, acceptor, workers, shutdown));
     Ok(RunningServer { local_addr, task, tls: reloader })
@@ -278,8 +287,12 @@ where
     if !ctx.handler.has_plain_answers() {
         return serve_hyper(io, remote, ctx).await;
     }
-    let limits =
-        plain::Limits { header_read_timeout: ctx.header_read_timeout, idle_timeout: ctx.idle_timeout, shutdown: &ctx.shutdown, hard_stop: &ctx.hard_stop };
+    let limits = plain::Limits {
+        header_read_timeout: ctx.header_read_timeout,
+        idle_timeout: ctx.idle_timeout,
+        shutdown: &ctx.shutdown,
+        hard_stop: &ctx.hard_stop,
+    };
     match plain::serve(io, remote, &*ctx.handler, limits).await {
         plain::Outcome::Closed => {}
         plain::Outcome::Handoff(io) => serve_hyper(io, remote, ctx).await,
@@ -298,7 +311,8 @@ where
         async move {
             // A panicking handler costs its request a 500, not the
             // connection or the server.
-            let fut = std::panic::AssertUnwindSafe(async move { handler.handle(req, remote).await });
+            let fut =
+                std::panic::AssertUnwindSafe(async move { handler.handle(req, remote).await });
             Ok::<_, Infallible>(match fut.catch_unwind().await {
                 Ok(resp) => resp,
                 Err(_) => {
@@ -374,7 +388,11 @@ struct Tracked<I> {
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
@@ -385,7 +403,11 @@ impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
 }
 
 impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();
@@ -393,7 +415,11 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
         r
     }
 
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();
@@ -434,7 +460,11 @@ mod tests {
     }
 
     impl Handler for TestHandler {
-        fn handle(&self, req: http::Request<hyper::body::Incoming>, _remote: SocketAddr) -> Pin<Box<dyn Future<Output = http::Response<Body>> + Send + '_>> {
+        fn handle(
+            &self,
+            req: http::Request<hyper::body::Incoming>,
+            _remote: SocketAddr,
+        ) -> Pin<Box<dyn Future<Output = http::Response<Body>> + Send + '_>> {
             Box::pin(async move {
                 let (parts, _body) = req.into_parts();
                 match parts.uri.path() {
@@ -514,7 +544,10 @@ mod tests {
         req.push_str("\r\n");
         s.write_all(req.as_bytes()).await.unwrap();
         let mut buf = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await.expect("response in time").unwrap();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+            .await
+            .expect("response in time")
+            .unwrap();
         parse(&buf)
     }
 
@@ -564,7 +597,9 @@ mod tests {
         assert_eq!(r.header("allow"), Some("GET, HEAD"));
 
         f.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(5), f.server.join()).await.expect("server stops after shutdown");
+        tokio::time::timeout(Duration::from_secs(5), f.server.join())
+            .await
+            .expect("server stops after shutdown");
         assert!(TcpStream::connect(f.addr).await.is_err(), "listener closed");
     }
 
@@ -573,7 +608,9 @@ mod tests {
         let f = start(|_| {}, tempfile::tempdir().unwrap()).await;
         let mut s = TcpStream::connect(f.addr).await.unwrap();
         for _ in 0..3 {
-            s.write_all(b"GET /r/c/a.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-9\r\n\r\n").await.unwrap();
+            s.write_all(b"GET /r/c/a.bin HTTP/1.1\r\nHost: t\r\nRange: bytes=0-9\r\n\r\n")
+                .await
+                .unwrap();
             let mut buf = Vec::new();
             let mut chunk = [0u8; 4096];
             loop {
@@ -612,7 +649,11 @@ mod tests {
         let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await;
         assert!(r.is_ok(), "stalled client still connected after 5s");
         assert!(t0.elapsed() >= Duration::from_millis(400));
-        assert!(buf.is_empty() || buf.starts_with(b"HTTP/1.1 408"), "{:?}", String::from_utf8_lossy(&buf));
+        assert!(
+            buf.is_empty() || buf.starts_with(b"HTTP/1.1 408"),
+            "{:?}",
+            String::from_utf8_lossy(&buf)
+        );
         assert_eq!(request(f.addr, "HEAD", "/r/c/a.bin", &[]).await.status, 200);
     }
 
@@ -648,12 +689,21 @@ mod tests {
         let read = async {
             match rd.read_to_end(&mut buf).await {
                 Ok(_) => {}
-                Err(e) => assert!(matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe), "{e}"),
+                Err(e) => assert!(
+                    matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe),
+                    "{e}"
+                ),
             }
         };
-        tokio::time::timeout(Duration::from_secs(10), async { tokio::join!(write, read) }).await.expect("huge header handled in time");
+        tokio::time::timeout(Duration::from_secs(10), async { tokio::join!(write, read) })
+            .await
+            .expect("huge header handled in time");
         if !buf.is_empty() {
-            assert!(buf.starts_with(b"HTTP/1.1 431"), "{:?}", String::from_utf8_lossy(&buf[..buf.len().min(100)]));
+            assert!(
+                buf.starts_with(b"HTTP/1.1 431"),
+                "{:?}",
+                String::from_utf8_lossy(&buf[..buf.len().min(100)])
+            );
         }
         assert_eq!(request(f.addr, "HEAD", "/r/c/a.bin", &[]).await.status, 200);
     }
@@ -698,7 +748,10 @@ mod tests {
         s.read_exact(&mut first).await.unwrap();
         f.shutdown.cancel();
         let mut rest = Vec::new();
-        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest)).await.expect("connection closed after response").unwrap();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut rest))
+            .await
+            .expect("connection closed after response")
+            .unwrap();
         let mut all = first.to_vec();
         all.extend(rest);
         let r = parse(&all);
@@ -714,7 +767,9 @@ mod tests {
         let name = rustls::pki_types::ServerName::try_from("relay.test").unwrap();
         let mut s = connector.connect(name, tcp).await.unwrap();
         let cert = s.get_ref().1.peer_certificates().unwrap()[0].as_ref().to_vec();
-        let req = format!("GET /r/c/a.bin HTTP/1.1\r\nHost: t\r\nRange: {range}\r\nConnection: close\r\n\r\n");
+        let req = format!(
+            "GET /r/c/a.bin HTTP/1.1\r\nHost: t\r\nRange: {range}\r\nConnection: close\r\n\r\n"
+        );
         s.write_all(req.as_bytes()).await.unwrap();
         let mut buf = Vec::new();
         // Servers may close without close_notify after Connection: close.

@@ -56,7 +56,11 @@ impl CertReloader {
     pub fn load(files: TlsFiles) -> Result<Arc<Self>, TlsError> {
         let (cert_pem, key_pem) = read_pair(&files)?;
         let key = certified_key(&files, &cert_pem, &key_pem)?;
-        Ok(Arc::new(Self { current: RwLock::new(Arc::new(key)), last_attempt: Mutex::new(pair_hash(&cert_pem, &key_pem)), files }))
+        Ok(Arc::new(Self {
+            current: RwLock::new(Arc::new(key)),
+            last_attempt: Mutex::new(pair_hash(&cert_pem, &key_pem)),
+            files,
+        }))
     }
 
     /// The certificate handshakes currently get.
@@ -130,7 +134,11 @@ pub fn server_config(resolver: Arc<CertReloader>) -> Result<Arc<rustls::ServerCo
 
 /// Loads the files, builds the acceptor, and starts watching for changes
 /// until `shutdown` fires.
-pub fn start(files: &TlsFiles, poll_interval: Duration, shutdown: CancellationToken) -> Result<(tokio_rustls::TlsAcceptor, Arc<CertReloader>), TlsError> {
+pub fn start(
+    files: &TlsFiles,
+    poll_interval: Duration,
+    shutdown: CancellationToken,
+) -> Result<(tokio_rustls::TlsAcceptor, Arc<CertReloader>), TlsError> {
     let reloader = CertReloader::load(files.clone())?;
     let cfg = server_config(Arc::clone(&reloader))?;
     watch(Arc::clone(&reloader), poll_interval, shutdown)?;
@@ -140,7 +148,11 @@ pub fn start(files: &TlsFiles, poll_interval: Duration, shutdown: CancellationTo
 /// Reloads `reloader` on file-system events in the files' parent
 /// directories (watching directories catches atomic rename-into-place and
 /// Kubernetes-style symlink swaps) and every `poll_interval` regardless.
-pub fn watch(reloader: Arc<CertReloader>, poll_interval: Duration, shutdown: CancellationToken) -> Result<tokio::task::JoinHandle<()>, TlsError> {
+pub fn watch(
+    reloader: Arc<CertReloader>,
+    poll_interval: Duration,
+    shutdown: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, TlsError> {
     use notify::Watcher as _;
     let changed = Arc::new(tokio::sync::Notify::new());
     let tx = Arc::clone(&changed);
@@ -152,10 +164,13 @@ pub fn watch(reloader: Arc<CertReloader>, poll_interval: Duration, shutdown: Can
         }
     })
     .map_err(|source| TlsError::Watch { path: reloader.files.cert.clone(), source })?;
-    let mut dirs: Vec<PathBuf> = [&reloader.files.cert, &reloader.files.key].iter().map(|p| parent_dir(p)).collect();
+    let mut dirs: Vec<PathBuf> =
+        [&reloader.files.cert, &reloader.files.key].iter().map(|p| parent_dir(p)).collect();
     dirs.dedup();
     for dir in &dirs {
-        watcher.watch(dir, notify::RecursiveMode::NonRecursive).map_err(|source| TlsError::Watch { path: dir.clone(), source })?;
+        watcher
+            .watch(dir, notify::RecursiveMode::NonRecursive)
+            .map_err(|source| TlsError::Watch { path: dir.clone(), source })?;
     }
     Ok(tokio::spawn(async move {
         // The watcher lives as long as this task.
@@ -186,7 +201,8 @@ fn parent_dir(p: &Path) -> PathBuf {
 }
 
 fn read_pair(files: &TlsFiles) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
-    let read = |p: &PathBuf| std::fs::read(p).map_err(|source| TlsError::Read { path: p.clone(), source });
+    let read =
+        |p: &PathBuf| std::fs::read(p).map_err(|source| TlsError::Read { path: p.clone(), source });
     Ok((read(&files.cert)?, read(&files.key)?))
 }
 
@@ -198,7 +214,11 @@ fn pair_hash(cert: &[u8], key: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
-fn certified_key(files: &TlsFiles, cert_pem: &[u8], key_pem: &[u8]) -> Result<CertifiedKey, TlsError> {
+fn certified_key(
+    files: &TlsFiles,
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<CertifiedKey, TlsError> {
     let certs = rustls_pemfile::certs(&mut BufReader::new(cert_pem))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|source| TlsError::Read { path: files.cert.clone(), source })?;
@@ -209,7 +229,11 @@ fn certified_key(files: &TlsFiles, cert_pem: &[u8], key_pem: &[u8]) -> Result<Ce
         .map_err(|source| TlsError::Read { path: files.key.clone(), source })?
         .ok_or_else(|| TlsError::NoKey { path: files.key.clone() })?;
     let provider = rustls::crypto::ring::default_provider();
-    CertifiedKey::from_der(certs, key, &provider).map_err(|source| TlsError::BadKey { cert: files.cert.clone(), key: files.key.clone(), source })
+    CertifiedKey::from_der(certs, key, &provider).map_err(|source| TlsError::BadKey {
+        cert: files.cert.clone(),
+        key: files.key.clone(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -249,18 +273,22 @@ pub(crate) mod tests {
             Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
         }
         fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            rustls::crypto::ring::default_provider().signature_verification_algorithms.supported_schemes()
+            rustls::crypto::ring::default_provider()
+                .signature_verification_algorithms
+                .supported_schemes()
         }
     }
 
     /// A TLS client for test servers: any certificate is accepted.
     pub(crate) fn insecure_connector() -> tokio_rustls::TlsConnector {
-        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .expect("ring supports the default protocol versions")
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAny))
-            .with_no_client_auth();
+        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAny))
+        .with_no_client_auth();
         tokio_rustls::TlsConnector::from(Arc::new(cfg))
     }
 
@@ -272,7 +300,18 @@ pub(crate) mod tests {
         let tmp_c = dir.join(format!("{cn}.crt.tmp"));
         let tmp_k = dir.join(format!("{cn}.key.tmp"));
         let ok = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+            ])
             .arg(format!("/CN={cn}"))
             .args(["-addext"])
             .arg(format!("subjectAltName=DNS:{cn}"))
@@ -299,7 +338,8 @@ pub(crate) mod tests {
     #[test]
     fn bad_files_are_errors() {
         let dir = tempfile::tempdir().unwrap();
-        let files = TlsFiles { cert: dir.path().join("missing.crt"), key: dir.path().join("missing.key") };
+        let files =
+            TlsFiles { cert: dir.path().join("missing.crt"), key: dir.path().join("missing.key") };
         assert!(matches!(CertReloader::load(files.clone()), Err(TlsError::Read { .. })));
         std::fs::write(&files.cert, "not pem").unwrap();
         std::fs::write(&files.key, "not pem").unwrap();

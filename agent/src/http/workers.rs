@@ -30,7 +30,12 @@ impl Workers {
     /// Starts `n` threads (at least one), named `<name>-<i>`.
     pub(super) fn start(n: usize, name: &str) -> std::io::Result<Self> {
         let n = n.max(1);
-        let mut w = Self { handles: Vec::with_capacity(n), next: AtomicUsize::new(0), stops: Vec::with_capacity(n), threads: Vec::with_capacity(n) };
+        let mut w = Self {
+            handles: Vec::with_capacity(n),
+            next: AtomicUsize::new(0),
+            stops: Vec::with_capacity(n),
+            threads: Vec::with_capacity(n),
+        };
         for i in 0..n {
             let (stop, stopped) = oneshot::channel::<()>();
             let (ready, handle) = std::sync::mpsc::sync_channel(1);
@@ -58,7 +63,9 @@ impl Workers {
             });
             let started = thread.and_then(|t| {
                 w.threads.push(t);
-                handle.recv().unwrap_or_else(|_| Err(std::io::Error::other("connection thread ended before starting")))
+                handle.recv().unwrap_or_else(|_| {
+                    Err(std::io::Error::other("connection thread ended before starting"))
+                })
             });
             match started {
                 Ok(h) => {

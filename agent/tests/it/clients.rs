@@ -99,14 +99,24 @@ Description: ODI end-to-end test package
 
 /// Fails (never skips) when a client is missing, naming the Debian package that has it.
 fn need(bin: &str, package: &str) {
-    let found = std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()));
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()));
     assert!(found, "`{bin}` is not on PATH: install the Debian package `{package}` (ci/install-test-deps.sh installs every client these tests drive)");
 }
 
 /// A client command with no proxy from the environment (everything here is loopback).
 fn cmd(bin: &str) -> Command {
     let mut c = Command::new(bin);
-    for v in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY", "ftp_proxy", "FTP_PROXY"] {
+    for v in [
+        "http_proxy",
+        "https_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+        "ftp_proxy",
+        "FTP_PROXY",
+    ] {
         c.env_remove(v);
     }
     c.env("no_proxy", "*").env("NO_PROXY", "*");
@@ -146,7 +156,14 @@ fn build_content(work: &Path) -> Content {
     let mut content = Content::new();
 
     let blob = support::generated_bytes(BLOB, BLOB_LEN);
-    content.insert("files", [(BLOB.to_owned(), blob), ("hello.txt".to_owned(), b"hello from the ODI files catalog\n".to_vec())].into());
+    content.insert(
+        "files",
+        [
+            (BLOB.to_owned(), blob),
+            ("hello.txt".to_owned(), b"hello from the ODI files catalog\n".to_vec()),
+        ]
+        .into(),
+    );
 
     // The wheel, the jar and the checksums Maven wants.
     let build = work.join("build");
@@ -192,7 +209,11 @@ fn build_content(work: &Path) -> Content {
     assert_eq!(r.code, 0, "dpkg-deb --build:\n{}", r.both());
     let deb = read(&deb_file);
     let (head, description) = DEB_CONTROL.split_once("Description:").unwrap();
-    let packages = format!("{head}Filename: {DEB}\nSize: {}\nSHA256: {}\nDescription:{description}", deb.len(), support::sha256_hex(&deb));
+    let packages = format!(
+        "{head}Filename: {DEB}\nSize: {}\nSHA256: {}\nDescription:{description}",
+        deb.len(),
+        support::sha256_hex(&deb)
+    );
     let release = format!(
         "Origin: ODI\nLabel: ODI\nSuite: stable\nCodename: stable\nDate: Sun, 01 Mar 2026 12:00:00 UTC\nArchitectures: all\nComponents: main\nDescription: ODI end-to-end test repository\nSHA256:\n {} {} main/binary-all/Packages\n",
         support::sha256_hex(packages.as_bytes()),
@@ -227,7 +248,10 @@ fn network(content: &Content) -> NetworkBuilder {
                 tags: vec![tag.into()],
                 origins: vec!["https://origin.example.org/".into()],
                 replicas: 2,
-                artifacts: content[catalog].iter().map(|(p, bytes)| support::entry(p, bytes)).collect(),
+                artifacts: content[catalog]
+                    .iter()
+                    .map(|(p, bytes)| support::entry(p, bytes))
+                    .collect(),
             },
         );
     }
@@ -264,7 +288,10 @@ impl Net {
         let mut files = Vec::new();
         for (catalog, map) in &content {
             for (p, bytes) in map {
-                assert!(!files.iter().any(|(q, _): &(String, Vec<u8>)| q == p), "{catalog}/{p} overlaps another catalog");
+                assert!(
+                    !files.iter().any(|(q, _): &(String, Vec<u8>)| q == p),
+                    "{catalog}/{p} overlaps another catalog"
+                );
                 files.push((p.clone(), bytes.clone()));
             }
         }
@@ -272,7 +299,11 @@ impl Net {
         let mut net = TestNet::new(network(&content), files).await;
         // Each relay on its own loopback address: clients that limit connections per host
         // (aria2c) see the directory and the relays as different servers, as on the internet.
-        let addrs: BTreeMap<&str, SocketAddr> = RELAYS.iter().zip(2u8..).map(|(r, i)| (*r, SocketAddr::from(([127, 0, 0, i], net.ports[*r])))).collect();
+        let addrs: BTreeMap<&str, SocketAddr> = RELAYS
+            .iter()
+            .zip(2u8..)
+            .map(|(r, i)| (*r, SocketAddr::from(([127, 0, 0, i], net.ports[*r]))))
+            .collect();
         for (r, a) in &addrs {
             net.builder.relays.get_mut(*r).unwrap().url = format!("http://{a}/");
         }
@@ -304,7 +335,11 @@ impl Net {
         // What the clients will see: a redirect to a relay.
         let url = n.url("files", BLOB);
         let r = client().get(&url).send().await.unwrap();
-        assert_eq!(r.status(), 302, "GET {url} on the directory redirects once the relays are ready");
+        assert_eq!(
+            r.status(),
+            302,
+            "GET {url} on the directory redirects once the relays are ready"
+        );
         n
     }
 
@@ -338,10 +373,20 @@ impl Net {
     async fn served_bytes(&self) -> BTreeMap<&'static str, f64> {
         let mut out = BTreeMap::new();
         for r in RELAYS {
-            let text = client().get(format!("{}metrics", self.relay_url(r))).send().await.unwrap().text().await.unwrap();
+            let text = client()
+                .get(format!("{}metrics", self.relay_url(r)))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
             let v = text
                 .lines()
-                .find_map(|l| l.strip_prefix("odi_served_bytes_total").filter(|rest| rest.starts_with(' ') || rest.starts_with('{')))
+                .find_map(|l| {
+                    l.strip_prefix("odi_served_bytes_total")
+                        .filter(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+                })
                 .and_then(|rest| rest.rsplit(' ').next())
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0.0);
@@ -372,7 +417,16 @@ async fn curl_follows_the_redirect_and_resumes() {
     for path in [BLOB, "hello.txt"] {
         let file = out.join(path);
         let mut c = cmd("curl");
-        c.args(["-sSfL", "--max-time", "30", "-w", "%{http_code} %{num_redirects} %{url_effective}", "-o"]).arg(&file).arg(n.url("files", path));
+        c.args([
+            "-sSfL",
+            "--max-time",
+            "30",
+            "-w",
+            "%{http_code} %{num_redirects} %{url_effective}",
+            "-o",
+        ])
+        .arg(&file)
+        .arg(n.url("files", path));
         let r = run_ok("curl -L", c).await;
         let w: Vec<&str> = r.stdout.split(' ').collect();
         assert_eq!(w[..2], ["200", "1"], "curl followed one redirect to a 200: {}", r.stdout);
@@ -386,11 +440,27 @@ async fn curl_follows_the_redirect_and_resumes() {
     let file = out.join("resumed.bin");
     std::fs::write(&file, &blob[..half]).unwrap();
     let mut c = cmd("curl");
-    c.args(["-sSfL", "--max-time", "30", "-C", "-", "-w", "%{http_code} %{num_redirects} %{size_download}", "-o"]).arg(&file).arg(n.url("files", BLOB));
+    c.args([
+        "-sSfL",
+        "--max-time",
+        "30",
+        "-C",
+        "-",
+        "-w",
+        "%{http_code} %{num_redirects} %{size_download}",
+        "-o",
+    ])
+    .arg(&file)
+    .arg(n.url("files", BLOB));
     let r = run_ok("curl -L -C -", c).await;
     let w: Vec<&str> = r.stdout.split(' ').collect();
     assert_eq!(w[..2], ["206", "1"], "the resume was a 206 through one redirect: {}", r.stdout);
-    assert_eq!(w[2], (BLOB_LEN - half).to_string(), "curl downloaded only the missing half: {}", r.stdout);
+    assert_eq!(
+        w[2],
+        (BLOB_LEN - half).to_string(),
+        "curl downloaded only the missing half: {}",
+        r.stdout
+    );
     same("curl -C - files/blob", &read(&file), blob);
 }
 
@@ -403,9 +473,15 @@ async fn wget_follows_the_redirect() {
         let file = out.join(path);
         let mut c = cmd("wget");
         // `-S` prints the response headers (on stderr): both the 302 and the relay's 200.
-        c.args(["-q", "-S", "--no-config", "--tries=1", "--timeout=30", "-O"]).arg(&file).arg(n.url("files", path));
+        c.args(["-q", "-S", "--no-config", "--tries=1", "--timeout=30", "-O"])
+            .arg(&file)
+            .arg(n.url("files", path));
         let r = run_ok("wget", c).await;
-        assert!(r.stderr.contains("HTTP/1.1 302"), "wget saw the directory's redirect:\n{}", r.stderr);
+        assert!(
+            r.stderr.contains("HTTP/1.1 302"),
+            "wget saw the directory's redirect:\n{}",
+            r.stderr
+        );
         assert!(r.stderr.contains("HTTP/1.1 200"), "and the relay's 200:\n{}", r.stderr);
         same(&format!("wget files/{path}"), &read(&file), n.bytes("files", path));
     }
@@ -450,7 +526,9 @@ async fn aria2_uses_the_metalink_and_the_link_headers_to_download_from_several_r
         c
     };
     // Relays that served at least one 1 MiB piece (the directory's probes read far less).
-    let servers = |before: &BTreeMap<&'static str, f64>, after: &BTreeMap<&'static str, f64>| -> Vec<&'static str> {
+    let servers = |before: &BTreeMap<&'static str, f64>,
+                   after: &BTreeMap<&'static str, f64>|
+     -> Vec<&'static str> {
         RELAYS.into_iter().filter(|r| after[r] - before[r] >= f64::from(512u32 << 10)).collect()
     };
 
@@ -474,13 +552,29 @@ async fn aria2_uses_the_metalink_and_the_link_headers_to_download_from_several_r
     c.arg(n.url("files", BLOB));
     let r = run_ok("aria2c URL", c).await;
     same("aria2c (Link headers) files/blob", &read(&dir.join(BLOB)), blob);
-    let added: Vec<&str> = RELAYS.into_iter().filter(|relay| r.stdout.contains(&format!("Adding URI={}r/files/{BLOB}", n.relay_url(relay)))).collect();
-    assert!(!added.is_empty(), "aria2 took a relay from the Link: rel=duplicate header:\n{}", tail(&r.stdout));
-    assert!(r.stdout.contains("Setting digest: type=sha-256"), "aria2 took the sha-256 from the Digest header:\n{}", tail(&r.stdout));
+    let added: Vec<&str> = RELAYS
+        .into_iter()
+        .filter(|relay| {
+            r.stdout.contains(&format!("Adding URI={}r/files/{BLOB}", n.relay_url(relay)))
+        })
+        .collect();
+    assert!(
+        !added.is_empty(),
+        "aria2 took a relay from the Link: rel=duplicate header:\n{}",
+        tail(&r.stdout)
+    );
+    assert!(
+        r.stdout.contains("Setting digest: type=sha-256"),
+        "aria2 took the sha-256 from the Digest header:\n{}",
+        tail(&r.stdout)
+    );
     let after = n.served_bytes().await;
     let used = servers(&before, &after);
     assert!(used.len() >= 2, "the redirect target and the Link duplicate both served pieces: {used:?} (Link added {added:?}), bytes {before:?} -> {after:?}");
-    assert!(added.iter().all(|a| used.contains(a)), "the relay from the Link header served bytes: added {added:?}, served {used:?}");
+    assert!(
+        added.iter().all(|a| used.contains(a)),
+        "the relay from the Link header served bytes: added {added:?}, served {used:?}"
+    );
 
     // A small file: one piece, one relay.
     let dir = n.dir("aria2-small");
@@ -509,7 +603,8 @@ async fn page_sources(url: &str) -> Vec<String> {
             let mut out = vec![r.headers()["location"].to_str().unwrap().to_owned()];
             for l in r.headers().get_all("link").iter().filter_map(|v| v.to_str().ok()) {
                 for one in l.split(',').filter(|one| one.contains("rel=duplicate")) {
-                    if let Some(u) = one.trim().strip_prefix('<').and_then(|u| u.split('>').next()) {
+                    if let Some(u) = one.trim().strip_prefix('<').and_then(|u| u.split('>').next())
+                    {
                         out.push(u.to_owned());
                     }
                 }
@@ -524,12 +619,22 @@ async fn page_sources(url: &str) -> Vec<String> {
 fn pip() -> Command {
     let mut c = cmd("python3");
     c.args(["-m", "pip"]);
-    for v in
-        ["PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_TRUSTED_HOST", "PIP_NO_INDEX", "PIP_TARGET", "PIP_REQUIRE_VIRTUALENV", "PYTHONPATH"]
-    {
+    for v in [
+        "PIP_INDEX_URL",
+        "PIP_EXTRA_INDEX_URL",
+        "PIP_FIND_LINKS",
+        "PIP_TRUSTED_HOST",
+        "PIP_NO_INDEX",
+        "PIP_TARGET",
+        "PIP_REQUIRE_VIRTUALENV",
+        "PYTHONPATH",
+    ] {
         c.env_remove(v);
     }
-    c.env("PIP_NO_INPUT", "1").env("PIP_DISABLE_PIP_VERSION_CHECK", "1").env("PIP_CONFIG_FILE", "/dev/null").env("PYTHONDONTWRITEBYTECODE", "1");
+    c.env("PIP_NO_INPUT", "1")
+        .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+        .env("PIP_CONFIG_FILE", "/dev/null")
+        .env("PYTHONDONTWRITEBYTECODE", "1");
     c
 }
 
@@ -539,7 +644,12 @@ async fn pip_installs_a_wheel_from_the_simple_index() {
     let mut c = pip();
     c.arg("--version");
     let r = run(c).await;
-    assert_eq!(r.code, 0, "`python3 -m pip` is not available: install the Debian package `python3-pip`\n{}", r.both());
+    assert_eq!(
+        r.code,
+        0,
+        "`python3 -m pip` is not available: install the Debian package `python3-pip`\n{}",
+        r.both()
+    );
     let n = Net::up().await;
     // pip asks `<index>/hello-odi/` (a folder URL: the directory redirects to the relay's
     // `index.html`), reads the link, and fetches the wheel relative to the relay's page.
@@ -552,10 +662,31 @@ async fn pip_installs_a_wheel_from_the_simple_index() {
     // hold the wheel itself (replicas 2 of 3 relays); otherwise pip fails at random.
     let page = format!("{index}hello-odi/");
     for base in page_sources(&page).await {
-        let body = reqwest::Client::builder().no_proxy().build().unwrap().get(&base).send().await.unwrap().text().await.unwrap();
-        let href = body.split("href=\"").nth(1).and_then(|h| h.split('"').next()).expect("the project page has a link");
+        let body = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(&base)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let href = body
+            .split("href=\"")
+            .nth(1)
+            .and_then(|h| h.split('"').next())
+            .expect("the project page has a link");
         let link = reqwest::Url::parse(&base).unwrap().join(href).unwrap();
-        let r = reqwest::Client::builder().no_proxy().build().unwrap().get(link.clone()).send().await.unwrap();
+        let r = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(link.clone())
+            .send()
+            .await
+            .unwrap();
         let status = r.status();
         let got = r.bytes().await.unwrap();
         assert!(
@@ -568,22 +699,42 @@ async fn pip_installs_a_wheel_from_the_simple_index() {
 
     let out = n.dir("pip-download");
     let mut c = pip();
-    c.args(["download", "--no-deps", "--no-cache-dir", "--index-url", &index, "hello-odi", "-d"]).arg(&out);
+    c.args(["download", "--no-deps", "--no-cache-dir", "--index-url", &index, "hello-odi", "-d"])
+        .arg(&out);
     run_ok("pip download", c).await;
     same("pip download hello-odi", &read(&out.join(WHEEL)), wheel);
 
     let target = n.dir("pip-target");
     let mut c = pip();
-    c.args(["install", "--no-deps", "--no-cache-dir", "--no-compile", "--index-url", &index, "hello-odi==1.0", "--target"]).arg(&target);
+    c.args([
+        "install",
+        "--no-deps",
+        "--no-cache-dir",
+        "--no-compile",
+        "--index-url",
+        &index,
+        "hello-odi==1.0",
+        "--target",
+    ])
+    .arg(&target);
     let r = run_ok("pip install --target", c).await;
-    assert!(r.stdout.contains("Successfully installed hello-odi-1.0"), "pip installed the wheel:\n{}", r.both());
+    assert!(
+        r.stdout.contains("Successfully installed hello-odi-1.0"),
+        "pip installed the wheel:\n{}",
+        r.both()
+    );
     let mut c = cmd("python3");
-    c.env("PYTHONPATH", &target).env("PYTHONDONTWRITEBYTECODE", "1").args(["-c", "import hello_odi; print(hello_odi.__version__); print(hello_odi.__file__)"]);
+    c.env("PYTHONPATH", &target)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .args(["-c", "import hello_odi; print(hello_odi.__version__); print(hello_odi.__file__)"]);
     let r = run_ok("import hello_odi", c).await;
     let mut lines = r.stdout.lines();
     assert_eq!(lines.next(), Some("1.0"), "the installed module's version:\n{}", r.both());
     let file = lines.next().unwrap_or_default();
-    assert!(Path::new(file).starts_with(&target), "imported from the --target folder, not from {file}");
+    assert!(
+        Path::new(file).starts_with(&target),
+        "imported from the --target folder, not from {file}"
+    );
 }
 
 /// Debian's local Maven repository (plugins packaged as `lib*-java`).
@@ -592,11 +743,14 @@ const DEBIAN_MAVEN_REPO: &str = "/usr/share/maven-repo";
 /// The version of `maven-dependency-plugin` that Debian installed (a folder with the jar).
 fn debian_dependency_plugin() -> String {
     let dir = Path::new(DEBIAN_MAVEN_REPO).join("org/apache/maven/plugins/maven-dependency-plugin");
-    let mut versions: Vec<String> =
-        std::fs::read_dir(&dir).map(|rd| rd.flatten().filter_map(|e| e.file_name().into_string().ok()).collect()).unwrap_or_default();
+    let mut versions: Vec<String> = std::fs::read_dir(&dir)
+        .map(|rd| rd.flatten().filter_map(|e| e.file_name().into_string().ok()).collect())
+        .unwrap_or_default();
     versions.retain(|v| dir.join(v).join(format!("maven-dependency-plugin-{v}.jar")).is_file());
     // A real version number before Debian's `debian` alias.
-    versions.sort_by_key(|v| (v != "debian", v.split('.').map(|p| p.parse::<u32>().unwrap_or(0)).collect::<Vec<_>>()));
+    versions.sort_by_key(|v| {
+        (v != "debian", v.split('.').map(|p| p.parse::<u32>().unwrap_or(0)).collect::<Vec<_>>())
+    });
     versions
         .pop()
         .unwrap_or_else(|| panic!("no maven-dependency-plugin jar under {}: install the Debian package `libmaven-dependency-plugin-java`", dir.display()))
@@ -639,22 +793,34 @@ async fn maven_resolves_an_artifact_through_the_directory_as_a_mirror() {
     std::fs::write(work.join("settings.xml"), settings).unwrap();
     std::fs::write(work.join("global-settings.xml"), "<settings/>\n").unwrap();
     let mut c = cmd("mvn");
-    c.current_dir(&work).env_remove("MAVEN_OPTS").env_remove("MAVEN_ARGS").env_remove("MAVEN_CONFIG");
+    c.current_dir(&work)
+        .env_remove("MAVEN_OPTS")
+        .env_remove("MAVEN_ARGS")
+        .env_remove("MAVEN_CONFIG");
     c.args(["-B", "-s", "settings.xml", "-gs", "global-settings.xml"])
         .arg(format!("-Dmaven.repo.local={}", local.display()))
         .arg(format!("org.apache.maven.plugins:maven-dependency-plugin:{plugin}:get"))
         .args(["-Dartifact=org.odi.demo:hello:1.0", "-Dtransitive=false"]);
     let r = run_ok("mvn dependency:get", c).await;
     let jar_url = format!("{mirror}{MAVEN_DIR}/hello-1.0.jar");
-    assert!(r.stdout.contains(&format!("Downloaded from odi: {jar_url}")), "Maven fetched the jar from the directory:\n{}", tail(&r.stdout));
     assert!(
-        !r.stdout.contains("from odi for") && !r.stdout.contains(&format!("integrity of download from {mirror}")),
+        r.stdout.contains(&format!("Downloaded from odi: {jar_url}")),
+        "Maven fetched the jar from the directory:\n{}",
+        tail(&r.stdout)
+    );
+    assert!(
+        !r.stdout.contains("from odi for")
+            && !r.stdout.contains(&format!("integrity of download from {mirror}")),
         "Maven verified the .sha1 of what it got through the directory:\n{}",
         tail(&r.stdout)
     );
     for f in ["hello-1.0.jar", "hello-1.0.pom"] {
         let path = format!("{MAVEN_DIR}/{f}");
-        same(&format!("Maven local repository {f}"), &read(&local.join(&path)), n.bytes("maven", &path));
+        same(
+            &format!("Maven local repository {f}"),
+            &read(&local.join(&path)),
+            n.bytes("maven", &path),
+        );
     }
 }
 
@@ -679,7 +845,11 @@ async fn apt_installs_a_package_from_the_repository() {
         std::fs::create_dir_all(state.join(d)).unwrap();
     }
     // Unsigned repository: `trusted=yes`.
-    std::fs::write(state.join("sources.list"), format!("deb [trusted=yes] {} stable main\n", n.url("apt", ""))).unwrap();
+    std::fs::write(
+        state.join("sources.list"),
+        format!("deb [trusted=yes] {} stable main\n", n.url("apt", "")),
+    )
+    .unwrap();
     // apt with only this repository and its own lists and caches; dpkg's database is the
     // system's (a real install, purged at the end).
     let apt = |sub: &[&str]| {
@@ -695,9 +865,13 @@ async fn apt_installs_a_package_from_the_repository() {
         ] {
             c.arg("-o").arg(format!("{k}={}", v.display()));
         }
-        for o in
-            ["Acquire::http::Proxy=DIRECT", "Acquire::Languages=none", "Acquire::Retries=0", "APT::Keep-Downloaded-Packages=true", "DPkg::Lock::Timeout=60"]
-        {
+        for o in [
+            "Acquire::http::Proxy=DIRECT",
+            "Acquire::Languages=none",
+            "Acquire::Retries=0",
+            "APT::Keep-Downloaded-Packages=true",
+            "DPkg::Lock::Timeout=60",
+        ] {
             c.args(["-o", o]);
         }
         // Root drops to `_apt` for downloads, which cannot read a private temp folder.
@@ -706,7 +880,11 @@ async fn apt_installs_a_package_from_the_repository() {
         c
     };
     let r = run_ok("apt-get update", apt(&["update"])).await;
-    assert!(!r.stdout.contains("Err:") && !r.stderr.contains("W:"), "apt-get update read the repository cleanly:\n{}", r.both());
+    assert!(
+        !r.stdout.contains("Err:") && !r.stderr.contains("W:"),
+        "apt-get update read the repository cleanly:\n{}",
+        r.both()
+    );
     let deb = n.bytes("apt", DEB);
 
     if !root {
@@ -722,19 +900,35 @@ async fn apt_installs_a_package_from_the_repository() {
         let mut c = Command::new("dpkg-deb");
         c.arg("-x").arg(state.join("odi-hello_1.0_all.deb")).arg(&unpacked);
         run_ok("dpkg-deb -x", c).await;
-        same("the file of odi-hello", &read(&unpacked.join(DEB_FILE.trim_start_matches('/'))), DEB_TEXT.as_bytes());
+        same(
+            "the file of odi-hello",
+            &read(&unpacked.join(DEB_FILE.trim_start_matches('/'))),
+            DEB_TEXT.as_bytes(),
+        );
         eprintln!("not root: checked `apt-get download` and the unpacked file instead of a real install\n{}", r.stdout);
         return;
     }
 
     let _purge = Purge;
     let _ = support::run(command("dpkg", &["--purge", "odi-hello"]));
-    let r = run_ok("apt-get install odi-hello", apt(&["install", "-y", "--no-install-recommends", "odi-hello"])).await;
-    assert!(r.stdout.contains("Setting up odi-hello (1.0)"), "apt installed odi-hello 1.0:\n{}", r.both());
+    let r = run_ok(
+        "apt-get install odi-hello",
+        apt(&["install", "-y", "--no-install-recommends", "odi-hello"]),
+    )
+    .await;
+    assert!(
+        r.stdout.contains("Setting up odi-hello (1.0)"),
+        "apt installed odi-hello 1.0:\n{}",
+        r.both()
+    );
     same("apt's downloaded .deb", &read(&state.join("archives/odi-hello_1.0_all.deb")), deb);
     same(&format!("{DEB_FILE} installed by apt"), &read(Path::new(DEB_FILE)), DEB_TEXT.as_bytes());
     let r = run_ok("dpkg -s", command("dpkg", &["-s", "odi-hello"])).await;
-    assert!(r.stdout.contains("Status: install ok installed") && r.stdout.contains("Version: 1.0"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("Status: install ok installed") && r.stdout.contains("Version: 1.0"),
+        "{}",
+        r.stdout
+    );
     run_ok("dpkg --purge", command("dpkg", &["--purge", "odi-hello"])).await;
     assert!(!Path::new(DEB_FILE).exists(), "{DEB_FILE} is gone after the purge");
 }

@@ -8,7 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use odi_agent::demo::catalogs::{HELLO, HELLO_EXPUNGED, HELLO_LARGE, HELLO_MEDIUM, HELLO_README, HELLO_SMALL, PYPI, PYPI_PROJECT, WHEEL};
+use odi_agent::demo::catalogs::{
+    HELLO, HELLO_EXPUNGED, HELLO_LARGE, HELLO_MEDIUM, HELLO_README, HELLO_SMALL, PYPI,
+    PYPI_PROJECT, WHEEL,
+};
 use odi_agent::demo::READY_LINE;
 
 use crate::support;
@@ -70,7 +73,11 @@ impl Demo {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("odi demo exited early ({status}):\n{}", self.output());
             }
-            assert!(start.elapsed() < timeout, "odi demo not ready after {timeout:?}:\n{}", self.output());
+            assert!(
+                start.elapsed() < timeout,
+                "odi demo not ready after {timeout:?}:\n{}",
+                self.output()
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
@@ -81,7 +88,9 @@ impl Drop for Demo {
         if matches!(self.child.try_wait(), Ok(None)) {
             signal("-TERM", self.child.id());
             let start = Instant::now();
-            while matches!(self.child.try_wait(), Ok(None)) && start.elapsed() < Duration::from_secs(30) {
+            while matches!(self.child.try_wait(), Ok(None))
+                && start.elapsed() < Duration::from_secs(30)
+            {
                 std::thread::sleep(Duration::from_millis(100));
             }
             let _ = self.child.kill();
@@ -91,7 +100,12 @@ impl Drop for Demo {
 }
 
 fn signal(sig: &str, pid: u32) -> bool {
-    Command::new("kill").arg(sig).arg(pid.to_string()).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new("kill")
+        .arg(sig)
+        .arg(pid.to_string())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn alive(pid: u32) -> bool {
@@ -104,7 +118,9 @@ fn rows(lines: &[String]) -> Vec<Row> {
         .iter()
         .filter_map(|l| {
             let cols: Vec<&str> = l.split_whitespace().collect();
-            let ok = cols.len() >= 5 && ["origin", "meta-directory", "directory", "relay"].contains(&cols[1]) && cols[3].starts_with("http://");
+            let ok = cols.len() >= 5
+                && ["origin", "meta-directory", "directory", "relay"].contains(&cols[1])
+                && cols[3].starts_with("http://");
             let pid = cols.get(4)?.parse().ok()?;
             ok.then(|| Row { name: cols[0].into(), role: cols[1].into(), url: cols[3].into(), pid })
         })
@@ -112,7 +128,12 @@ fn rows(lines: &[String]) -> Vec<Row> {
 }
 
 fn follow() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::limited(5)).no_proxy().timeout(Duration::from_secs(30)).build().unwrap()
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::limited(5))
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
 }
 
 /// GETs `url` following redirects; the bytes on success.
@@ -130,7 +151,11 @@ async fn hello_round(client: &reqwest::Client, base: &str, origin: &Path) -> Res
         let got = fetch(client, &format!("{base}r/{HELLO}/{f}")).await?;
         let want = std::fs::read(origin.join(HELLO).join(f)).unwrap();
         if got != want {
-            return Err(format!("{f}: {} bytes that differ from the origin's {}", got.len(), want.len()));
+            return Err(format!(
+                "{f}: {} bytes that differ from the origin's {}",
+                got.len(),
+                want.len()
+            ));
         }
     }
     Ok(())
@@ -152,7 +177,10 @@ async fn demo_serves_survives_a_killed_relay_and_stops_every_node() {
     assert_eq!(nodes.iter().filter(|r| r.role == "directory").count(), 2, "{ctx}");
     assert_eq!(nodes.iter().filter(|r| r.role == "relay").count(), 3, "{ctx}");
     assert!(nodes.iter().all(|r| alive(r.pid)), "{ctx}");
-    let curl = lines.iter().find_map(|l| l.trim().strip_prefix("curl -L -O ")).unwrap_or_else(|| panic!("no `curl -L -O` line:\n{ctx}"));
+    let curl = lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("curl -L -O "))
+        .unwrap_or_else(|| panic!("no `curl -L -O` line:\n{ctx}"));
     let entry = format!("http://127.0.0.1:{port}/");
     assert!(curl.starts_with(&format!("{entry}r/{HELLO}/")), "{curl}");
 
@@ -160,17 +188,29 @@ async fn demo_serves_survives_a_killed_relay_and_stops_every_node() {
     let origin = dir.join("origin");
     // A directory the demo printed redirects to a relay the demo printed, once it has probed
     // them.
-    let relays: Vec<&str> = nodes.iter().filter(|r| r.role == "relay").map(|r| r.url.as_str()).collect();
+    let relays: Vec<&str> =
+        nodes.iter().filter(|r| r.role == "relay").map(|r| r.url.as_str()).collect();
     let directory = nodes.iter().find(|r| r.role == "directory").unwrap().url.clone();
     let no_follow = crate::testnet::client();
     let start = Instant::now();
     loop {
         let r = no_follow.get(format!("{directory}r/{HELLO}/{HELLO_LARGE}")).send().await.unwrap();
-        let location = r.headers().get(reqwest::header::LOCATION).and_then(|l| l.to_str().ok()).unwrap_or("").to_owned();
-        if r.status() == reqwest::StatusCode::FOUND && relays.iter().any(|u| location.starts_with(u)) {
+        let location = r
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        if r.status() == reqwest::StatusCode::FOUND
+            && relays.iter().any(|u| location.starts_with(u))
+        {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "no redirect to a relay yet: {} {location}\n{ctx}", r.status());
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no redirect to a relay yet: {} {location}\n{ctx}",
+            r.status()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
@@ -195,10 +235,17 @@ async fn demo_serves_survives_a_killed_relay_and_stops_every_node() {
     // relative link leads to the wheel.
     let page = client.get(format!("{base}r/{PYPI}/simple/{PYPI_PROJECT}/")).send().await.unwrap();
     assert_eq!(page.status(), reqwest::StatusCode::OK, "{}", page.url());
-    assert!(page.headers()[reqwest::header::CONTENT_TYPE].to_str().unwrap().starts_with("text/html"));
+    assert!(page.headers()[reqwest::header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
     let page_url = page.url().clone();
     let html = page.text().await.unwrap();
-    let href = html.split("href=\"").nth(1).and_then(|h| h.split('"').next()).unwrap_or_else(|| panic!("no link in {html}"));
+    let href = html
+        .split("href=\"")
+        .nth(1)
+        .and_then(|h| h.split('"').next())
+        .unwrap_or_else(|| panic!("no link in {html}"));
     let wheel_url = page_url.join(href).unwrap();
     assert!(wheel_url.path().ends_with(&format!("/r/{PYPI}/packages/{WHEEL}")), "{wheel_url}");
     let wheel = fetch(&client, wheel_url.as_str()).await.unwrap();
@@ -215,13 +262,20 @@ async fn demo_serves_survives_a_killed_relay_and_stops_every_node() {
             Ok(()) => streak += 1,
             Err(e) => {
                 streak = 0;
-                assert!(start.elapsed() < Duration::from_secs(30), "downloads still failing 30s after killing {}: {e}\n{}", victim.name, demo.output());
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "downloads still failing 30s after killing {}: {e}\n{}",
+                    victim.name,
+                    demo.output()
+                );
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
         }
     }
     for _ in 0..5 {
-        hello_round(&client, base, &origin).await.unwrap_or_else(|e| panic!("after killing {}: {e}\n{}", victim.name, demo.output()));
+        hello_round(&client, base, &origin)
+            .await
+            .unwrap_or_else(|e| panic!("after killing {}: {e}\n{}", victim.name, demo.output()));
     }
 
     // SIGTERM: the demo stops every agent, waits for them and exits 0, keeping --dir.
@@ -231,12 +285,19 @@ async fn demo_serves_survives_a_killed_relay_and_stops_every_node() {
         if let Some(s) = demo.child.try_wait().unwrap() {
             break s;
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "odi demo still running 60s after SIGTERM:\n{}", demo.output());
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "odi demo still running 60s after SIGTERM:\n{}",
+            demo.output()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(status.success(), "odi demo exited with {status}:\n{}", demo.output());
     for r in &nodes {
         assert!(!alive(r.pid), "{} (pid {}) outlived the demo", r.name, r.pid);
     }
-    assert!(dir.join("network").join(".git").is_dir() && dir.join("keys").join("maintainer.key").is_file());
+    assert!(
+        dir.join("network").join(".git").is_dir()
+            && dir.join("keys").join("maintainer.key").is_file()
+    );
 }

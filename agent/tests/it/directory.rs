@@ -22,7 +22,14 @@ const PROBE: Duration = Duration::from_millis(300);
 
 fn load(builder: &odi_network::builder::NetworkBuilder) -> Network {
     let tree = builder.tree().unwrap();
-    odi_network::load(&tree, &Default::default(), &Default::default(), time::OffsetDateTime::now_utc()).unwrap().network
+    odi_network::load(
+        &tree,
+        &Default::default(),
+        &Default::default(),
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap()
+    .network
 }
 
 fn live_paths() -> Vec<String> {
@@ -31,12 +38,16 @@ fn live_paths() -> Vec<String> {
 
 /// The directory section of a status document.
 async fn dir_status(base: &str) -> serde_json::Value {
-    let doc: serde_json::Value = client().get(format!("{base}/.odi/v1/status")).send().await.unwrap().json().await.unwrap();
+    let doc: serde_json::Value =
+        client().get(format!("{base}/.odi/v1/status")).send().await.unwrap().json().await.unwrap();
     doc["directory"].clone()
 }
 
 fn relay_entry<'a>(d: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    d["relays"].as_array().and_then(|a| a.iter().find(|r| r["name"] == name)).unwrap_or(&serde_json::Value::Null)
+    d["relays"]
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["name"] == name))
+        .unwrap_or(&serde_json::Value::Null)
 }
 
 /// Waits until `relays` are healthy at the directory and every live artifact is routable.
@@ -47,7 +58,9 @@ async fn wait_routable(net: &TestNet, dir: &str, relays: &[&str]) {
         let base = base.clone();
         async move {
             let d = dir_status(&base).await;
-            relays.iter().all(|r| relay_entry(&d, r)["healthy"] == true) && d["routing"]["routable"] == n && d["routing"]["current"] == true
+            relays.iter().all(|r| relay_entry(&d, r)["healthy"] == true)
+                && d["routing"]["routable"] == n
+                && d["routing"]["current"] == true
         }
     })
     .await;
@@ -55,11 +68,21 @@ async fn wait_routable(net: &TestNet, dir: &str, relays: &[&str]) {
 
 /// Which node a redirect points at (by port), or the Location itself.
 fn who(net: &TestNet, location: &str) -> String {
-    net.ports.iter().find(|(_, p)| location.starts_with(&format!("http://127.0.0.1:{p}/"))).map(|(n, _)| n.clone()).unwrap_or_else(|| location.to_owned())
+    net.ports
+        .iter()
+        .find(|(_, p)| location.starts_with(&format!("http://127.0.0.1:{p}/")))
+        .map(|(n, _)| n.clone())
+        .unwrap_or_else(|| location.to_owned())
 }
 
 /// GETs without following redirects: (status, node redirected to).
-async fn ask(net: &TestNet, c: &reqwest::Client, dir: &str, path: &str, xff: Option<&str>) -> (u16, Option<String>) {
+async fn ask(
+    net: &TestNet,
+    c: &reqwest::Client,
+    dir: &str,
+    path: &str,
+    xff: Option<&str>,
+) -> (u16, Option<String>) {
     let mut req = c.get(format!("{}/r/{CATALOG}/{path}", net.url(dir)));
     if let Some(x) = xff {
         req = req.header("x-forwarded-for", x);
@@ -85,14 +108,23 @@ async fn curl_follows_the_redirect_to_exact_bytes_with_404_and_410() {
         let h = r.headers();
         assert_eq!(h["cache-control"], "private, no-cache");
         let loc = h["location"].to_str().unwrap();
-        assert!(loc.ends_with(&format!("/r/{CATALOG}/{path}")), "keeps the path and basename: {loc}");
+        assert!(
+            loc.ends_with(&format!("/r/{CATALOG}/{path}")),
+            "keeps the path and basename: {loc}"
+        );
         assert!(["relay-1", "relay-3"].contains(&who(&net, loc).as_str()), "{path} -> {loc}");
-        let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, support::sha256(&bytes[&path]).0);
+        let b64 = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            support::sha256(&bytes[&path]).0,
+        );
         assert_eq!(h["digest"], format!("SHA-256={b64}").as_str());
         assert_eq!(h["repr-digest"], format!("sha-256=:{b64}:").as_str());
         let links: Vec<&str> = h.get_all("link").iter().map(|v| v.to_str().unwrap()).collect();
         assert!(
-            links.iter().any(|l| l.ends_with("; rel=describedby; type=\"application/metalink4+xml\"") && l.contains(&format!("/r/{CATALOG}/{path}.meta4>"))),
+            links
+                .iter()
+                .any(|l| l.ends_with("; rel=describedby; type=\"application/metalink4+xml\"")
+                    && l.contains(&format!("/r/{CATALOG}/{path}.meta4>"))),
             "{links:?}"
         );
 
@@ -111,13 +143,24 @@ async fn curl_follows_the_redirect_to_exact_bytes_with_404_and_410() {
     assert_eq!(r.status(), 302);
 
     // The Metalink names the file, its size and hash, and the relays then the directory.
-    let r = c.get(format!("{}/r/{CATALOG}/data/blob-64k.bin.meta4", net.url("dir-a"))).send().await.unwrap();
+    let r = c
+        .get(format!("{}/r/{CATALOG}/data/blob-64k.bin.meta4", net.url("dir-a")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/metalink4+xml");
     let doc = r.text().await.unwrap();
-    assert!(doc.contains("<file name=\"blob-64k.bin\">") && doc.contains("<size>65536</size>"), "{doc}");
+    assert!(
+        doc.contains("<file name=\"blob-64k.bin\">") && doc.contains("<size>65536</size>"),
+        "{doc}"
+    );
     assert!(doc.contains(&support::sha256_hex(&bytes["data/blob-64k.bin"])), "{doc}");
-    let urls: Vec<String> = doc.lines().filter(|l| l.contains("<url ")).map(|l| who(&net, l.split('>').nth(1).unwrap())).collect();
+    let urls: Vec<String> = doc
+        .lines()
+        .filter(|l| l.contains("<url "))
+        .map(|l| who(&net, l.split('>').nth(1).unwrap()))
+        .collect();
     assert_eq!(urls.last().map(String::as_str), Some("dir-a"), "directory last: {urls:?}");
     assert!(urls.len() >= 2, "{urls:?}");
 
@@ -127,26 +170,63 @@ async fn curl_follows_the_redirect_to_exact_bytes_with_404_and_410() {
     let r = c.get(format!("{}/r/{CATALOG}/{EXPUNGED}", net.url("dir-a"))).send().await.unwrap();
     assert_eq!(r.status(), 410);
     assert!(r.text().await.unwrap().contains("corrupted upload"));
-    assert_eq!(c.get(format!("{}/r/{CATALOG}/%2e%2e/x", net.url("dir-a"))).send().await.unwrap().status(), 400);
-    assert_eq!(c.get(format!("{}/r/nocatalog/x.bin", net.url("dir-a"))).send().await.unwrap().status(), 404);
-    assert_eq!(c.post(format!("{}/r/{CATALOG}/hello.txt", net.url("dir-a"))).send().await.unwrap().status(), 405);
+    assert_eq!(
+        c.get(format!("{}/r/{CATALOG}/%2e%2e/x", net.url("dir-a"))).send().await.unwrap().status(),
+        400
+    );
+    assert_eq!(
+        c.get(format!("{}/r/nocatalog/x.bin", net.url("dir-a"))).send().await.unwrap().status(),
+        404
+    );
+    assert_eq!(
+        c.post(format!("{}/r/{CATALOG}/hello.txt", net.url("dir-a")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        405
+    );
 
     // `odi status URL` shows every relay's health for a person.
     let out = support::run_odi(["status", &net.url("dir-a")]);
     assert_eq!(out.code, 0, "{}", out.both());
-    assert!(out.stdout.contains("relay-1") && out.stdout.contains("relay-3") && out.stdout.contains("healthy"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("relay-1")
+            && out.stdout.contains("relay-3")
+            && out.stdout.contains("healthy"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("5 of 5 artifacts have a healthy relay"), "{}", out.stdout);
 
     // With every relay gone, the directory serves the bytes itself.
     r1.stop().await;
     r3.stop().await;
-    eventually("no routable artifacts", WAIT, || async { dir_status(&net.url("dir-a")).await["routing"]["routable"] == 0 }).await;
-    let r = c.get(format!("{}/r/{CATALOG}/tools/tool-1.0.tar.gz", net.url("dir-a"))).send().await.unwrap();
+    eventually("no routable artifacts", WAIT, || async {
+        dir_status(&net.url("dir-a")).await["routing"]["routable"] == 0
+    })
+    .await;
+    let r = c
+        .get(format!("{}/r/{CATALOG}/tools/tool-1.0.tar.gz", net.url("dir-a")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.headers().get_all("link").iter().any(|l| l.to_str().unwrap().contains("rel=describedby")));
+    assert!(r
+        .headers()
+        .get_all("link")
+        .iter()
+        .any(|l| l.to_str().unwrap().contains("rel=describedby")));
     assert!(r.headers().contains_key("repr-digest"));
     assert_eq!(r.bytes().await.unwrap().as_ref(), bytes["tools/tool-1.0.tar.gz"].as_slice());
-    let stats: serde_json::Value = c.get(format!("{}/.odi/v1/stats", net.url("dir-a"))).send().await.unwrap().json().await.unwrap();
+    let stats: serde_json::Value = c
+        .get(format!("{}/.odi/v1/stats", net.url("dir-a")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(stats["directory"].as_u64().unwrap() >= 1, "{stats}");
     dir.stop().await;
 }
@@ -186,13 +266,33 @@ async fn a_stopped_or_corrupt_relay_gets_no_redirects_until_repaired() {
     let r1 = net.start("relay-1").await;
     let r3 = net.start("relay-3").await;
     wait_routable(&net, "dir-a", &["relay-1", "relay-3"]).await;
-    let routed: std::collections::BTreeSet<String> =
-        dir.node.directory.as_ref().unwrap().table().entries().iter().flat_map(|e| e.candidates.iter().map(|c| c.relay.to_string())).collect();
-    assert_eq!(routed.into_iter().collect::<Vec<_>>(), ["relay-1", "relay-3"], "both relays are in the routing table");
+    let routed: std::collections::BTreeSet<String> = dir
+        .node
+        .directory
+        .as_ref()
+        .unwrap()
+        .table()
+        .entries()
+        .iter()
+        .flat_map(|e| e.candidates.iter().map(|c| c.relay.to_string()))
+        .collect();
+    assert_eq!(
+        routed.into_iter().collect::<Vec<_>>(),
+        ["relay-1", "relay-3"],
+        "both relays are in the routing table"
+    );
 
     // Corrupt one artifact relay-3 claims: same size, other bytes, on its disk.
-    let inv: odi_agent::relay::Inventory = client().get(format!("{}/.odi/v1/inventory", net.url("relay-3"))).send().await.unwrap().json().await.unwrap();
-    let victim = inv.artifacts.iter().filter(|i| i.size > 0).max_by_key(|i| i.size).unwrap().clone();
+    let inv: odi_agent::relay::Inventory = client()
+        .get(format!("{}/.odi/v1/inventory", net.url("relay-3")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let victim =
+        inv.artifacts.iter().filter(|i| i.size > 0).max_by_key(|i| i.size).unwrap().clone();
     let mut sha = [0u8; 32];
     hex::decode_to_slice(&victim.sha256, &mut sha).unwrap();
     let file = r3.node.store.object_path(&sha);
@@ -202,7 +302,10 @@ async fn a_stopped_or_corrupt_relay_gets_no_redirects_until_repaired() {
     std::fs::write(&file, &bad).unwrap();
     let took = until_out(&net, "relay-3", t).await;
     eprintln!("corrupt relay-3 out after {took:?} (probe interval {PROBE:?})");
-    assert!(took < PROBE * 2 + Duration::from_secs(4), "out within about two probe intervals: {took:?}");
+    assert!(
+        took < PROBE * 2 + Duration::from_secs(4),
+        "out within about two probe intervals: {took:?}"
+    );
     let d = dir_status(&net.url("dir-a")).await;
     let reason = relay_entry(&d, "relay-3")["reason"].as_str().unwrap_or("").to_owned();
     assert!(reason.contains("content check") && reason.contains(&victim.path), "{reason}");
@@ -210,19 +313,31 @@ async fn a_stopped_or_corrupt_relay_gets_no_redirects_until_repaired() {
     // Repaired: back in rotation after a passing probe.
     std::fs::write(&file, &good).unwrap();
     wait_routable(&net, "dir-a", &["relay-1", "relay-3"]).await;
-    eventually("redirects to relay-3 again", WAIT, || async { targets(&net, 2).await.contains_key("relay-3") }).await;
+    eventually("redirects to relay-3 again", WAIT, || async {
+        targets(&net, 2).await.contains_key("relay-3")
+    })
+    .await;
 
     // Stopped: out within about two probe intervals; restarted: back.
     let t = Instant::now();
     r1.stop().await;
     let took = until_out(&net, "relay-1", t).await;
     eprintln!("stopped relay-1 out after {took:?}");
-    assert!(took < PROBE * 2 + Duration::from_secs(4), "out within about two probe intervals: {took:?}");
+    assert!(
+        took < PROBE * 2 + Duration::from_secs(4),
+        "out within about two probe intervals: {took:?}"
+    );
     let d = dir_status(&net.url("dir-a")).await;
-    assert!(relay_entry(&d, "relay-1")["reason"].as_str().unwrap_or("").contains("unreachable"), "{d}");
+    assert!(
+        relay_entry(&d, "relay-1")["reason"].as_str().unwrap_or("").contains("unreachable"),
+        "{d}"
+    );
     let r1 = net.start("relay-1").await;
     wait_routable(&net, "dir-a", &["relay-1", "relay-3"]).await;
-    eventually("redirects to relay-1 again", WAIT, || async { targets(&net, 2).await.contains_key("relay-1") }).await;
+    eventually("redirects to relay-1 again", WAIT, || async {
+        targets(&net, 2).await.contains_key("relay-1")
+    })
+    .await;
 
     for a in [r1, r3, dir] {
         a.stop().await;
@@ -246,18 +361,27 @@ async fn a_lagging_relay_never_gets_an_artifact_it_does_not_list() {
     }
     let mut config = net.config("relay-3");
     config.branch = "old".into();
-    let r3 = odi_agent::node::start(config, tokio_util::sync::CancellationToken::new()).await.unwrap();
+    let r3 =
+        odi_agent::node::start(config, tokio_util::sync::CancellationToken::new()).await.unwrap();
     wait_routable(&net, "dir-a", &["relay-1", "relay-3"]).await;
 
     // A new artifact on main.
     let new_path = "releases/1.2/app-1.2.bin";
     let new_bytes = support::generated_bytes(new_path, 50 << 10);
     net.origin.set(new_path, Behavior::Good(new_bytes.clone()));
-    net.builder.catalogs.get_mut(CATALOG).unwrap().artifacts.push(support::entry(new_path, &new_bytes));
+    net.builder
+        .catalogs
+        .get_mut(CATALOG)
+        .unwrap()
+        .artifacts
+        .push(support::entry(new_path, &new_bytes));
     net.builder.catalogs.get_mut(CATALOG).unwrap().serial += 1;
     let commit = net.commit("add app 1.2");
     let network = load(&net.builder);
-    assert!(assign(&network, &Extras::new()).holders(CATALOG, new_path).contains(&"relay-3"), "the new artifact is assigned to relay-3");
+    assert!(
+        assign(&network, &Extras::new()).holders(CATALOG, new_path).contains(&"relay-3"),
+        "the new artifact is assigned to relay-3"
+    );
 
     // The directory and relay-1 move on; relay-3 stays behind but healthy.
     let base = net.url("dir-a");
@@ -268,7 +392,10 @@ async fn a_lagging_relay_never_gets_an_artifact_it_does_not_list() {
         let (status, loc) = ask(&net, &c, "dir-a", new_path, None).await;
         assert!(status == 302 || status == 200 || status == 404, "{status}");
         if let Some(l) = loc {
-            assert_ne!(l, "relay-3", "the lagging relay was sent a request for an artifact it does not list");
+            assert_ne!(
+                l, "relay-3",
+                "the lagging relay was sent a request for an artifact it does not list"
+            );
             *seen.entry(l).or_insert(0) += 1;
         }
         if seen.get("relay-1").copied().unwrap_or(0) >= 50 {
@@ -305,9 +432,14 @@ async fn region_preference_weights_statistics_and_hot_list() {
     // relay-2 (us) also works with dir-a, so that region preference has something to prefer.
     builder.relays.get_mut("relay-2").unwrap().directories = vec!["dir-a".into(), "dir-b".into()];
     let mut net = TestNet::new(builder, support::artifact_bytes()).await;
-    net.extra_config.insert("dir-a".into(), "regions = { \"10.1.0.0/16\" = \"eu\", \"10.2.0.0/16\" = \"us\" }\nhot_threshold = 50\n".into());
+    net.extra_config.insert(
+        "dir-a".into(),
+        "regions = { \"10.1.0.0/16\" = \"eu\", \"10.2.0.0/16\" = \"us\" }\nhot_threshold = 50\n"
+            .into(),
+    );
     let dir = net.start("dir-a").await;
-    let relays = [net.start("relay-1").await, net.start("relay-2").await, net.start("relay-3").await];
+    let relays =
+        [net.start("relay-1").await, net.start("relay-2").await, net.start("relay-3").await];
     wait_routable(&net, "dir-a", &["relay-1", "relay-2", "relay-3"]).await;
 
     let c = client();
@@ -333,14 +465,22 @@ async fn region_preference_weights_statistics_and_hot_list() {
     // failed, the hot list changed or the table was rebuilt is repeated (the request counts
     // below include every run).
     let routing_state = || async {
-        let m = c.get(format!("{}/metrics", net.url("dir-a"))).send().await.unwrap().text().await.unwrap();
+        let m = c
+            .get(format!("{}/metrics", net.url("dir-a")))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         let failures = m
             .lines()
             .filter(|l| l.starts_with("odi_probes_total{") && !l.contains("outcome=\"ok\""))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>();
         let d = dir_status(&net.url("dir-a")).await;
-        let healthy: Vec<bool> = d["relays"].as_array().into_iter().flatten().map(|r| r["healthy"] == true).collect();
+        let healthy: Vec<bool> =
+            d["relays"].as_array().into_iter().flatten().map(|r| r["healthy"] == true).collect();
         (failures.to_string(), d["hot"].clone(), d["routing"]["current"].clone(), healthy)
     };
     let mut requests = 0usize;
@@ -382,38 +522,77 @@ async fn region_preference_weights_statistics_and_hot_list() {
     assert_ne!(loc.as_deref(), Some("relay-2"), "the right-most untrusted address (eu) decides");
 
     // Statistics: per relay and region in /metrics, per artifact in /.odi/v1/stats.
-    let metrics = c.get(format!("{}/metrics", net.url("dir-a"))).send().await.unwrap().text().await.unwrap();
+    let metrics =
+        c.get(format!("{}/metrics", net.url("dir-a"))).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("odi_redirects_total{relay=\"relay-3\"}"), "{metrics}");
     let eu_total = eu_requests + 1; // plus the spoofed-header request, which counts as eu
-    assert!(metrics.contains(&format!("odi_region_downloads_total{{region=\"eu\"}} {eu_total}")), "{metrics}");
-    assert!(metrics.contains(&format!("odi_downloads_total{{catalog=\"demo\"}} {}", requests + 1)), "{metrics}");
-    let stats: serde_json::Value = c.get(format!("{}/.odi/v1/stats", net.url("dir-a"))).send().await.unwrap().json().await.unwrap();
+    assert!(
+        metrics.contains(&format!("odi_region_downloads_total{{region=\"eu\"}} {eu_total}")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("odi_downloads_total{{catalog=\"demo\"}} {}", requests + 1)),
+        "{metrics}"
+    );
+    let stats: serde_json::Value = c
+        .get(format!("{}/.odi/v1/stats", net.url("dir-a")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(stats["top"][0]["path"], path, "{stats}");
     assert_eq!(stats["top"][0]["downloads"], requests + 1, "{stats}");
 
     // Over the hot threshold: published for relays, and in the directory's own assignment.
     eventually("hot list", WAIT, || async {
-        let hot: odi_agent::relay::HotList = c.get(format!("{}/.odi/v1/hot", net.url("dir-a"))).send().await.unwrap().json().await.unwrap();
+        let hot: odi_agent::relay::HotList = c
+            .get(format!("{}/.odi/v1/hot", net.url("dir-a")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         hot.artifacts.iter().any(|h| h.path == path && h.extra == 1)
     })
     .await;
     eventually("directory view has the extra", WAIT, || async {
-        dir.node.view().is_some_and(|v| v.extras.contains_key(&(CATALOG.to_owned(), path.to_owned())))
+        dir.node
+            .view()
+            .is_some_and(|v| v.extras.contains_key(&(CATALOG.to_owned(), path.to_owned())))
     })
     .await;
 
     // Counts survive a restart (flushed at shutdown, loaded at start).
     dir.stop().await;
     let dir = net.start("dir-a").await;
-    let stats: serde_json::Value = c.get(format!("{}/.odi/v1/stats", net.url("dir-a"))).send().await.unwrap().json().await.unwrap();
+    let stats: serde_json::Value = c
+        .get(format!("{}/.odi/v1/stats", net.url("dir-a")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(stats["top"][0]["downloads"], requests + 1, "{stats}");
     assert_eq!(
-        stats["relays"]["relay-2"].as_u64().unwrap() + stats["relays"]["relay-1"].as_u64().unwrap() + stats["relays"]["relay-3"].as_u64().unwrap(),
+        stats["relays"]["relay-2"].as_u64().unwrap()
+            + stats["relays"]["relay-1"].as_u64().unwrap()
+            + stats["relays"]["relay-3"].as_u64().unwrap(),
         requests as u64 + 1
     );
     // So does the last hour's window: the artifact is still hot without a new download.
     eventually("hot list after a restart", WAIT, || async {
-        let hot: odi_agent::relay::HotList = c.get(format!("{}/.odi/v1/hot", net.url("dir-a"))).send().await.unwrap().json().await.unwrap();
+        let hot: odi_agent::relay::HotList = c
+            .get(format!("{}/.odi/v1/hot", net.url("dir-a")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         hot.artifacts.iter().any(|h| h.path == path && h.extra == 1)
     })
     .await;
@@ -428,14 +607,36 @@ async fn region_preference_weights_statistics_and_hot_list() {
 fn fixed_table() -> (Table, Stats) {
     let network = Arc::new(load(&support::small_network()));
     let assignment = assign(&network, &Extras::new());
-    let held: Held = network.catalogs[CATALOG].live().map(|a| ((CATALOG.to_owned(), a.path.as_str().to_owned()), a.sha256.0)).collect();
+    let held: Held = network.catalogs[CATALOG]
+        .live()
+        .map(|a| ((CATALOG.to_owned(), a.path.as_str().to_owned()), a.sha256.0))
+        .collect();
     let held = Arc::new(held);
     // Every relay (as if all worked with dir-a) holds every artifact.
-    let healthy: HashMap<String, Arc<Held>> = network.relays.keys().map(|n| (n.clone(), held.clone())).collect();
-    let view = Arc::new(View { commit: "0123abc".into(), network, assignment, extras: Extras::new(), applied_at: time::OffsetDateTime::UNIX_EPOCH });
-    let regions = RegionMap::new(&[("10.1.0.0/16".parse().unwrap(), "eu".into()), ("10.2.0.0/16".parse().unwrap(), "us".into())], &[]);
+    let healthy: HashMap<String, Arc<Held>> =
+        network.relays.keys().map(|n| (n.clone(), held.clone())).collect();
+    let view = Arc::new(View {
+        commit: "0123abc".into(),
+        network,
+        assignment,
+        extras: Extras::new(),
+        applied_at: time::OffsetDateTime::UNIX_EPOCH,
+    });
+    let regions = RegionMap::new(
+        &[
+            ("10.1.0.0/16".parse().unwrap(), "eu".into()),
+            ("10.2.0.0/16".parse().unwrap(), "us".into()),
+        ],
+        &[],
+    );
     let stats = Stats::in_memory();
-    let table = Table::build(&BuildInput { view: &view, me: "dir-a", healthy: &healthy, regions: &regions, stats: &stats });
+    let table = Table::build(&BuildInput {
+        view: &view,
+        me: "dir-a",
+        healthy: &healthy,
+        regions: &regions,
+        stats: &stats,
+    });
     (table, stats)
 }
 
@@ -450,16 +651,29 @@ fn headers_text(resp: &http::Response<odi_agent::http::Body>) -> String {
 #[test]
 fn snapshot_redirect_headers_and_metalink() {
     let (table, _stats) = fixed_table();
-    let regions = RegionMap::new(&[("10.1.0.0/16".parse().unwrap(), "eu".into()), ("10.2.0.0/16".parse().unwrap(), "us".into())], &[]);
+    let regions = RegionMap::new(
+        &[
+            ("10.1.0.0/16".parse().unwrap(), "eu".into()),
+            ("10.2.0.0/16".parse().unwrap(), "us".into()),
+        ],
+        &[],
+    );
     let e = table.get(&format!("/r/{CATALOG}/releases/1.1/app-1.1.bin")).unwrap();
     let mut text = String::new();
-    for (label, region) in [("eu client", regions.id("eu")), ("us client", regions.id("us")), ("client of no region", None)] {
+    for (label, region) in [
+        ("eu client", regions.id("eu")),
+        ("us client", regions.id("us")),
+        ("client of no region", None),
+    ] {
         let (g, pos) = e.choose(region, 0.0).unwrap();
         text.push_str(&format!("## {label}\n{}\n", headers_text(&e.redirect(g, pos, 5, false))));
     }
     insta::assert_snapshot!("redirect_headers", text);
     let (g, pos) = e.choose(regions.id("eu"), 0.0).unwrap();
-    insta::assert_snapshot!("redirect_headers_one_link", headers_text(&e.redirect(g, pos, 1, false)));
+    insta::assert_snapshot!(
+        "redirect_headers_one_link",
+        headers_text(&e.redirect(g, pos, 1, false))
+    );
     let doc = table.metalink(e, regions.id("us")).replace(env!("CARGO_PKG_VERSION"), "VERSION");
     insta::assert_snapshot!("metalink", doc);
 }

@@ -39,18 +39,33 @@ async fn global_network() -> TestNet {
 
 /// The directory a client of `ip` is first sent to by the meta-directory.
 async fn first_hop(net: &TestNet, ip: &str, path: &str) -> Option<String> {
-    let r = client().get(format!("{}/r/{CATALOG}/{path}", net.url("meta"))).header("x-forwarded-for", ip).send().await.ok()?;
+    let r = client()
+        .get(format!("{}/r/{CATALOG}/{path}", net.url("meta")))
+        .header("x-forwarded-for", ip)
+        .send()
+        .await
+        .ok()?;
     if r.status() != 302 {
         return None;
     }
     let loc = r.headers().get("location")?.to_str().ok()?.to_owned();
-    ["dir-a", "dir-b"].into_iter().find(|d| loc.starts_with(&format!("{}/", net.url(d)))).map(str::to_owned)
+    ["dir-a", "dir-b"]
+        .into_iter()
+        .find(|d| loc.starts_with(&format!("{}/", net.url(d))))
+        .map(str::to_owned)
 }
 
 /// Downloads through the meta-directory with real curl, following every redirect.
 fn curl_via(net: &TestNet, ip: &str, path: &str) -> Option<Vec<u8>> {
     let out = std::process::Command::new("curl")
-        .args(["-sSfL", "--max-redirs", "5", "-H", &format!("X-Forwarded-For: {ip}"), &format!("{}/r/{CATALOG}/{path}", net.url("meta"))])
+        .args([
+            "-sSfL",
+            "--max-redirs",
+            "5",
+            "-H",
+            &format!("X-Forwarded-For: {ip}"),
+            &format!("{}/r/{CATALOG}/{path}", net.url("meta")),
+        ])
         .env_remove("http_proxy")
         .output()
         .expect("curl is installed (ci/install-test-deps.sh)");
@@ -60,22 +75,36 @@ fn curl_via(net: &TestNet, ip: &str, path: &str) -> Option<Vec<u8>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meta_directory_routes_by_region_and_fails_over() {
     let net = global_network().await;
-    let (path, bytes) = support::artifact_bytes().into_iter().find(|(p, _)| p == "data/blob-64k.bin").unwrap();
+    let (path, bytes) =
+        support::artifact_bytes().into_iter().find(|(p, _)| p == "data/blob-64k.bin").unwrap();
 
     // The canonical directory first; the linked one then syncs its bytes from it.
     let dir_a = net.start("dir-a").await;
-    eventually("dir-a Ready", WAIT, || async { status(&net.url("dir-a")).await.is_some_and(|s| s.ready()) }).await;
+    eventually("dir-a Ready", WAIT, || async {
+        status(&net.url("dir-a")).await.is_some_and(|s| s.ready())
+    })
+    .await;
     let origin_requests = net.origin.requests.load(std::sync::atomic::Ordering::SeqCst);
     let dir_b = net.start("dir-b").await;
-    eventually("dir-b Ready", WAIT, || async { status(&net.url("dir-b")).await.is_some_and(|s| s.ready()) }).await;
-    assert_eq!(net.origin.requests.load(std::sync::atomic::Ordering::SeqCst), origin_requests, "the linked directory synced from its peer, not the origin");
+    eventually("dir-b Ready", WAIT, || async {
+        status(&net.url("dir-b")).await.is_some_and(|s| s.ready())
+    })
+    .await;
+    assert_eq!(
+        net.origin.requests.load(std::sync::atomic::Ordering::SeqCst),
+        origin_requests,
+        "the linked directory synced from its peer, not the origin"
+    );
     let mut relays = Vec::new();
     for r in ["relay-1", "relay-2", "relay-3"] {
         relays.push(net.start(r).await);
     }
     let meta = net.start("meta").await;
     eventually("meta sees both directories live", WAIT, || async {
-        status(&net.url("meta")).await.and_then(|s| s.directory).is_some_and(|d| ["dir-a", "dir-b"].iter().all(|n| d["peers"][n]["live"] == true))
+        status(&net.url("meta"))
+            .await
+            .and_then(|s| s.directory)
+            .is_some_and(|d| ["dir-a", "dir-b"].iter().all(|n| d["peers"][n]["live"] == true))
     })
     .await;
 
@@ -86,23 +115,53 @@ async fn meta_directory_routes_by_region_and_fails_over() {
         assert_eq!(curl_via(&net, ip, &path).as_deref(), Some(bytes.as_slice()), "client in {ip}");
     }
     // Unknown artifact and expunged artifact answer at the meta-directory itself.
-    assert_eq!(client().get(format!("{}/r/{CATALOG}/nope", net.url("meta"))).send().await.unwrap().status(), 404);
-    assert_eq!(client().get(format!("{}/r/{CATALOG}/{}", net.url("meta"), support::EXPUNGED)).send().await.unwrap().status(), 410);
+    assert_eq!(
+        client()
+            .get(format!("{}/r/{CATALOG}/nope", net.url("meta")))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        client()
+            .get(format!("{}/r/{CATALOG}/{}", net.url("meta"), support::EXPUNGED))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        410
+    );
     // A request that already passed this meta-directory is a loop.
-    let looped = client().get(format!("{}/r/{CATALOG}/{path}?odi-via=meta", net.url("meta"))).send().await.unwrap();
+    let looped = client()
+        .get(format!("{}/r/{CATALOG}/{path}?odi-via=meta", net.url("meta")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(looped.status(), 508);
 
     // Stop the canonical directory: eu clients are sent to the linked one within two probe
     // intervals (300 ms each here; the bound below leaves room for a loaded machine).
     dir_a.stop().await;
-    eventually("eu clients fail over to dir-b", Duration::from_secs(5), || async { first_hop(&net, EU, &path).await.as_deref() == Some("dir-b") }).await;
-    assert_eq!(curl_via(&net, EU, &path).as_deref(), Some(bytes.as_slice()), "downloads keep working");
+    eventually("eu clients fail over to dir-b", Duration::from_secs(5), || async {
+        first_hop(&net, EU, &path).await.as_deref() == Some("dir-b")
+    })
+    .await;
+    assert_eq!(
+        curl_via(&net, EU, &path).as_deref(),
+        Some(bytes.as_slice()),
+        "downloads keep working"
+    );
     let s = status(&net.url("meta")).await.unwrap().directory.unwrap();
     assert_eq!(s["peers"]["dir-a"]["live"], false);
 
     // Start it again: it returns to rotation.
     let dir_a = net.start("dir-a").await;
-    eventually("dir-a back for eu clients", WAIT, || async { first_hop(&net, EU, &path).await.as_deref() == Some("dir-a") }).await;
+    eventually("dir-a back for eu clients", WAIT, || async {
+        first_hop(&net, EU, &path).await.as_deref() == Some("dir-a")
+    })
+    .await;
     assert_eq!(curl_via(&net, EU, &path).as_deref(), Some(bytes.as_slice()));
 
     meta.stop().await;
@@ -122,12 +181,19 @@ async fn a_directory_on_an_older_commit_is_taken_out() {
     repo.branch("frozen", &head, false).unwrap();
     let meta = net.start("meta").await;
     let dir_a = net.start("dir-a").await;
-    let cfg = std::fs::read_to_string(net.config_file("dir-b")).unwrap().replace("branch = \"main\"", "branch = \"frozen\"");
+    let cfg = std::fs::read_to_string(net.config_file("dir-b"))
+        .unwrap()
+        .replace("branch = \"main\"", "branch = \"frozen\"");
     let path = net.data_dir("dir-b").join("frozen.toml");
     std::fs::write(&path, cfg).unwrap();
-    let dir_b = odi_agent::node::start(odi_agent::config::Config::load(&path).unwrap(), Default::default()).await.unwrap();
+    let dir_b =
+        odi_agent::node::start(odi_agent::config::Config::load(&path).unwrap(), Default::default())
+            .await
+            .unwrap();
     eventually("both live", WAIT, || async {
-        status(&net.url("meta")).await.and_then(|s| s.directory).is_some_and(|d| d["peers"]["dir-a"]["live"] == true && d["peers"]["dir-b"]["live"] == true)
+        status(&net.url("meta")).await.and_then(|s| s.directory).is_some_and(|d| {
+            d["peers"]["dir-a"]["live"] == true && d["peers"]["dir-b"]["live"] == true
+        })
     })
     .await;
 
@@ -160,12 +226,20 @@ async fn a_directory_on_an_older_commit_is_taken_out() {
         })
     })
     .await;
-    let (path, bytes) = support::artifact_bytes().into_iter().find(|(p, _)| p == "data/blob-64k.bin").unwrap();
+    let (path, bytes) =
+        support::artifact_bytes().into_iter().find(|(p, _)| p == "data/blob-64k.bin").unwrap();
     for ip in [EU, US] {
         assert_eq!(first_hop(&net, ip, &path).await.as_deref(), Some("dir-b"), "client in {ip}");
     }
-    eventually("dir-b Ready", WAIT, || async { status(&net.url("dir-b")).await.is_some_and(|s| s.ready()) }).await;
-    assert_eq!(curl_via(&net, EU, &path).as_deref(), Some(bytes.as_slice()), "downloads through the lagging directory");
+    eventually("dir-b Ready", WAIT, || async {
+        status(&net.url("dir-b")).await.is_some_and(|s| s.ready())
+    })
+    .await;
+    assert_eq!(
+        curl_via(&net, EU, &path).as_deref(),
+        Some(bytes.as_slice()),
+        "downloads through the lagging directory"
+    );
     for a in [meta, dir_b] {
         a.stop().await;
     }

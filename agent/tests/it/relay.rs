@@ -13,15 +13,29 @@ const WAIT: Duration = Duration::from_secs(30);
 /// What the assignment says `relay` holds, computed independently from the repository.
 fn expected_share(net: &TestNet, relay: &str) -> Vec<String> {
     let tree = net.builder.tree().unwrap();
-    let loaded = odi_network::load(&tree, &Default::default(), &Default::default(), time::OffsetDateTime::now_utc()).unwrap();
+    let loaded = odi_network::load(
+        &tree,
+        &Default::default(),
+        &Default::default(),
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
     let a = assign(&loaded.network, &Extras::new());
-    let mut v: Vec<String> = a.artifacts_of(a.share(relay).unwrap()).map(|p| p.path.clone()).collect();
+    let mut v: Vec<String> =
+        a.artifacts_of(a.share(relay).unwrap()).map(|p| p.path.clone()).collect();
     v.sort();
     v
 }
 
 async fn held(base: &str) -> Vec<String> {
-    let inv: odi_agent::relay::Inventory = client().get(format!("{base}/.odi/v1/inventory")).send().await.unwrap().json().await.unwrap();
+    let inv: odi_agent::relay::Inventory = client()
+        .get(format!("{base}/.odi/v1/inventory"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let mut v: Vec<String> = inv.artifacts.into_iter().map(|i| i.path).collect();
     v.sort();
     v
@@ -35,22 +49,31 @@ async fn relay_holds_exactly_its_share_and_serves_it() {
     let base = net.url("relay-3");
     let want = expected_share(&net, "relay-3");
     assert!(!want.is_empty(), "relay-3 has a share");
-    eventually("relay-3 Ready", WAIT, || async { status(&base).await.is_some_and(|s| s.ready()) }).await;
+    eventually("relay-3 Ready", WAIT, || async { status(&base).await.is_some_and(|s| s.ready()) })
+        .await;
     assert_eq!(held(&base).await, want, "inventory equals the computed share");
 
-    let bytes: std::collections::BTreeMap<String, Vec<u8>> = support::artifact_bytes().into_iter().collect();
+    let bytes: std::collections::BTreeMap<String, Vec<u8>> =
+        support::artifact_bytes().into_iter().collect();
     let c = client();
     for path in &want {
         let r = c.get(format!("{base}/r/{CATALOG}/{path}")).send().await.unwrap();
         assert_eq!(r.status(), 200, "{path}");
         let etag = r.headers()["etag"].to_str().unwrap().to_owned();
         assert_eq!(etag, format!("\"{}\"", support::sha256_hex(&bytes[path])));
-        assert!(r.headers().contains_key("repr-digest") && r.headers().contains_key("last-modified"));
-        assert_eq!(r.bytes().await.unwrap().as_ref(), bytes[path].as_slice(), "{path} byte-identical");
+        assert!(
+            r.headers().contains_key("repr-digest") && r.headers().contains_key("last-modified")
+        );
+        assert_eq!(
+            r.bytes().await.unwrap().as_ref(),
+            bytes[path].as_slice(),
+            "{path} byte-identical"
+        );
     }
     // A range of one held artifact.
     let p = &want[0];
-    let r = c.get(format!("{base}/r/{CATALOG}/{p}")).header("range", "bytes=1-3").send().await.unwrap();
+    let r =
+        c.get(format!("{base}/r/{CATALOG}/{p}")).header("range", "bytes=1-3").send().await.unwrap();
     if bytes[p].len() > 3 {
         assert_eq!(r.status(), 206);
         assert_eq!(r.bytes().await.unwrap().as_ref(), &bytes[p][1..4]);
@@ -62,7 +85,11 @@ async fn relay_holds_exactly_its_share_and_serves_it() {
         let r = c.get(format!("{base}/r/{CATALOG}/{other}")).send().await.unwrap();
         assert_eq!(r.status(), 302);
         let loc = r.headers()["location"].to_str().unwrap().to_owned();
-        assert!(loc.starts_with(&format!("{}/r/{CATALOG}/", net.url("dir-a"))) && loc.ends_with("?odi-via=relay-3"), "{loc}");
+        assert!(
+            loc.starts_with(&format!("{}/r/{CATALOG}/", net.url("dir-a")))
+                && loc.ends_with("?odi-via=relay-3"),
+            "{loc}"
+        );
         let again = c.get(&loc).send().await.unwrap();
         assert_eq!(again.status(), 200, "the directory serves a bounced request itself");
         assert_eq!(again.bytes().await.unwrap().as_ref(), bytes[other].as_slice());
@@ -70,7 +97,12 @@ async fn relay_holds_exactly_its_share_and_serves_it() {
     assert_eq!(c.get(format!("{base}/r/{CATALOG}/{EXPUNGED}")).send().await.unwrap().status(), 410);
     assert_eq!(c.get(format!("{base}/r/{CATALOG}/nope.bin")).send().await.unwrap().status(), 404);
     // Clients normalise `%2e%2e` away, so send the hostile spellings on a raw socket.
-    for evil in ["/r/demo/%2e%2e/%2e%2e/etc/passwd", "/r/demo/..%2f..%2fetc%2fpasswd", "/r/demo/a%00b", "/r/demo/%252e%252e/x"] {
+    for evil in [
+        "/r/demo/%2e%2e/%2e%2e/etc/passwd",
+        "/r/demo/..%2f..%2fetc%2fpasswd",
+        "/r/demo/a%00b",
+        "/r/demo/%252e%252e/x",
+    ] {
         let status = raw_get(net.addr("relay-3"), evil).await;
         assert!(status == 400 || status == 404, "{evil}: {status}");
     }
@@ -86,13 +118,21 @@ async fn bad_origin_bytes_are_never_stored_and_are_reported() {
     // No directory runs, so relay-3 falls back to the origin for everything.
     let want = expected_share(&net, "relay-3");
     assert!(want.len() >= 3, "need three artifacts to spoil: {want:?}");
-    net.origin.set(&want[0], Behavior::Wrong(support::artifact_bytes().into_iter().find(|(p, _)| *p == want[0]).unwrap().1));
+    net.origin.set(
+        &want[0],
+        Behavior::Wrong(
+            support::artifact_bytes().into_iter().find(|(p, _)| *p == want[0]).unwrap().1,
+        ),
+    );
     net.origin.set(&want[1], Behavior::Endless);
     let len2 = support::artifact_bytes().into_iter().find(|(p, _)| *p == want[2]).unwrap().1.len();
     net.origin.set(&want[2], Behavior::Stall(len2));
     let relay = net.start("relay-3").await;
     let base = net.url("relay-3");
-    eventually("three failures reported", WAIT, || async { status(&base).await.is_some_and(|s| s.failures.len() == 3) }).await;
+    eventually("three failures reported", WAIT, || async {
+        status(&base).await.is_some_and(|s| s.failures.len() == 3)
+    })
+    .await;
     let s = status(&base).await.unwrap();
     assert!(!s.ready());
     let stalled = s.conditions.iter().find(|c| c.kind == "Stalled").unwrap();
@@ -103,7 +143,8 @@ async fn bad_origin_bytes_are_never_stored_and_are_reported() {
     }
     // The other artifacts are stored and served; the spoiled ones are not.
     assert_eq!(held(&base).await, want[3..].to_vec());
-    let metrics = client().get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics =
+        client().get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("odi_fetch_total{outcome=\"wrong_hash\"}"), "{metrics}");
     // Nothing partial was promoted into the object store.
     let objects = store_root(&net, "relay-3").join("objects");
@@ -117,7 +158,10 @@ async fn bad_origin_bytes_are_never_stored_and_are_reported() {
     for (p, b) in support::artifact_bytes() {
         net.origin.set(&p, Behavior::Good(b));
     }
-    eventually("relay-3 Ready after repair", WAIT, || async { status(&base).await.is_some_and(|s| s.ready()) }).await;
+    eventually("relay-3 Ready after repair", WAIT, || async {
+        status(&base).await.is_some_and(|s| s.ready())
+    })
+    .await;
     relay.stop().await;
 }
 
@@ -126,10 +170,13 @@ async fn expunge_removes_and_bad_commit_changes_nothing() {
     let mut net = TestNet::small().await;
     let relay = net.start("relay-3").await;
     let base = net.url("relay-3");
-    eventually("relay-3 Ready", WAIT, || async { status(&base).await.is_some_and(|s| s.ready()) }).await;
+    eventually("relay-3 Ready", WAIT, || async { status(&base).await.is_some_and(|s| s.ready()) })
+        .await;
     let before = held(&base).await;
     let victim = before[0].clone();
-    let sha = support::sha256_hex(&support::artifact_bytes().into_iter().find(|(p, _)| *p == victim).unwrap().1);
+    let sha = support::sha256_hex(
+        &support::artifact_bytes().into_iter().find(|(p, _)| *p == victim).unwrap().1,
+    );
     let object = store_root(&net, "relay-3").join("objects").join(&sha[..2]).join(&sha);
     assert!(object.exists());
 
@@ -145,18 +192,30 @@ async fn expunge_removes_and_bad_commit_changes_nothing() {
     release.serial += 1;
     let good = net.commit("expunge");
     eventually("expunged object deleted", WAIT, || async { !object.exists() }).await;
-    assert_eq!(client().get(format!("{base}/r/{CATALOG}/{victim}")).send().await.unwrap().status(), 410);
-    eventually("status at the new commit", WAIT, || async { status(&base).await.is_some_and(|s| s.commit.as_deref() == Some(good.as_str())) }).await;
+    assert_eq!(
+        client().get(format!("{base}/r/{CATALOG}/{victim}")).send().await.unwrap().status(),
+        410
+    );
+    eventually("status at the new commit", WAIT, || async {
+        status(&base).await.is_some_and(|s| s.commit.as_deref() == Some(good.as_str()))
+    })
+    .await;
 
     // A commit whose relay file has a broken signature: nothing changes, status says why.
     let held_before = held(&base).await;
     let rel = net.repo.join("relays/relay-3.toml");
-    let text = std::fs::read_to_string(&rel).unwrap().replace("quota = \"4 MiB\"", "quota = \"1 KiB\"");
+    let text =
+        std::fs::read_to_string(&rel).unwrap().replace("quota = \"4 MiB\"", "quota = \"1 KiB\"");
     std::fs::write(&rel, text).unwrap();
     odi_network::builder::commit_all(&net.repo, "tampered").unwrap();
     eventually("Stalled with the reason", WAIT, || async {
         status(&base).await.is_some_and(|s| {
-            s.conditions.iter().any(|c| c.kind == "Stalled" && c.status && c.reason == "InvalidCommit" && c.message.contains("relays/relay-3.toml"))
+            s.conditions.iter().any(|c| {
+                c.kind == "Stalled"
+                    && c.status
+                    && c.reason == "InvalidCommit"
+                    && c.message.contains("relays/relay-3.toml")
+            })
         })
     })
     .await;
@@ -171,7 +230,8 @@ async fn quota_is_never_exceeded_on_disk() {
     let mut net = TestNet::small().await;
     let relay = net.start("relay-3").await;
     let base = net.url("relay-3");
-    eventually("relay-3 Ready", WAIT, || async { status(&base).await.is_some_and(|s| s.ready()) }).await;
+    eventually("relay-3 Ready", WAIT, || async { status(&base).await.is_some_and(|s| s.ready()) })
+        .await;
     let objects = store_root(&net, "relay-3");
     // Shrink the quota below what it holds: it must evict down, never overshoot.
     let quota = 120 << 10;
@@ -187,7 +247,10 @@ async fn quota_is_never_exceeded_on_disk() {
     })
     .await;
     while std::time::Instant::now() < deadline {
-        max_seen = max_seen.max(crate::testnet::disk_bytes(&objects.join("objects")) + crate::testnet::disk_bytes(&objects.join("tmp")));
+        max_seen = max_seen.max(
+            crate::testnet::disk_bytes(&objects.join("objects"))
+                + crate::testnet::disk_bytes(&objects.join("tmp")),
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(max_seen <= quota, "{max_seen} bytes on disk over the quota {quota}");
@@ -206,16 +269,23 @@ async fn kill_9_mid_download_resumes_without_serving_partials() {
     net.builder.relays.get_mut("relay-3").unwrap().quota = odi_network::units::ByteSize(64 << 20);
     net.origin.set("big.bin", Behavior::Slow(big.clone(), 2 << 20));
     net.commit("big artifact");
-    let partial = store_root(&net, "relay-3").join("tmp").join(format!("{}.part", support::sha256_hex(&big)));
+    let partial =
+        store_root(&net, "relay-3").join("tmp").join(format!("{}.part", support::sha256_hex(&big)));
 
     let mut child = net.spawn("relay-3");
-    eventually("a partial download on disk", WAIT, || async { std::fs::metadata(&partial).is_ok_and(|m| m.len() > (1 << 20)) }).await;
+    eventually("a partial download on disk", WAIT, || async {
+        std::fs::metadata(&partial).is_ok_and(|m| m.len() > (1 << 20))
+    })
+    .await;
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let cut = std::fs::metadata(&partial).unwrap().len();
     assert!(cut < big.len() as u64);
     let sha = support::sha256_hex(&big);
-    assert!(!store_root(&net, "relay-3").join("objects").join(&sha[..2]).join(&sha).exists(), "no object under a served name");
+    assert!(
+        !store_root(&net, "relay-3").join("objects").join(&sha[..2]).join(&sha).exists(),
+        "no object under a served name"
+    );
 
     // Restart at full speed: it resumes with a Range request and completes.
     net.origin.set("big.bin", Behavior::Good(big.clone()));
@@ -223,13 +293,20 @@ async fn kill_9_mid_download_resumes_without_serving_partials() {
     let base = net.url("relay-3");
     eventually("big.bin served", WAIT, || async {
         match client().get(format!("{base}/r/{CATALOG}/big.bin")).send().await {
-            Ok(r) if r.status() == 200 => r.bytes().await.is_ok_and(|b| b.as_ref() == big.as_slice()),
+            Ok(r) if r.status() == 200 => {
+                r.bytes().await.is_ok_and(|b| b.as_ref() == big.as_slice())
+            }
             _ => false,
         }
     })
     .await;
     let log = net.origin.log.lock().unwrap().clone();
-    assert!(log.iter().any(|l| l.contains("big.bin") && l.contains("range=Some(") && !l.contains("range=Some(0)")), "a resumed Range request in {log:#?}");
+    assert!(
+        log.iter().any(|l| l.contains("big.bin")
+            && l.contains("range=Some(")
+            && !l.contains("range=Some(0)")),
+        "a resumed Range request in {log:#?}"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 }
@@ -238,7 +315,11 @@ async fn kill_9_mid_download_resumes_without_serving_partials() {
 pub async fn raw_get(addr: std::net::SocketAddr, target: &str) -> u16 {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {target} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    s.write_all(
+        format!("GET {target} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf).await;
     String::from_utf8_lossy(&buf).split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)

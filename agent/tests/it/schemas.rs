@@ -15,8 +15,13 @@ fn committed_schemas_match_the_rust_types() {
     let generated = odi_network::schema::all();
     for (name, json) in &generated {
         let path = dir.join(name);
-        let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}; {fix}", path.display()));
-        assert!(committed == *json, "{} differs from the schema generated from the Rust types; {fix}", path.display());
+        let committed = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}; {fix}", path.display()));
+        assert!(
+            committed == *json,
+            "{} differs from the schema generated from the Rust types; {fix}",
+            path.display()
+        );
     }
     let mut extra = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -32,7 +37,10 @@ fn committed_schemas_match_the_rust_types() {
 /// python3-jsonschema) first, then whatever `python3` is on PATH.
 fn python() -> &'static str {
     for candidate in ["/usr/bin/python3", "python3"] {
-        let ok = Command::new(candidate).args(["-c", "import tomllib, jsonschema"]).output().is_ok_and(|o| o.status.success());
+        let ok = Command::new(candidate)
+            .args(["-c", "import tomllib, jsonschema"])
+            .output()
+            .is_ok_and(|o| o.status.success());
         if ok {
             return candidate;
         }
@@ -42,7 +50,11 @@ fn python() -> &'static str {
 
 fn check_schemas(repo: &Path, schemas: &Path) -> Run {
     let mut c = Command::new(python());
-    c.arg(repo_root().join("ci/check-schemas.py")).arg(repo).arg("--schemas").arg(schemas).arg("--verbose");
+    c.arg(repo_root().join("ci/check-schemas.py"))
+        .arg(repo)
+        .arg("--schemas")
+        .arg(schemas)
+        .arg("--verbose");
     support::run(c)
 }
 
@@ -72,12 +84,19 @@ fn network_tomls(repo: &Path) -> Vec<String> {
 fn assert_all_match(repo: &Path) {
     let r = check_schemas(repo, &repo_root().join("schemas"));
     assert_eq!(r.code, 0, "files of {} fail their JSON Schema:\n{}", repo.display(), r.both());
-    let checked: BTreeMap<&str, &str> = r.stdout.lines().filter_map(|l| l.strip_prefix("ok ")?.split_once(' ')).collect();
+    let checked: BTreeMap<&str, &str> =
+        r.stdout.lines().filter_map(|l| l.strip_prefix("ok ")?.split_once(' ')).collect();
     let files = network_tomls(repo);
     assert!(!files.is_empty());
     for f in &files {
-        let want = odi_network::schema::for_path(f).unwrap_or_else(|| panic!("{f}: odi_network::schema::for_path knows no schema"));
-        assert_eq!(checked.get(f.as_str()).copied(), Some(want), "{f}: the Python checker and for_path disagree:\n{}", r.both());
+        let want = odi_network::schema::for_path(f)
+            .unwrap_or_else(|| panic!("{f}: odi_network::schema::for_path knows no schema"));
+        assert_eq!(
+            checked.get(f.as_str()).copied(),
+            Some(want),
+            "{f}: the Python checker and for_path disagree:\n{}",
+            r.both()
+        );
     }
 }
 
@@ -97,11 +116,36 @@ fn generated_network_matches_its_schemas() {
 #[test]
 fn broken_files_fail_the_independent_validator() {
     let edits: [(&str, &str, &str, &str); 6] = [
-        ("unknown field", "directories/dir-a.toml", "region = \"eu\"", "region = \"eu\"\ncolour = \"blue\""),
-        ("unknown artifact field", "catalogs/demo/catalog.toml", "path = \"hello.txt\"", "path = \"hello.txt\"\nmd5 = \"x\""),
-        ("missing required field", "relays/relay-1.toml", "contact = \"ops@relay-1.example.net\"\n", ""),
-        ("path escaping", "catalogs/demo/releases/1.1.toml", "path = \"releases/1.1/app-1.1.txt\"", "path = \"../x\""),
-        ("percent in path", "catalogs/demo/catalog.toml", "path = \"hello.txt\"", "path = \"a%2f..%2fb\""),
+        (
+            "unknown field",
+            "directories/dir-a.toml",
+            "region = \"eu\"",
+            "region = \"eu\"\ncolour = \"blue\"",
+        ),
+        (
+            "unknown artifact field",
+            "catalogs/demo/catalog.toml",
+            "path = \"hello.txt\"",
+            "path = \"hello.txt\"\nmd5 = \"x\"",
+        ),
+        (
+            "missing required field",
+            "relays/relay-1.toml",
+            "contact = \"ops@relay-1.example.net\"\n",
+            "",
+        ),
+        (
+            "path escaping",
+            "catalogs/demo/releases/1.1.toml",
+            "path = \"releases/1.1/app-1.1.txt\"",
+            "path = \"../x\"",
+        ),
+        (
+            "percent in path",
+            "catalogs/demo/catalog.toml",
+            "path = \"hello.txt\"",
+            "path = \"a%2f..%2fb\"",
+        ),
         ("quota in parsecs", "relays/relay-3.toml", "quota = \"4 MiB\"", "quota = \"5 parsecs\""),
     ];
     for (what, file, from, to) in edits {
@@ -112,16 +156,27 @@ fn broken_files_fail_the_independent_validator() {
         assert_eq!(r.code, 1, "{what}: the checker must fail:\n{}", r.both());
         let failing: Vec<&str> = r.stdout.lines().filter(|l| !l.starts_with("ok ")).collect();
         assert_eq!(failing.len(), 1, "{what}: exactly one failing line expected:\n{}", r.both());
-        assert!(failing[0].starts_with(&format!("{file}: ")), "{what}: the line must name {file}:\n{}", r.both());
+        assert!(
+            failing[0].starts_with(&format!("{file}: ")),
+            "{what}: the line must name {file}:\n{}",
+            r.both()
+        );
     }
     // A copy of the example network with one unknown field.
     let tmp = tempfile::tempdir().unwrap();
     copy_network(&repo_root(), tmp.path());
-    let relay = network_tomls(tmp.path()).into_iter().find(|f| f.starts_with("relays/")).expect("the example has relays");
+    let relay = network_tomls(tmp.path())
+        .into_iter()
+        .find(|f| f.starts_with("relays/"))
+        .expect("the example has relays");
     edit(tmp.path(), &relay, |t| format!("surprise = true\n{t}"));
     let r = check_schemas(tmp.path(), &repo_root().join("schemas"));
     assert_eq!(r.code, 1, "{}", r.both());
-    assert!(r.stdout.lines().any(|l| l.starts_with(&format!("{relay}: ")) && l.contains("surprise")), "{}", r.both());
+    assert!(
+        r.stdout.lines().any(|l| l.starts_with(&format!("{relay}: ")) && l.contains("surprise")),
+        "{}",
+        r.both()
+    );
 }
 
 fn copy_network(from: &Path, to: &Path) {

@@ -52,7 +52,9 @@ impl Origin {
         let url = format!("http://{}/origin/", listener.local_addr().unwrap());
         let origin = Origin {
             url,
-            files: Arc::new(Mutex::new(files.into_iter().map(|(p, b)| (p, Behavior::Good(b))).collect())),
+            files: Arc::new(Mutex::new(
+                files.into_iter().map(|(p, b)| (p, Behavior::Good(b))).collect(),
+            )),
             log: Arc::default(),
             requests: Arc::default(),
         };
@@ -83,14 +85,24 @@ impl Origin {
         let head = String::from_utf8_lossy(&buf).into_owned();
         let line = head.lines().next().unwrap_or("").to_owned();
         let path = line.split(' ').nth(1).unwrap_or("/").trim_start_matches("/origin/").to_owned();
-        let range_start = head
-            .lines()
-            .find_map(|l| l.to_ascii_lowercase().strip_prefix("range: bytes=").and_then(|r| r.strip_suffix('-')).and_then(|n| n.parse::<usize>().ok()));
+        let range_start = head.lines().find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("range: bytes=")
+                .and_then(|r| r.strip_suffix('-'))
+                .and_then(|n| n.parse::<usize>().ok())
+        });
         self.log.lock().unwrap().push(format!("{line} range={range_start:?}"));
         let behavior = self.files.lock().unwrap().get(&path).cloned();
         let _ = match behavior {
-            None => sock.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await,
-            Some(Behavior::Good(b)) | Some(Behavior::Slow(b, _)) if range_start.is_some_and(|s| s > 0 && s < b.len()) => {
+            None => {
+                sock.write_all(
+                    b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await
+            }
+            Some(Behavior::Good(b)) | Some(Behavior::Slow(b, _))
+                if range_start.is_some_and(|s| s > 0 && s < b.len()) =>
+            {
                 let s = range_start.unwrap_or(0);
                 let head = format!(
                     "HTTP/1.1 206 Partial Content\r\ncontent-length: {}\r\ncontent-range: bytes {s}-{}/{}\r\nconnection: close\r\n\r\n",
@@ -99,7 +111,12 @@ impl Origin {
                     b.len()
                 );
                 let _ = sock.write_all(head.as_bytes()).await;
-                let rate = if let Some(Behavior::Slow(_, r)) = self.files.lock().unwrap().get(&path) { Some(*r) } else { None };
+                let rate = if let Some(Behavior::Slow(_, r)) = self.files.lock().unwrap().get(&path)
+                {
+                    Some(*r)
+                } else {
+                    None
+                };
                 write_body(&mut sock, &b[s..], rate).await
             }
             Some(Behavior::Good(b)) => write_full(&mut sock, &b, None).await,
@@ -129,13 +146,22 @@ impl Origin {
     }
 }
 
-async fn write_full(sock: &mut tokio::net::TcpStream, b: &[u8], rate: Option<usize>) -> std::io::Result<()> {
-    let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", b.len());
+async fn write_full(
+    sock: &mut tokio::net::TcpStream,
+    b: &[u8],
+    rate: Option<usize>,
+) -> std::io::Result<()> {
+    let head =
+        format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", b.len());
     sock.write_all(head.as_bytes()).await?;
     write_body(sock, b, rate).await
 }
 
-async fn write_body(sock: &mut tokio::net::TcpStream, b: &[u8], rate: Option<usize>) -> std::io::Result<()> {
+async fn write_body(
+    sock: &mut tokio::net::TcpStream,
+    b: &[u8],
+    rate: Option<usize>,
+) -> std::io::Result<()> {
     match rate {
         None => sock.write_all(b).await,
         Some(rate) => {
@@ -162,7 +188,12 @@ pub fn reserve_port() -> u16 {
     const LOW: u16 = 20_000;
     const SPAN: u16 = 12_000;
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    let _ = NEXT.compare_exchange(0, 1 + (std::process::id() % u32::from(SPAN)) as u16, Ordering::Relaxed, Ordering::Relaxed);
+    let _ = NEXT.compare_exchange(
+        0,
+        1 + (std::process::id() % u32::from(SPAN)) as u16,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
     for _ in 0..SPAN {
         let port = LOW + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
@@ -215,7 +246,16 @@ impl TestNet {
         }
         let repo = tmp.path().join("network");
         std::fs::create_dir_all(&repo).unwrap();
-        let net = TestNet { tmp, repo, builder, origin, ports, extra_config: BTreeMap::new(), repo_url: None, repo_extra: String::new() };
+        let net = TestNet {
+            tmp,
+            repo,
+            builder,
+            origin,
+            ports,
+            extra_config: BTreeMap::new(),
+            repo_url: None,
+            repo_extra: String::new(),
+        };
         net.commit("initial network");
         net
     }
@@ -239,7 +279,8 @@ impl TestNet {
     /// Writes the agent configuration of `name` and returns its path.
     pub fn config_file(&self, name: &str) -> PathBuf {
         let mode = if self.builder.relays.contains_key(name) { "relay" } else { "directory" };
-        let keys: Vec<String> = self.builder.root_keys.iter().map(|k| format!("\"{}\"", k.public())).collect();
+        let keys: Vec<String> =
+            self.builder.root_keys.iter().map(|k| format!("\"{}\"", k.public())).collect();
         let dir = self.data_dir(name);
         std::fs::create_dir_all(&dir).unwrap();
         let text = format!(
@@ -270,7 +311,15 @@ impl TestNet {
     pub fn spawn(&self, name: &str) -> std::process::Child {
         let config = self.config_file(name);
         let log = std::fs::File::create(self.data_dir(name).join("agent.log")).unwrap();
-        support::odi().env("ODI_LOG", "info").arg("agent").arg("--config").arg(config).stdout(std::process::Stdio::null()).stderr(log).spawn().unwrap()
+        support::odi()
+            .env("ODI_LOG", "info")
+            .arg("agent")
+            .arg("--config")
+            .arg(config)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
     }
 
     /// Base URL of a node.
@@ -302,7 +351,11 @@ where
 
 /// A plain HTTP client that does not follow redirects.
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_proxy().build().unwrap()
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()
+        .unwrap()
 }
 
 /// GETs a status document.

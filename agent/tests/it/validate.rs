@@ -69,12 +69,19 @@ impl Fx {
     fn rotate(&self, keys: &[&Key], signers: &[&Key]) {
         let mut rf = self.b.root_file();
         rf.serial = 2;
-        rf.keys = keys.iter().map(|k| RootKey { name: k.name.clone(), public: k.public().to_owned() }).collect();
+        rf.keys = keys
+            .iter()
+            .map(|k| RootKey { name: k.name.clone(), public: k.public().to_owned() })
+            .collect();
         rf.threshold = keys.len() as u32;
         let text = toml::to_string(&rf).unwrap();
         std::fs::write(self.path("trust/roots/2.toml"), &text).unwrap();
         for k in signers {
-            std::fs::write(self.path(&format!("trust/roots/2.toml.{}.minisig", k.name)), k.sign(text.as_bytes()).unwrap()).unwrap();
+            std::fs::write(
+                self.path(&format!("trust/roots/2.toml.{}.minisig", k.name)),
+                k.sign(text.as_bytes()).unwrap(),
+            )
+            .unwrap();
         }
     }
 }
@@ -145,7 +152,11 @@ struct Case {
     minisign: bool,
 }
 
-fn case(name: &'static str, expect: Expect, mutate: impl Fn(&mut Fx) -> Vec<String> + 'static) -> Case {
+fn case(
+    name: &'static str,
+    expect: Expect,
+    mutate: impl Fn(&mut Fx) -> Vec<String> + 'static,
+) -> Case {
     Case { name, mutate: Box::new(mutate), expect, minisign: false }
 }
 
@@ -158,33 +169,65 @@ fn cases() -> Vec<Case> {
         case("untouched network", Pass, |_| vec![]),
         case("untouched network at HEAD", Pass, |_| vec!["--commit".into(), "HEAD".into()]),
         // One byte changed in each kind of signed file, signature left as it was.
-        case("byte changed: root", fail("trust/roots/1.toml", "signed by 0 of its own keys"), |fx| {
-            fx.replace_unsigned("trust/roots/1.toml", "name = \"root\"", "name = \"rooT\"");
-            vec![]
-        }),
-        case("byte changed: catalog", fail("catalogs/demo/catalog.toml", "signature does not match"), |fx| {
-            fx.replace_unsigned("catalogs/demo/catalog.toml", "Demo catalog", "Demo catalOg");
-            vec![]
-        }),
-        case("byte changed: release", fail("catalogs/demo/releases/1.1.toml", "signature does not match"), |fx| {
-            let rel = "catalogs/demo/releases/1.1.toml";
-            let (from, to) = flip_sha(&std::fs::read_to_string(fx.path(rel)).unwrap());
-            fx.replace_unsigned(rel, &from, &to);
-            vec![]
-        }),
-        case("byte changed: directory", fail("directories/dir-b.toml", "signature does not match"), |fx| {
-            fx.replace_unsigned("directories/dir-b.toml", "region = \"us\"", "region = \"uk\"");
-            vec![]
-        }),
-        case("byte changed: relay", fail("relays/relay-2.toml", "signature does not match"), |fx| {
-            fx.replace_unsigned("relays/relay-2.toml", "quota = \"2 MiB\"", "quota = \"3 MiB\"");
-            vec![]
-        }),
-        case("byte changed: relay at HEAD", fail("relays/relay-2.toml", "signature does not match"), |fx| {
-            fx.replace_unsigned("relays/relay-2.toml", "quota = \"2 MiB\"", "quota = \"3 MiB\"");
-            fx.commit("tamper");
-            vec!["--commit".into(), "HEAD".into()]
-        }),
+        case(
+            "byte changed: root",
+            fail("trust/roots/1.toml", "signed by 0 of its own keys"),
+            |fx| {
+                fx.replace_unsigned("trust/roots/1.toml", "name = \"root\"", "name = \"rooT\"");
+                vec![]
+            },
+        ),
+        case(
+            "byte changed: catalog",
+            fail("catalogs/demo/catalog.toml", "signature does not match"),
+            |fx| {
+                fx.replace_unsigned("catalogs/demo/catalog.toml", "Demo catalog", "Demo catalOg");
+                vec![]
+            },
+        ),
+        case(
+            "byte changed: release",
+            fail("catalogs/demo/releases/1.1.toml", "signature does not match"),
+            |fx| {
+                let rel = "catalogs/demo/releases/1.1.toml";
+                let (from, to) = flip_sha(&std::fs::read_to_string(fx.path(rel)).unwrap());
+                fx.replace_unsigned(rel, &from, &to);
+                vec![]
+            },
+        ),
+        case(
+            "byte changed: directory",
+            fail("directories/dir-b.toml", "signature does not match"),
+            |fx| {
+                fx.replace_unsigned("directories/dir-b.toml", "region = \"us\"", "region = \"uk\"");
+                vec![]
+            },
+        ),
+        case(
+            "byte changed: relay",
+            fail("relays/relay-2.toml", "signature does not match"),
+            |fx| {
+                fx.replace_unsigned(
+                    "relays/relay-2.toml",
+                    "quota = \"2 MiB\"",
+                    "quota = \"3 MiB\"",
+                );
+                vec![]
+            },
+        ),
+        case(
+            "byte changed: relay at HEAD",
+            fail("relays/relay-2.toml", "signature does not match"),
+            |fx| {
+                fx.replace_unsigned(
+                    "relays/relay-2.toml",
+                    "quota = \"2 MiB\"",
+                    "quota = \"3 MiB\"",
+                );
+                fx.commit("tamper");
+                vec!["--commit".into(), "HEAD".into()]
+            },
+        ),
         case("byte changed: signature", fail("relays/relay-3.toml", ""), |fx| {
             let rel = "relays/relay-3.toml.minisig";
             let text = std::fs::read_to_string(fx.path(rel)).unwrap();
@@ -204,80 +247,159 @@ fn cases() -> Vec<Case> {
             std::fs::remove_file(fx.path("trust/roots/1.toml.root.minisig")).unwrap();
             vec![]
         }),
-        case("signature without a file", fail("relays/ghost.toml.minisig", "does not exist"), |fx| {
-            std::fs::copy(fx.path("relays/relay-1.toml.minisig"), fx.path("relays/ghost.toml.minisig")).unwrap();
-            vec![]
-        }),
-        case("signed with an undelegated key", fail("relays/relay-1.toml", "not allowed to sign"), |fx| {
-            let stranger = Key::generate("stranger").unwrap();
-            let bytes = std::fs::read(fx.path("relays/relay-1.toml")).unwrap();
-            std::fs::write(fx.path("relays/relay-1.toml.minisig"), stranger.sign(&bytes).unwrap()).unwrap();
-            vec![]
-        }),
-        case("signed with a key delegated another path", fail("relays/relay-1.toml", "not allowed to sign"), |fx| {
-            fx.b.extra_delegations.push((Key::generate("relay-2-operator").unwrap(), vec!["relays/relay-2.toml".into()]));
-            fx.rewrite();
-            let bytes = std::fs::read(fx.path("relays/relay-1.toml")).unwrap();
-            std::fs::write(fx.path("relays/relay-1.toml.minisig"), fx.b.extra_delegations[0].0.sign(&bytes).unwrap()).unwrap();
-            vec![]
-        }),
+        case(
+            "signature without a file",
+            fail("relays/ghost.toml.minisig", "does not exist"),
+            |fx| {
+                std::fs::copy(
+                    fx.path("relays/relay-1.toml.minisig"),
+                    fx.path("relays/ghost.toml.minisig"),
+                )
+                .unwrap();
+                vec![]
+            },
+        ),
+        case(
+            "signed with an undelegated key",
+            fail("relays/relay-1.toml", "not allowed to sign"),
+            |fx| {
+                let stranger = Key::generate("stranger").unwrap();
+                let bytes = std::fs::read(fx.path("relays/relay-1.toml")).unwrap();
+                std::fs::write(
+                    fx.path("relays/relay-1.toml.minisig"),
+                    stranger.sign(&bytes).unwrap(),
+                )
+                .unwrap();
+                vec![]
+            },
+        ),
+        case(
+            "signed with a key delegated another path",
+            fail("relays/relay-1.toml", "not allowed to sign"),
+            |fx| {
+                fx.b.extra_delegations.push((
+                    Key::generate("relay-2-operator").unwrap(),
+                    vec!["relays/relay-2.toml".into()],
+                ));
+                fx.rewrite();
+                let bytes = std::fs::read(fx.path("relays/relay-1.toml")).unwrap();
+                std::fs::write(
+                    fx.path("relays/relay-1.toml.minisig"),
+                    fx.b.extra_delegations[0].0.sign(&bytes).unwrap(),
+                )
+                .unwrap();
+                vec![]
+            },
+        ),
         case("odi sign with the delegated key", Pass, |fx| {
             let keys = fx.dir.parent().unwrap().join("keys");
             fx.b.write_keys(&keys).unwrap();
             fx.edit_signed("relays/relay-1.toml", |t| t.replace("serial = 3", "serial = 4"));
-            let r =
-                run_odi([Path::new("sign").as_os_str(), "--key".as_ref(), keys.join("maintainer.key").as_os_str(), fx.path("relays/relay-1.toml").as_os_str()]);
+            let r = run_odi([
+                Path::new("sign").as_os_str(),
+                "--key".as_ref(),
+                keys.join("maintainer.key").as_os_str(),
+                fx.path("relays/relay-1.toml").as_os_str(),
+            ]);
             assert_eq!(r.code, 0, "{}", r.both());
             vec![]
         }),
         // Serials against a base commit.
-        case("lower serial than the base commit", fail("relays/relay-1.toml", "serial 2 is lower than 3"), |fx| {
-            fx.replace_signed("relays/relay-1.toml", "serial = 3", "serial = 2");
-            fx.commit_and_compare()
-        }),
-        case("lower serial in the work tree", fail("catalogs/demo/releases/1.1.toml", "lower than 3"), |fx| {
-            fx.replace_signed("catalogs/demo/releases/1.1.toml", "serial = 3", "serial = 1");
-            vec!["--since".into(), fx.base.clone()]
-        }),
-        case("same serial, changed content", fail("directories/dir-a.toml", "serial stayed at 3"), |fx| {
-            fx.replace_signed("directories/dir-a.toml", "ops@dir-a", "noc@dir-a");
-            fx.commit_and_compare()
-        }),
+        case(
+            "lower serial than the base commit",
+            fail("relays/relay-1.toml", "serial 2 is lower than 3"),
+            |fx| {
+                fx.replace_signed("relays/relay-1.toml", "serial = 3", "serial = 2");
+                fx.commit_and_compare()
+            },
+        ),
+        case(
+            "lower serial in the work tree",
+            fail("catalogs/demo/releases/1.1.toml", "lower than 3"),
+            |fx| {
+                fx.replace_signed("catalogs/demo/releases/1.1.toml", "serial = 3", "serial = 1");
+                vec!["--since".into(), fx.base.clone()]
+            },
+        ),
+        case(
+            "same serial, changed content",
+            fail("directories/dir-a.toml", "serial stayed at 3"),
+            |fx| {
+                fx.replace_signed("directories/dir-a.toml", "ops@dir-a", "noc@dir-a");
+                fx.commit_and_compare()
+            },
+        ),
         case("raised serial, changed content", Pass, |fx| {
-            fx.edit_signed("directories/dir-a.toml", |t| replace_once(&t, "ops@dir-a", "noc@dir-a").replace("serial = 3", "serial = 4"));
+            fx.edit_signed("directories/dir-a.toml", |t| {
+                replace_once(&t, "ops@dir-a", "noc@dir-a").replace("serial = 3", "serial = 4")
+            });
             fx.commit_and_compare()
         }),
-        case("non-descendant commit", fail("rewritten: does not descend", "history rewrites"), |fx| {
-            let repo = git2::Repository::open(&fx.dir).unwrap();
-            let head = repo.head().unwrap().peel_to_commit().unwrap();
-            let sig = git2::Signature::now("mallory", "m@localhost").unwrap();
-            let orphan = repo.commit(None, &sig, &sig, "rewritten history", &head.tree().unwrap(), &[]).unwrap();
-            repo.branch("rewritten", &repo.find_commit(orphan).unwrap(), true).unwrap();
-            vec!["--since".into(), fx.base.clone(), "--commit".into(), "rewritten".into()]
-        }),
+        case(
+            "non-descendant commit",
+            fail("rewritten: does not descend", "history rewrites"),
+            |fx| {
+                let repo = git2::Repository::open(&fx.dir).unwrap();
+                let head = repo.head().unwrap().peel_to_commit().unwrap();
+                let sig = git2::Signature::now("mallory", "m@localhost").unwrap();
+                let orphan = repo
+                    .commit(None, &sig, &sig, "rewritten history", &head.tree().unwrap(), &[])
+                    .unwrap();
+                repo.branch("rewritten", &repo.find_commit(orphan).unwrap(), true).unwrap();
+                vec!["--since".into(), fx.base.clone(), "--commit".into(), "rewritten".into()]
+            },
+        ),
         // Unsafe artifact paths (re-signed, so only the path check can fail).
         case("path ../x", fail("catalogs/demo/catalog.toml", "unsafe path"), |fx| {
-            fx.replace_signed("catalogs/demo/catalog.toml", "path = \"hello.txt\"", "path = \"../x\"");
+            fx.replace_signed(
+                "catalogs/demo/catalog.toml",
+                "path = \"hello.txt\"",
+                "path = \"../x\"",
+            );
             vec![]
         }),
-        case("path ../x in a release file", fail("catalogs/demo/releases/1.1.toml", "unsafe path"), |fx| {
-            fx.replace_signed("catalogs/demo/releases/1.1.toml", "path = \"releases/1.1/app-1.1.txt\"", "path = \"releases/../../x\"");
-            vec![]
-        }),
+        case(
+            "path ../x in a release file",
+            fail("catalogs/demo/releases/1.1.toml", "unsafe path"),
+            |fx| {
+                fx.replace_signed(
+                    "catalogs/demo/releases/1.1.toml",
+                    "path = \"releases/1.1/app-1.1.txt\"",
+                    "path = \"releases/../../x\"",
+                );
+                vec![]
+            },
+        ),
         case("path a%2f..%2fb", fail("catalogs/demo/catalog.toml", "unsafe path"), |fx| {
-            fx.replace_signed("catalogs/demo/catalog.toml", "path = \"hello.txt\"", "path = \"a%2f..%2fb\"");
+            fx.replace_signed(
+                "catalogs/demo/catalog.toml",
+                "path = \"hello.txt\"",
+                "path = \"a%2f..%2fb\"",
+            );
             vec![]
         }),
         case("absolute path", fail("catalogs/demo/catalog.toml", "absolute"), |fx| {
-            fx.replace_signed("catalogs/demo/catalog.toml", "path = \"hello.txt\"", "path = \"/etc/passwd\"");
+            fx.replace_signed(
+                "catalogs/demo/catalog.toml",
+                "path = \"hello.txt\"",
+                "path = \"/etc/passwd\"",
+            );
             vec![]
         }),
         case("backslash path", fail("catalogs/demo/catalog.toml", "backslash"), |fx| {
-            fx.replace_signed("catalogs/demo/catalog.toml", "path = \"hello.txt\"", r#"path = "..\\x""#);
+            fx.replace_signed(
+                "catalogs/demo/catalog.toml",
+                "path = \"hello.txt\"",
+                r#"path = "..\\x""#,
+            );
             vec![]
         }),
         case("NUL in path", fail("catalogs/demo/catalog.toml", "NUL"), |fx| {
-            fx.replace_signed("catalogs/demo/catalog.toml", "path = \"hello.txt\"", r#"path = "a\u0000b""#);
+            fx.replace_signed(
+                "catalogs/demo/catalog.toml",
+                "path = \"hello.txt\"",
+                r#"path = "a\u0000b""#,
+            );
             vec![]
         }),
         // Schema.
@@ -285,10 +407,18 @@ fn cases() -> Vec<Case> {
             fx.edit_signed("directories/dir-a.toml", |t| format!("colour = \"blue\"\n{t}"));
             vec![]
         }),
-        case("unknown field: artifact", fail("catalogs/demo/catalog.toml", "unknown field"), |fx| {
-            fx.replace_signed("catalogs/demo/catalog.toml", "path = \"hello.txt\"", "path = \"hello.txt\"\nmd5 = \"x\"");
-            vec![]
-        }),
+        case(
+            "unknown field: artifact",
+            fail("catalogs/demo/catalog.toml", "unknown field"),
+            |fx| {
+                fx.replace_signed(
+                    "catalogs/demo/catalog.toml",
+                    "path = \"hello.txt\"",
+                    "path = \"hello.txt\"\nmd5 = \"x\"",
+                );
+                vec![]
+            },
+        ),
         case("unknown field: root", fail("trust/roots/1.toml", "unknown field"), |fx| {
             edit(&fx.dir, "trust/roots/1.toml", |t| format!("colour = \"blue\"\n{t}"));
             resign_root(&fx.b, &fx.dir, 1);
@@ -332,15 +462,23 @@ fn cases() -> Vec<Case> {
             commit_with_entry(&fx.dir, "catalogs/demo/link.toml", 0o120000, blob);
             vec!["--commit".into(), "HEAD".into()]
         }),
-        case("submodule (gitlink) committed in git", fail("catalogs/vendored", "submodule"), |fx| {
-            let id = git2::Oid::from_str(&fx.base).unwrap();
-            commit_with_entry(&fx.dir, "catalogs/vendored", 0o160000, id);
-            vec!["--commit".into(), "HEAD".into()]
-        }),
-        case("nested repository in the work tree", fail("catalogs/demo/vendor", "nested git repository"), |fx| {
-            std::fs::create_dir_all(fx.path("catalogs/demo/vendor/.git")).unwrap();
-            vec![]
-        }),
+        case(
+            "submodule (gitlink) committed in git",
+            fail("catalogs/vendored", "submodule"),
+            |fx| {
+                let id = git2::Oid::from_str(&fx.base).unwrap();
+                commit_with_entry(&fx.dir, "catalogs/vendored", 0o160000, id);
+                vec!["--commit".into(), "HEAD".into()]
+            },
+        ),
+        case(
+            "nested repository in the work tree",
+            fail("catalogs/demo/vendor", "nested git repository"),
+            |fx| {
+                std::fs::create_dir_all(fx.path("catalogs/demo/vendor/.git")).unwrap();
+                vec![]
+            },
+        ),
         // Trust root.
         case("expired root", fail("trust/roots/1.toml", "expired"), |fx| {
             let mut rf = fx.b.root_file();
@@ -349,30 +487,50 @@ fn cases() -> Vec<Case> {
             resign_root(&fx.b, &fx.dir, 1);
             vec![]
         }),
-        case("root signed below threshold", fail("trust/roots/1.toml", "signed by 1 of its own keys, threshold is 2"), |fx| {
-            fx.b.root_keys.push(Key::generate("root2").unwrap());
-            fx.b.threshold = 2;
-            fx.rewrite();
-            std::fs::remove_file(fx.path("trust/roots/1.toml.root2.minisig")).unwrap();
-            vec![]
-        }),
-        case("root threshold met by one key signing twice", fail("trust/roots/1.toml", "signed by 1 of its own keys"), |fx| {
-            fx.b.root_keys.push(Key::generate("root2").unwrap());
-            fx.b.threshold = 2;
-            fx.rewrite();
-            std::fs::copy(fx.path("trust/roots/1.toml.root.minisig"), fx.path("trust/roots/1.toml.root2.minisig")).unwrap();
-            vec![]
-        }),
-        case("root 2 signed by the new keys only", fail("trust/roots/2.toml", "rotation signed by 0 of the previous"), |fx| {
-            let new = Key::generate("next").unwrap();
-            fx.rotate(&[&new], &[&new]);
-            vec![]
-        }),
-        case("root 2 signed by the old keys only", fail("trust/roots/2.toml", "signed by 0 of its own keys"), |fx| {
-            let new = Key::generate("next").unwrap();
-            fx.rotate(&[&new], &[&fx.b.root_keys[0]]);
-            vec![]
-        }),
+        case(
+            "root signed below threshold",
+            fail("trust/roots/1.toml", "signed by 1 of its own keys, threshold is 2"),
+            |fx| {
+                fx.b.root_keys.push(Key::generate("root2").unwrap());
+                fx.b.threshold = 2;
+                fx.rewrite();
+                std::fs::remove_file(fx.path("trust/roots/1.toml.root2.minisig")).unwrap();
+                vec![]
+            },
+        ),
+        case(
+            "root threshold met by one key signing twice",
+            fail("trust/roots/1.toml", "signed by 1 of its own keys"),
+            |fx| {
+                fx.b.root_keys.push(Key::generate("root2").unwrap());
+                fx.b.threshold = 2;
+                fx.rewrite();
+                std::fs::copy(
+                    fx.path("trust/roots/1.toml.root.minisig"),
+                    fx.path("trust/roots/1.toml.root2.minisig"),
+                )
+                .unwrap();
+                vec![]
+            },
+        ),
+        case(
+            "root 2 signed by the new keys only",
+            fail("trust/roots/2.toml", "rotation signed by 0 of the previous"),
+            |fx| {
+                let new = Key::generate("next").unwrap();
+                fx.rotate(&[&new], &[&new]);
+                vec![]
+            },
+        ),
+        case(
+            "root 2 signed by the old keys only",
+            fail("trust/roots/2.toml", "signed by 0 of its own keys"),
+            |fx| {
+                let new = Key::generate("next").unwrap();
+                fx.rotate(&[&new], &[&fx.b.root_keys[0]]);
+                vec![]
+            },
+        ),
         case("root 2 signed by old and new keys", Pass, |fx| {
             let new = Key::generate("next").unwrap();
             fx.rotate(&[&new], &[&fx.b.root_keys[0], &new]);
@@ -387,43 +545,71 @@ fn cases() -> Vec<Case> {
             std::fs::copy(fx.path("trust/roots/1.toml"), fx.path("trust/roots/3.toml")).unwrap();
             vec![]
         }),
-        case("pinned root key", Pass, |fx| vec!["--pin".into(), fx.b.root_keys[0].public().to_owned()]),
+        case("pinned root key", Pass, |fx| {
+            vec!["--pin".into(), fx.b.root_keys[0].public().to_owned()]
+        }),
         case("pinned root key as a .pub file", Pass, |fx| {
             let keys = fx.dir.parent().unwrap().join("keys");
             fx.b.write_keys(&keys).unwrap();
             vec!["--pin".into(), keys.join("root.pub").display().to_string()]
         }),
-        case("--pin with a wrong key", fail("trust/roots/", "pinned root keys"), |_| vec!["--pin".into(), Key::generate("other").unwrap().public().to_owned()]),
+        case("--pin with a wrong key", fail("trust/roots/", "pinned root keys"), |_| {
+            vec!["--pin".into(), Key::generate("other").unwrap().public().to_owned()]
+        }),
         // Cross references.
-        case("relay names a missing directory", fail("relays/relay-1.toml", "no directory named `dir-zzz`"), |fx| {
-            fx.b.relays.get_mut("relay-1").unwrap().directories = vec!["dir-zzz".into()];
-            fx.rewrite();
-            vec![]
-        }),
-        case("relay names a missing catalog", fail("relays/relay-1.toml", "no catalog named `nope`"), |fx| {
-            fx.b.relays.get_mut("relay-1").unwrap().catalogs = vec!["nope".into()];
-            fx.rewrite();
-            vec![]
-        }),
-        case("directory links a missing directory", fail("directories/dir-b.toml", "no directory named `dir-c`"), |fx| {
-            fx.b.directories.get_mut("dir-b").unwrap().links = vec!["dir-c".into()];
-            fx.rewrite();
-            vec![]
-        }),
+        case(
+            "relay names a missing directory",
+            fail("relays/relay-1.toml", "no directory named `dir-zzz`"),
+            |fx| {
+                fx.b.relays.get_mut("relay-1").unwrap().directories = vec!["dir-zzz".into()];
+                fx.rewrite();
+                vec![]
+            },
+        ),
+        case(
+            "relay names a missing catalog",
+            fail("relays/relay-1.toml", "no catalog named `nope`"),
+            |fx| {
+                fx.b.relays.get_mut("relay-1").unwrap().catalogs = vec!["nope".into()];
+                fx.rewrite();
+                vec![]
+            },
+        ),
+        case(
+            "directory links a missing directory",
+            fail("directories/dir-b.toml", "no directory named `dir-c`"),
+            |fx| {
+                fx.b.directories.get_mut("dir-b").unwrap().links = vec!["dir-c".into()];
+                fx.rewrite();
+                vec![]
+            },
+        ),
         case("reference cycle", fail("directories/dir-a.toml", "reference cycle"), |fx| {
             fx.b.directories.get_mut("dir-a").unwrap().references = vec!["dir-b".into()];
             fx.b.directories.get_mut("dir-b").unwrap().references = vec!["dir-a".into()];
             fx.rewrite();
             vec![]
         }),
-        case("relay name differs from its file", fail("relays/relay-1.toml", "must equal the file name"), |fx| {
-            fx.replace_signed("relays/relay-1.toml", "name = \"relay-1\"", "name = \"relay-9\"");
-            vec![]
-        }),
-        case("directory name differs from its file", fail("directories/dir-b.toml", "must equal the file name"), |fx| {
-            fx.replace_signed("directories/dir-b.toml", "name = \"dir-b\"", "name = \"dir-x\"");
-            vec![]
-        }),
+        case(
+            "relay name differs from its file",
+            fail("relays/relay-1.toml", "must equal the file name"),
+            |fx| {
+                fx.replace_signed(
+                    "relays/relay-1.toml",
+                    "name = \"relay-1\"",
+                    "name = \"relay-9\"",
+                );
+                vec![]
+            },
+        ),
+        case(
+            "directory name differs from its file",
+            fail("directories/dir-b.toml", "must equal the file name"),
+            |fx| {
+                fx.replace_signed("directories/dir-b.toml", "name = \"dir-b\"", "name = \"dir-x\"");
+                vec![]
+            },
+        ),
         case(
             "duplicate artifact across catalog.toml and a release",
             fail("catalogs/demo/releases/1.1.toml", "already listed in catalogs/demo/catalog.toml"),
@@ -495,7 +681,10 @@ fn table() {
     let mut ran = 0;
     for c in cases() {
         if c.minisign && !have_minisign {
-            println!("note: skipping `{}`: the `minisign` tool is not installed (CI installs it)", c.name);
+            println!(
+                "note: skipping `{}`: the `minisign` tool is not installed (CI installs it)",
+                c.name
+            );
             continue;
         }
         let mut fx = Fx::new();
@@ -505,14 +694,27 @@ fn table() {
         ran += 1;
         let ok = match c.expect {
             Pass => r.code == 0,
-            Fail { file, why } => r.code == 1 && r.stdout.lines().any(|l| l.contains(file) && l.contains(why)),
+            Fail { file, why } => {
+                r.code == 1 && r.stdout.lines().any(|l| l.contains(file) && l.contains(why))
+            }
         };
         if !ok {
-            failures.push(format!("case `{}`: expected {:?} from `odi validate {}`\n{}", c.name, c.expect, extra.join(" "), r.both()));
+            failures.push(format!(
+                "case `{}`: expected {:?} from `odi validate {}`\n{}",
+                c.name,
+                c.expect,
+                extra.join(" "),
+                r.both()
+            ));
         }
     }
     assert!(ran >= 40, "only {ran} cases ran");
-    assert!(failures.is_empty(), "{} of {ran} cases failed:\n\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {ran} cases failed:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
 
 #[test]
@@ -528,7 +730,12 @@ fn odi_sign_verifies_with_minisign() {
     assert_ne!(again.code, 0, "{}", again.both());
     let file = tmp.path().join("doc.toml");
     std::fs::write(&file, "serial = 1\n").unwrap();
-    let r = run_odi([Path::new("sign").as_os_str(), "--key".as_ref(), sk.as_os_str(), file.as_os_str()]);
+    let r = run_odi([
+        Path::new("sign").as_os_str(),
+        "--key".as_ref(),
+        sk.as_os_str(),
+        file.as_os_str(),
+    ]);
     assert_eq!(r.code, 0, "{}", r.both());
     assert!(tmp.path().join("doc.toml.minisig").is_file());
     if !have_minisign() {
@@ -554,27 +761,67 @@ fn plan_prints_holdings_and_quota() {
     let b = small_network();
     let dir = write_repo(&b, tmp.path());
     // The same table computed in-process.
-    let loaded = odi_network::load(&b.tree().unwrap(), &Default::default(), &Default::default(), time::OffsetDateTime::now_utc()).unwrap();
+    let loaded = odi_network::load(
+        &b.tree().unwrap(),
+        &Default::default(),
+        &Default::default(),
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
     let table = odi_network::assign::assign(&loaded.network, &Default::default());
     for relay in ["relay-1", "relay-2", "relay-3"] {
         let share = table.share(relay).unwrap();
-        let r = run_odi([Path::new("plan").as_os_str(), "--node".as_ref(), relay.as_ref(), dir.as_os_str(), "-v".as_ref()]);
+        let r = run_odi([
+            Path::new("plan").as_os_str(),
+            "--node".as_ref(),
+            relay.as_ref(),
+            dir.as_os_str(),
+            "-v".as_ref(),
+        ]);
         assert_eq!(r.code, 0, "{}", r.both());
-        assert!(r.stdout.contains(&format!("relay `{relay}`: holds {} artifacts", share.artifacts.len())), "{relay}: {}", r.both());
+        assert!(
+            r.stdout
+                .contains(&format!("relay `{relay}`: holds {} artifacts", share.artifacts.len())),
+            "{relay}: {}",
+            r.both()
+        );
         let quota = b.relays[relay].quota.to_string();
-        assert!(r.stdout.contains(&format!("quota {quota}")), "{relay} quota {quota}: {}", r.both());
+        assert!(
+            r.stdout.contains(&format!("quota {quota}")),
+            "{relay} quota {quota}: {}",
+            r.both()
+        );
         for p in table.artifacts_of(share) {
-            assert!(r.stdout.contains(&format!("{}/{}", p.catalog, p.path)), "{relay} holds {}: {}", p.path, r.both());
+            assert!(
+                r.stdout.contains(&format!("{}/{}", p.catalog, p.path)),
+                "{relay} holds {}: {}",
+                p.path,
+                r.both()
+            );
         }
         assert!(!r.stdout.contains(EXPUNGED), "expunged artifacts are never held: {}", r.both());
     }
     // A directory holds its whole catalog.
-    let r = run_odi([Path::new("plan").as_os_str(), "--node".as_ref(), "dir-a".as_ref(), dir.as_os_str()]);
+    let r = run_odi([
+        Path::new("plan").as_os_str(),
+        "--node".as_ref(),
+        "dir-a".as_ref(),
+        dir.as_os_str(),
+    ]);
     assert_eq!(r.code, 0, "{}", r.both());
     let live = artifact_bytes().len() - 1;
-    assert!(r.stdout.contains(&format!("directory `dir-a`: holds {live} artifacts")), "{}", r.both());
+    assert!(
+        r.stdout.contains(&format!("directory `dir-a`: holds {live} artifacts")),
+        "{}",
+        r.both()
+    );
     // An unknown node is an error.
-    let r = run_odi([Path::new("plan").as_os_str(), "--node".as_ref(), "nobody".as_ref(), dir.as_os_str()]);
+    let r = run_odi([
+        Path::new("plan").as_os_str(),
+        "--node".as_ref(),
+        "nobody".as_ref(),
+        dir.as_os_str(),
+    ]);
     assert_ne!(r.code, 0, "{}", r.both());
     assert!(r.stderr.contains("nobody"), "{}", r.both());
 }
@@ -590,7 +837,13 @@ fn plan_base_shows_a_download_after_adding_an_artifact() {
     c.serial += 1;
     c.artifacts.push(entry("new/extra.bin", &bytes));
     write_repo(&b, &dir);
-    let loaded = odi_network::load(&b.tree().unwrap(), &Default::default(), &Default::default(), time::OffsetDateTime::now_utc()).unwrap();
+    let loaded = odi_network::load(
+        &b.tree().unwrap(),
+        &Default::default(),
+        &Default::default(),
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
     let table = odi_network::assign::assign(&loaded.network, &Default::default());
     let holders = table.holders(CATALOG, "new/extra.bin");
     assert_eq!(holders.len(), 2, "replicas = 2 and every relay has room");
@@ -616,7 +869,15 @@ fn plan_base_shows_a_download_after_adding_an_artifact() {
     }
     // The JSON form carries the same change.
     let relay = holders[0];
-    let r = run_odi([Path::new("plan").as_os_str(), "--node".as_ref(), relay.as_ref(), dir.as_os_str(), "--base".as_ref(), base.as_ref(), "--json".as_ref()]);
+    let r = run_odi([
+        Path::new("plan").as_os_str(),
+        "--node".as_ref(),
+        relay.as_ref(),
+        dir.as_os_str(),
+        "--base".as_ref(),
+        base.as_ref(),
+        "--json".as_ref(),
+    ]);
     assert_eq!(r.code, 0, "{}", r.both());
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let downloads = v["change"]["download"].as_array().unwrap();

@@ -125,7 +125,9 @@ fn register_prefixes(client: Client) -> Result<(), git2::Error> {
         // concurrently. The factory is `Send + Sync + 'static` and owns what it uses.
         #[allow(unsafe_code)]
         unsafe {
-            git2::transport::register(prefix, move |remote| Transport::smart(remote, true, HttpSubtransport::new(client.clone())))?;
+            git2::transport::register(prefix, move |remote| {
+                Transport::smart(remote, true, HttpSubtransport::new(client.clone()))
+            })?;
         }
     }
     Ok(())
@@ -139,7 +141,8 @@ fn build_client(options: &HttpOptions) -> Result<Client, Error> {
         .redirect(redirect::Policy::custom(|attempt| {
             // Never let a redirect silently drop TLS: the repository's signatures protect
             // content, but not privacy or freshness of the ref advertisement.
-            let downgrade = attempt.url().scheme() == "http" && attempt.previous().iter().any(|u| u.scheme() == "https");
+            let downgrade = attempt.url().scheme() == "http"
+                && attempt.previous().iter().any(|u| u.scheme() == "https");
             if downgrade {
                 attempt.error("refusing a redirect from https:// to http://")
             } else if attempt.previous().len() > MAX_REDIRECTS {
@@ -149,7 +152,8 @@ fn build_client(options: &HttpOptions) -> Result<Client, Error> {
             }
         }));
     for (index, pem) in options.extra_root_certs_pem.iter().enumerate() {
-        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|source| Error::InvalidRootCertificate { index, source })?;
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
+            .map_err(|source| Error::InvalidRootCertificate { index, source })?;
         if certs.is_empty() {
             // An entry without any certificate is almost certainly a wrong file; trusting
             // nothing extra would surface much later as a confusing certificate error.
@@ -183,7 +187,12 @@ impl HttpSubtransport {
         let base = url.trim_end_matches('/');
         let request_url = format!("{base}{INFO_REFS_SUFFIX}");
         tracing::debug!(url = %request_url, "git http: fetching ref advertisement");
-        let response = self.client.get(&request_url).header(ACCEPT, "*/*").send().map_err(|e| request_error("GET", &request_url, e))?;
+        let response = self
+            .client
+            .get(&request_url)
+            .header(ACCEPT, "*/*")
+            .send()
+            .map_err(|e| request_error("GET", &request_url, e))?;
         let final_url = response.url().as_str().to_owned();
         check_response("GET", &final_url, &response, UPLOAD_PACK_ADVERTISEMENT)?;
         let new_base = match final_url.strip_suffix(INFO_REFS_SUFFIX) {
@@ -205,15 +214,25 @@ impl HttpSubtransport {
 }
 
 impl SmartSubtransport for HttpSubtransport {
-    fn action(&self, url: &str, action: Service) -> Result<Box<dyn SmartSubtransportStream>, git2::Error> {
+    fn action(
+        &self,
+        url: &str,
+        action: Service,
+    ) -> Result<Box<dyn SmartSubtransportStream>, git2::Error> {
         match action {
-            Service::UploadPackLs => Ok(Box::new(HttpStream::Responding(self.advertise_refs(url)?))),
-            Service::UploadPack => {
-                Ok(Box::new(HttpStream::Requesting { client: self.client.clone(), url: format!("{}/git-upload-pack", self.base_for(url)), body: Vec::new() }))
+            Service::UploadPackLs => {
+                Ok(Box::new(HttpStream::Responding(self.advertise_refs(url)?)))
             }
-            Service::ReceivePackLs | Service::ReceivePack => {
-                Err(git2::Error::new(ErrorCode::GenericError, ErrorClass::Net, format!("{url}: push is not supported by the odi git HTTP transport")))
-            }
+            Service::UploadPack => Ok(Box::new(HttpStream::Requesting {
+                client: self.client.clone(),
+                url: format!("{}/git-upload-pack", self.base_for(url)),
+                body: Vec::new(),
+            })),
+            Service::ReceivePackLs | Service::ReceivePack => Err(git2::Error::new(
+                ErrorCode::GenericError,
+                ErrorClass::Net,
+                format!("{url}: push is not supported by the odi git HTTP transport"),
+            )),
         }
     }
 
@@ -280,7 +299,9 @@ impl Write for HttpStream {
                 body.extend_from_slice(data);
                 Ok(data.len())
             }
-            _ => Err(io::Error::other("git HTTP transport: cannot write after the response started")),
+            _ => {
+                Err(io::Error::other("git HTTP transport: cannot write after the response started"))
+            }
         }
     }
 
@@ -289,24 +310,44 @@ impl Write for HttpStream {
     }
 }
 
-fn check_response(method: &str, url: &str, response: &Response, expected_type: &str) -> Result<(), git2::Error> {
+fn check_response(
+    method: &str,
+    url: &str,
+    response: &Response,
+    expected_type: &str,
+) -> Result<(), git2::Error> {
     let status = response.status();
     if !status.is_success() {
         let hint = match status {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => " (authentication is not supported)",
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                " (authentication is not supported)"
+            }
             StatusCode::NOT_FOUND => " (no git repository there?)",
             _ => "",
         };
-        let code = if status == StatusCode::UNAUTHORIZED { ErrorCode::Auth } else { ErrorCode::GenericError };
-        return Err(git2::Error::new(code, ErrorClass::Http, format!("{method} {url}: server answered HTTP {status}{hint}")));
+        let code = if status == StatusCode::UNAUTHORIZED {
+            ErrorCode::Auth
+        } else {
+            ErrorCode::GenericError
+        };
+        return Err(git2::Error::new(
+            code,
+            ErrorClass::Http,
+            format!("{method} {url}: server answered HTTP {status}{hint}"),
+        ));
     }
-    let content_type = response.headers().get(CONTENT_TYPE).map(HeaderValue::as_bytes).unwrap_or_default();
+    let content_type =
+        response.headers().get(CONTENT_TYPE).map(HeaderValue::as_bytes).unwrap_or_default();
     // Parameters such as "; charset=" are tolerated, the media type itself must match.
     let media_type = content_type.split(|b| *b == b';').next().unwrap_or_default().trim_ascii();
     if !media_type.eq_ignore_ascii_case(expected_type.as_bytes()) {
         let shown = String::from_utf8_lossy(content_type);
         let shown = if shown.is_empty() { "none" } else { &shown };
-        let hint = if expected_type == UPLOAD_PACK_ADVERTISEMENT { " (not a smart git HTTP server; dumb HTTP is not supported)" } else { "" };
+        let hint = if expected_type == UPLOAD_PACK_ADVERTISEMENT {
+            " (not a smart git HTTP server; dumb HTTP is not supported)"
+        } else {
+            ""
+        };
         return Err(net_error(format!(
             "{method} {url}: HTTP {status} with content type {shown}, expected \
              {expected_type}{hint}"
@@ -355,13 +396,19 @@ mod tests {
     #[test]
     fn bad_extra_roots_are_rejected_with_their_index() {
         let options = HttpOptions {
-            extra_root_certs_pem: vec![Vec::new(), b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n".to_vec()],
+            extra_root_certs_pem: vec![
+                Vec::new(),
+                b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n".to_vec(),
+            ],
             ..HttpOptions::default()
         };
         let err = build_client(&options).unwrap_err();
         assert!(matches!(err, Error::NoCertificateInPem { index: 0 }), "{err}");
 
-        let options = HttpOptions { extra_root_certs_pem: options.extra_root_certs_pem[1..].to_vec(), ..HttpOptions::default() };
+        let options = HttpOptions {
+            extra_root_certs_pem: options.extra_root_certs_pem[1..].to_vec(),
+            ..HttpOptions::default()
+        };
         let err = build_client(&options).unwrap_err();
         assert!(matches!(err, Error::InvalidRootCertificate { index: 0, .. }), "{err}");
     }

@@ -50,9 +50,10 @@ pub fn serve(repo_root: &Path) -> io::Result<TestServer> {
 
 /// Like [`serve`], but over HTTPS with the given PEM certificate chain and private key.
 pub fn serve_tls(repo_root: &Path, cert_pem: &[u8], key_pem: &[u8]) -> io::Result<TestServer> {
-    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &cert_pem[..]).collect::<Result<_, _>>()?;
-    let key: PrivateKeyDer<'static> =
-        rustls_pemfile::private_key(&mut &key_pem[..])?.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no private key in PEM"))?;
+    let certs: Vec<CertificateDer<'static>> =
+        rustls_pemfile::certs(&mut &cert_pem[..]).collect::<Result<_, _>>()?;
+    let key: PrivateKeyDer<'static> = rustls_pemfile::private_key(&mut &key_pem[..])?
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no private key in PEM"))?;
     // An explicit provider, so the test server works whatever other rustls features the
     // workspace happens to enable.
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -73,9 +74,16 @@ fn start(repo_root: &Path, tls: Option<Arc<rustls::ServerConfig>>) -> io::Result
     let shared = Arc::new(Shared::default());
     let acceptor = {
         let shared = Arc::clone(&shared);
-        std::thread::Builder::new().name(format!("git-test-server-{}", addr.port())).spawn(move || accept_loop(&listener, &repo_root, tls.as_ref(), &shared))?
+        std::thread::Builder::new()
+            .name(format!("git-test-server-{}", addr.port()))
+            .spawn(move || accept_loop(&listener, &repo_root, tls.as_ref(), &shared))?
     };
-    Ok(TestServer { base_url: format!("{scheme}://{addr}"), shared, addr, acceptor: Some(acceptor) })
+    Ok(TestServer {
+        base_url: format!("{scheme}://{addr}"),
+        shared,
+        addr,
+        acceptor: Some(acceptor),
+    })
 }
 
 impl Drop for TestServer {
@@ -93,7 +101,12 @@ impl Drop for TestServer {
     }
 }
 
-fn accept_loop(listener: &TcpListener, repo_root: &Path, tls: Option<&Arc<rustls::ServerConfig>>, shared: &Arc<Shared>) {
+fn accept_loop(
+    listener: &TcpListener,
+    repo_root: &Path,
+    tls: Option<&Arc<rustls::ServerConfig>>,
+    shared: &Arc<Shared>,
+) {
     for stream in listener.incoming() {
         if shared.shutdown.load(Ordering::SeqCst) {
             return;
@@ -110,9 +123,11 @@ fn accept_loop(listener: &TcpListener, repo_root: &Path, tls: Option<&Arc<rustls
         let spawned = std::thread::Builder::new().name("git-test-conn".into()).spawn(move || {
             let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
             let result = match tls {
-                Some(config) => rustls::ServerConnection::new(config)
-                    .map_err(io::Error::other)
-                    .and_then(|conn| serve_connection(rustls::StreamOwned::new(conn, stream), &repo_root)),
+                Some(config) => {
+                    rustls::ServerConnection::new(config).map_err(io::Error::other).and_then(
+                        |conn| serve_connection(rustls::StreamOwned::new(conn, stream), &repo_root),
+                    )
+                }
                 None => serve_connection(stream, &repo_root),
             };
             if let Err(e) = result {
@@ -185,7 +200,13 @@ fn read_request<S: Read + Write>(reader: &mut BufReader<S>) -> io::Result<Option
         return Err(invalid(format!("bad request line {line:?}")));
     };
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let mut request = Request { method: method.to_owned(), path: path.to_owned(), query: query.to_owned(), headers: Vec::new(), body: Vec::new() };
+    let mut request = Request {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        query: query.to_owned(),
+        headers: Vec::new(),
+        body: Vec::new(),
+    };
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line)? == 0 {
@@ -195,18 +216,22 @@ fn read_request<S: Read + Write>(reader: &mut BufReader<S>) -> io::Result<Option
         if line.is_empty() {
             break;
         }
-        let (name, value) = line.split_once(':').ok_or_else(|| invalid(format!("bad header {line:?}")))?;
+        let (name, value) =
+            line.split_once(':').ok_or_else(|| invalid(format!("bad header {line:?}")))?;
         request.headers.push((name.trim().to_owned(), value.trim().to_owned()));
     }
     if request.header("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue")) {
         reader.get_mut().write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
         reader.get_mut().flush()?;
     }
-    let chunked = request.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let chunked = request
+        .header("transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
     if chunked {
         request.body = read_chunked(reader)?;
     } else if let Some(length) = request.header("content-length") {
-        let length: usize = length.parse().map_err(|_| invalid(format!("bad Content-Length {length:?}")))?;
+        let length: usize =
+            length.parse().map_err(|_| invalid(format!("bad Content-Length {length:?}")))?;
         if length > MAX_BODY {
             return Err(invalid("request body too large".into()));
         }
@@ -222,7 +247,8 @@ fn read_chunked<R: BufRead>(reader: &mut R) -> io::Result<Vec<u8>> {
         let mut line = String::new();
         reader.read_line(&mut line)?;
         let size = line.trim().split(';').next().unwrap_or_default();
-        let size = usize::from_str_radix(size, 16).map_err(|_| invalid(format!("bad chunk size {line:?}")))?;
+        let size = usize::from_str_radix(size, 16)
+            .map_err(|_| invalid(format!("bad chunk size {line:?}")))?;
         if size == 0 {
             // Trailers, up to the final empty line.
             loop {
@@ -267,7 +293,9 @@ fn run_backend(request: &Request, repo_root: &Path) -> io::Result<Response> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     // git http-backend decompresses gzip bodies and speaks protocol v2 only if told so.
-    for (header, variable) in [("content-encoding", "HTTP_CONTENT_ENCODING"), ("git-protocol", "GIT_PROTOCOL")] {
+    for (header, variable) in
+        [("content-encoding", "HTTP_CONTENT_ENCODING"), ("git-protocol", "GIT_PROTOCOL")]
+    {
         match request.header(header) {
             Some(value) => command.env(variable, value),
             None => command.env_remove(variable),
@@ -296,14 +324,18 @@ fn parse_cgi(output: &[u8]) -> io::Result<Response> {
     let mut headers = Vec::new();
     let mut rest = output;
     loop {
-        let end = rest.iter().position(|b| *b == b'\n').ok_or_else(|| invalid("CGI output ends inside its headers".into()))?;
+        let end = rest
+            .iter()
+            .position(|b| *b == b'\n')
+            .ok_or_else(|| invalid("CGI output ends inside its headers".into()))?;
         let line = String::from_utf8_lossy(&rest[..end]);
         let line = line.trim_end_matches('\r');
         rest = &rest[end + 1..];
         if line.is_empty() {
             break;
         }
-        let (name, value) = line.split_once(':').ok_or_else(|| invalid(format!("bad CGI header {line:?}")))?;
+        let (name, value) =
+            line.split_once(':').ok_or_else(|| invalid(format!("bad CGI header {line:?}")))?;
         let value = value.trim().to_owned();
         if name.eq_ignore_ascii_case("status") {
             status = value;

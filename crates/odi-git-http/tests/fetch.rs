@@ -97,7 +97,11 @@ fn http_errors_are_reported_with_status() {
 #[test]
 fn wrong_content_type_is_rejected() {
     setup();
-    let base = canned_server("200 OK", vec!["Content-Type: text/html; charset=utf-8".into()], "<html>dumb or not git at all</html>");
+    let base = canned_server(
+        "200 OK",
+        vec!["Content-Type: text/html; charset=utf-8".into()],
+        "<html>dumb or not git at all</html>",
+    );
     let dest = tempfile::tempdir().unwrap();
     let err = fetch(&format!("{base}/network.git"), &dest.path().join("d.git")).unwrap_err();
     let message = err.message();
@@ -149,10 +153,16 @@ fn https_with_untrusted_certificate_fails() {
     let root = tempfile::tempdir().unwrap();
     make_source(&root.path().join("network.git"), 1);
     let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
-    let server = testing::serve_tls(root.path(), cert.cert.pem().as_bytes(), cert.signing_key.serialize_pem().as_bytes()).unwrap();
+    let server = testing::serve_tls(
+        root.path(),
+        cert.cert.pem().as_bytes(),
+        cert.signing_key.serialize_pem().as_bytes(),
+    )
+    .unwrap();
     assert!(server.base_url.starts_with("https://"));
     let dest = tempfile::tempdir().unwrap();
-    let err = fetch(&format!("{}/network.git", server.base_url), &dest.path().join("d.git")).unwrap_err();
+    let err =
+        fetch(&format!("{}/network.git", server.base_url), &dest.path().join("d.git")).unwrap_err();
     let message = err.message().to_ascii_lowercase();
     assert!(message.contains("certificate"), "{message}");
     assert_eq!(err.class(), git2::ErrorClass::Ssl, "{message}");

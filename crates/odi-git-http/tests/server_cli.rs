@@ -30,7 +30,11 @@ fn git_cli_clones_and_fetches_with_chunked_bodies() {
             .env("HOME", work.path())
             .output()
             .unwrap();
-        assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8(output.stdout).unwrap()
     };
     let url = format!("{}/network.git", server.base_url);

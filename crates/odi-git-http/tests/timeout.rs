@@ -9,7 +9,12 @@ use odi_git_http::{register, HttpOptions};
 
 #[test]
 fn silent_server_times_out() {
-    register(HttpOptions { timeout: Some(Duration::from_secs(1)), connect_timeout: Some(Duration::from_secs(1)), ..HttpOptions::default() }).unwrap();
+    register(HttpOptions {
+        timeout: Some(Duration::from_secs(1)),
+        connect_timeout: Some(Duration::from_secs(1)),
+        ..HttpOptions::default()
+    })
+    .unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/network.git", listener.local_addr().unwrap());
     // Keep accepted connections open and silent for the whole test.

@@ -27,7 +27,9 @@ fn network(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("load", |b| b.iter(|| load(&tree, &anchor, &state, now).expect("valid")));
     g.bench_function("assign", |b| b.iter(|| assign(&net, &Extras::new())));
-    g.bench_function("plan_one_relay", |b| b.iter(|| plan::plan(&net, &table, &relay).expect("relay")));
+    g.bench_function("plan_one_relay", |b| {
+        b.iter(|| plan::plan(&net, &table, &relay).expect("relay"))
+    });
     g.bench_function("load_assign_plan", |b| {
         b.iter(|| {
             let net = load(&tree, &anchor, &state, now).expect("valid").network;

@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use odi_network::builder::{commit_all, NetworkBuilder};
-use odi_network::raw::{ArtifactEntry, CatalogFile, DirectoryFile, DirectoryKind, RelayFile, ReleaseFile, Sha256};
+use odi_network::raw::{
+    ArtifactEntry, CatalogFile, DirectoryFile, DirectoryKind, RelayFile, ReleaseFile, Sha256,
+};
 use odi_network::safe_path::ArtifactPath;
 use odi_network::units::ByteSize;
 use sha2::Digest as _;
@@ -79,7 +81,10 @@ pub fn generate(artifacts: usize, relays: usize) -> NetworkBuilder {
                     expunged: if n % 1000 == 0 { Some("withdrawn".into()) } else { None },
                 });
             }
-            b.releases.insert((name.clone(), format!("{r}.0")), ReleaseFile { serial: 1, catalog: name.clone(), artifacts: list });
+            b.releases.insert(
+                (name.clone(), format!("{r}.0")),
+                ReleaseFile { serial: 1, catalog: name.clone(), artifacts: list },
+            );
         }
     }
     let dirs: Vec<String> = (0..DIRECTORIES).map(|d| format!("dir-{d:02}")).collect();
@@ -129,7 +134,14 @@ pub fn generate(artifacts: usize, relays: usize) -> NetworkBuilder {
                 quota: ByteSize((50 + h % 1998) << 30),
                 bandwidth: None,
                 directories: vec![dirs[i % DIRECTORIES].clone()],
-                catalogs: if by_tag { vec![] } else { vec![format!("cat-{:02}", i % CATALOGS), format!("cat-{:02}", (i + 3) % CATALOGS)] },
+                catalogs: if by_tag {
+                    vec![]
+                } else {
+                    vec![
+                        format!("cat-{:02}", i % CATALOGS),
+                        format!("cat-{:02}", (i + 3) % CATALOGS),
+                    ]
+                },
                 tags: if by_tag { vec![TAGS[i % TAGS.len()].into()] } else { vec![] },
             },
         );
@@ -163,7 +175,8 @@ fn main() {
     timings.insert("1 read commit (git objects)", t.elapsed());
 
     let t = Instant::now();
-    let loaded = odi_network::load(&tree, &Default::default(), &Default::default(), now).expect("the generated network is valid");
+    let loaded = odi_network::load(&tree, &Default::default(), &Default::default(), now)
+        .expect("the generated network is valid");
     timings.insert("2 verify + load", t.elapsed());
 
     let t = Instant::now();
@@ -171,7 +184,8 @@ fn main() {
     timings.insert("3 assign", t.elapsed());
 
     let t = Instant::now();
-    let plan = odi_network::plan::plan(&loaded.network, &table, &relay_name(7)).expect("relay exists");
+    let plan =
+        odi_network::plan::plan(&loaded.network, &table, &relay_name(7)).expect("relay exists");
     timings.insert("4 plan one relay", t.elapsed());
     let total = total.elapsed();
 

@@ -104,12 +104,16 @@ pub struct Assignment {
 impl Assignment {
     /// The placement of one artifact.
     pub fn placement(&self, catalog: &str, path: &str) -> Option<&Placement> {
-        self.index.get(&(catalog.to_owned(), path.to_owned())).map(|&i| &self.placements[i as usize])
+        self.index
+            .get(&(catalog.to_owned(), path.to_owned()))
+            .map(|&i| &self.placements[i as usize])
     }
 
     /// Names of the relays that hold an artifact, best first.
     pub fn holders(&self, catalog: &str, path: &str) -> Vec<&str> {
-        self.placement(catalog, path).map(|p| p.holders.iter().map(|&r| self.relays[r as usize].name.as_str()).collect()).unwrap_or_default()
+        self.placement(catalog, path)
+            .map(|p| p.holders.iter().map(|&r| self.relays[r as usize].name.as_str()).collect())
+            .unwrap_or_default()
     }
 
     /// A relay's share.
@@ -118,7 +122,10 @@ impl Assignment {
     }
 
     /// The artifacts of a relay's share.
-    pub fn artifacts_of<'a>(&'a self, share: &'a Share) -> impl Iterator<Item = &'a Placement> + 'a {
+    pub fn artifacts_of<'a>(
+        &'a self,
+        share: &'a Share,
+    ) -> impl Iterator<Item = &'a Placement> + 'a {
         share.artifacts.iter().map(|&i| &self.placements[i as usize])
     }
 }
@@ -143,7 +150,17 @@ pub fn assign(network: &Network, extras: &Extras) -> Assignment {
     let subs_by_catalog: BTreeMap<&str, Vec<u32>> = network
         .catalogs
         .values()
-        .map(|c| (c.name.as_str(), relays.iter().enumerate().filter(|(_, r)| r.subscribes(c)).map(|(i, _)| i as u32).collect()))
+        .map(|c| {
+            (
+                c.name.as_str(),
+                relays
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| r.subscribes(c))
+                    .map(|(i, _)| i as u32)
+                    .collect(),
+            )
+        })
         .collect();
     let mut items = Vec::new();
     for c in network.catalogs.values() {
@@ -151,13 +168,27 @@ pub fn assign(network: &Network, extras: &Extras) -> Assignment {
         for a in c.live() {
             let path = a.path.as_str();
             let extra = extras.get(&(c.name.clone(), path.to_owned())).copied().unwrap_or(0);
-            items.push(Item { catalog: &c.name, path, size: a.size, key: artifact_key(&c.name, path), wanted: c.replicas.saturating_add(extra), subs });
+            items.push(Item {
+                catalog: &c.name,
+                path,
+                size: a.size,
+                key: artifact_key(&c.name, path),
+                wanted: c.replicas.saturating_add(extra),
+                subs,
+            });
         }
     }
 
     let ranked = |item: &Item<'_>, k: usize| -> Vec<u32> {
-        let mut scored: Vec<(f64, u32)> = item.subs.iter().map(|&r| (score(keys[r as usize], weights[r as usize], item.key), r)).collect();
-        let by_rank = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then_with(|| relays[a.1 as usize].name.cmp(&relays[b.1 as usize].name));
+        let mut scored: Vec<(f64, u32)> = item
+            .subs
+            .iter()
+            .map(|&r| (score(keys[r as usize], weights[r as usize], item.key), r))
+            .collect();
+        let by_rank = |a: &(f64, u32), b: &(f64, u32)| {
+            b.0.total_cmp(&a.0)
+                .then_with(|| relays[a.1 as usize].name.cmp(&relays[b.1 as usize].name))
+        };
         if k < scored.len() {
             scored.select_nth_unstable_by(k, by_rank);
             scored.truncate(k);
@@ -165,10 +196,19 @@ pub fn assign(network: &Network, extras: &Extras) -> Assignment {
         scored.sort_unstable_by(by_rank);
         scored.into_iter().map(|(_, r)| r).collect()
     };
-    let candidates: Vec<Vec<u32>> = items.par_iter().map(|it| ranked(it, it.wanted as usize + SLACK)).collect();
+    let candidates: Vec<Vec<u32>> =
+        items.par_iter().map(|it| ranked(it, it.wanted as usize + SLACK)).collect();
 
     let mut remaining: Vec<u64> = relays.iter().map(|r| r.quota.0).collect();
-    let mut shares: Vec<Share> = relays.iter().map(|r| Share { name: r.name.clone(), quota: r.quota.0, assigned_bytes: 0, artifacts: Vec::new() }).collect();
+    let mut shares: Vec<Share> = relays
+        .iter()
+        .map(|r| Share {
+            name: r.name.clone(),
+            quota: r.quota.0,
+            assigned_bytes: 0,
+            artifacts: Vec::new(),
+        })
+        .collect();
     let mut placements = Vec::with_capacity(items.len());
     let mut index = HashMap::with_capacity(items.len());
     for (i, (item, cands)) in items.iter().zip(candidates).enumerate() {
@@ -193,7 +233,13 @@ pub fn assign(network: &Network, extras: &Extras) -> Assignment {
             shares[r as usize].artifacts.push(i as u32);
         }
         index.insert((item.catalog.to_owned(), item.path.to_owned()), i as u32);
-        placements.push(Placement { catalog: item.catalog.to_owned(), path: item.path.to_owned(), size: item.size, holders, wanted: item.wanted });
+        placements.push(Placement {
+            catalog: item.catalog.to_owned(),
+            path: item.path.to_owned(),
+            size: item.size,
+            holders,
+            wanted: item.wanted,
+        });
     }
     Assignment { placements, relays: shares, index }
 }
@@ -224,7 +270,10 @@ mod tests {
 
     use crate::builder::NetworkBuilder;
     use crate::model::Catalog;
-    use crate::raw::{ArtifactEntry, CatalogFile, DirectoryFile, DirectoryKind, RelayFile, ReleaseFile, Sha256 as Digest256};
+    use crate::raw::{
+        ArtifactEntry, CatalogFile, DirectoryFile, DirectoryKind, RelayFile, ReleaseFile,
+        Sha256 as Digest256,
+    };
     use crate::safe_path::ArtifactPath;
     use crate::units::ByteSize;
     use crate::{TrustAnchor, TrustState};
@@ -270,7 +319,10 @@ mod tests {
                     expunged: None,
                 })
                 .collect();
-            b.releases.insert(("c".into(), format!("r{i}")), ReleaseFile { serial: 1, catalog: "c".into(), artifacts });
+            b.releases.insert(
+                ("c".into(), format!("r{i}")),
+                ReleaseFile { serial: 1, catalog: "c".into(), artifacts },
+            );
         }
         b.directories.insert(
             "d".into(),
@@ -306,9 +358,19 @@ mod tests {
             );
         }
         let tree = b.tree().unwrap();
-        let net = crate::load(&tree, &TrustAnchor::default(), &TrustState::default(), time::OffsetDateTime::now_utc()).unwrap().network;
+        let net = crate::load(
+            &tree,
+            &TrustAnchor::default(),
+            &TrustState::default(),
+            time::OffsetDateTime::now_utc(),
+        )
+        .unwrap()
+        .network;
         for (name, quota) in relays {
-            assert_eq!(net.relays[name].quota.0, *quota, "quota of {name} must survive the TOML round trip");
+            assert_eq!(
+                net.relays[name].quota.0, *quota,
+                "quota of {name} must survive the TOML round trip"
+            );
         }
         net
     }
@@ -323,9 +385,14 @@ mod tests {
         net
     }
 
-    fn cached_catalog(cell: &'static OnceLock<Catalog>, n: usize, size: fn(usize) -> u64) -> &'static Catalog {
+    fn cached_catalog(
+        cell: &'static OnceLock<Catalog>,
+        n: usize,
+        size: fn(usize) -> u64,
+    ) -> &'static Catalog {
         cell.get_or_init(|| {
-            let artifacts: Vec<(String, u64)> = (0..n).map(|i| (format!("pkg/{}/a-{i}.bin", i % 97), size(i))).collect();
+            let artifacts: Vec<(String, u64)> =
+                (0..n).map(|i| (format!("pkg/{}/a-{i}.bin", i % 97), size(i))).collect();
             let net = build(&[("seed".into(), GIB)], &artifacts, 1);
             let c = net.catalogs["c"].clone();
             assert_eq!(c.artifacts.len(), n);
@@ -356,7 +423,15 @@ mod tests {
 
     /// The table by names: (catalog, path) -> holder names, best first.
     fn by_name(a: &Assignment) -> BTreeMap<(String, String), Vec<String>> {
-        a.placements.iter().map(|p| ((p.catalog.clone(), p.path.clone()), p.holders.iter().map(|&r| a.relays[r as usize].name.clone()).collect())).collect()
+        a.placements
+            .iter()
+            .map(|p| {
+                (
+                    (p.catalog.clone(), p.path.clone()),
+                    p.holders.iter().map(|&r| a.relays[r as usize].name.clone()).collect(),
+                )
+            })
+            .collect()
     }
 
     fn holder_sets(a: &Assignment) -> BTreeMap<(String, String), BTreeSet<String>> {

@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::raw::{CatalogFile, Delegation, DirectoryFile, RelayFile, ReleaseFile, RootFile, RootKey, Timestamp};
+use crate::raw::{
+    CatalogFile, Delegation, DirectoryFile, RelayFile, ReleaseFile, RootFile, RootKey, Timestamp,
+};
 use crate::signature::{generate_key, GeneratedKey, SecretKey, SignatureError};
 use crate::tree::Tree;
 
@@ -109,13 +111,21 @@ impl NetworkBuilder {
             paths: vec!["catalogs/".into(), "directories/".into(), "relays/".into()],
         }];
         for (k, paths) in &self.extra_delegations {
-            delegations.push(Delegation { name: k.name.clone(), public: k.public().to_owned(), paths: paths.clone() });
+            delegations.push(Delegation {
+                name: k.name.clone(),
+                public: k.public().to_owned(),
+                paths: paths.clone(),
+            });
         }
         RootFile {
             serial: self.root_serial,
             expires: Timestamp(time::OffsetDateTime::now_utc() + time::Duration::days(365)),
             threshold: self.threshold,
-            keys: self.root_keys.iter().map(|k| RootKey { name: k.name.clone(), public: k.public().to_owned() }).collect(),
+            keys: self
+                .root_keys
+                .iter()
+                .map(|k| RootKey { name: k.name.clone(), public: k.public().to_owned() })
+                .collect(),
             delegations,
         }
     }
@@ -123,11 +133,16 @@ impl NetworkBuilder {
     /// Every network file, signed, in memory.
     pub fn tree(&self) -> Result<Tree, BuildError> {
         let mut tree = Tree::default();
-        let ser = |name: &str, v: &dyn erased::Ser| v.to_toml().map_err(|e| BuildError::Toml(name.to_owned(), e));
+        let ser = |name: &str, v: &dyn erased::Ser| {
+            v.to_toml().map_err(|e| BuildError::Toml(name.to_owned(), e))
+        };
         let root_path = format!("trust/roots/{}.toml", self.root_serial);
         let root = ser(&root_path, &self.root_file())?;
         for k in &self.root_keys {
-            tree.insert(format!("{root_path}.{}.minisig", k.name), k.sign(root.as_bytes())?.into_bytes());
+            tree.insert(
+                format!("{root_path}.{}.minisig", k.name),
+                k.sign(root.as_bytes())?.into_bytes(),
+            );
         }
         tree.insert(root_path, root.into_bytes());
         let mut docs: Vec<(String, String)> = Vec::new();
@@ -148,7 +163,10 @@ impl NetworkBuilder {
             docs.push((p.clone(), ser(&p, r)?));
         }
         for (path, text) in docs {
-            tree.insert(format!("{path}.minisig"), self.maintainer.sign(text.as_bytes())?.into_bytes());
+            tree.insert(
+                format!("{path}.minisig"),
+                self.maintainer.sign(text.as_bytes())?.into_bytes(),
+            );
             tree.insert(path, text.into_bytes());
         }
         Ok(tree)
@@ -159,7 +177,8 @@ impl NetworkBuilder {
         for sub in crate::tree::NETWORK_DIRS {
             let p = dir.join(sub);
             if p.exists() {
-                std::fs::remove_dir_all(&p).map_err(|source| BuildError::Io { path: p.clone(), source })?;
+                std::fs::remove_dir_all(&p)
+                    .map_err(|source| BuildError::Io { path: p.clone(), source })?;
             }
         }
         write_tree(dir, &self.tree()?)
@@ -167,12 +186,18 @@ impl NetworkBuilder {
 
     /// Writes every key as `<dir>/<name>.key` and `.pub`.
     pub fn write_keys(&self, dir: &Path) -> Result<(), BuildError> {
-        std::fs::create_dir_all(dir).map_err(|source| BuildError::Io { path: dir.to_owned(), source })?;
-        let all = self.root_keys.iter().chain(std::iter::once(&self.maintainer)).chain(self.extra_delegations.iter().map(|(k, _)| k));
+        std::fs::create_dir_all(dir)
+            .map_err(|source| BuildError::Io { path: dir.to_owned(), source })?;
+        let all = self
+            .root_keys
+            .iter()
+            .chain(std::iter::once(&self.maintainer))
+            .chain(self.extra_delegations.iter().map(|(k, _)| k));
         for k in all {
             for (ext, text) in [("key", &k.files.secret_file), ("pub", &k.files.public_file)] {
                 let p = dir.join(format!("{}.{ext}", k.name));
-                std::fs::write(&p, text).map_err(|source| BuildError::Io { path: p.clone(), source })?;
+                std::fs::write(&p, text)
+                    .map_err(|source| BuildError::Io { path: p.clone(), source })?;
             }
         }
         Ok(())
@@ -184,7 +209,8 @@ pub fn write_tree(dir: &Path, tree: &Tree) -> Result<(), BuildError> {
     for (path, bytes) in tree.iter() {
         let p = dir.join(path);
         if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| BuildError::Io { path: parent.to_owned(), source })?;
+            std::fs::create_dir_all(parent)
+                .map_err(|source| BuildError::Io { path: parent.to_owned(), source })?;
         }
         std::fs::write(&p, bytes).map_err(|source| BuildError::Io { path: p.clone(), source })?;
     }

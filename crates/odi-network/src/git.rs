@@ -35,7 +35,9 @@ pub fn open_mirror(path: &Path) -> Result<Repository, GitError> {
     match Repository::open_bare(path) {
         Ok(r) => Ok(r),
         Err(_) => {
-            std::fs::create_dir_all(path).map_err(|e| git2::Error::from_str(&format!("cannot create {}: {e}", path.display())))?;
+            std::fs::create_dir_all(path).map_err(|e| {
+                git2::Error::from_str(&format!("cannot create {}: {e}", path.display()))
+            })?;
             Ok(Repository::init_bare(path)?)
         }
     }
@@ -49,7 +51,9 @@ pub fn fetch(repo: &Repository, url: &str, branch: &str) -> Result<Oid, GitError
     let mut opts = git2::FetchOptions::new();
     opts.download_tags(git2::AutotagOption::None);
     remote.fetch(&[&refspec], Some(&mut opts), None)?;
-    let reference = repo.find_reference(&format!("refs/remotes/network/{branch}")).map_err(|_| GitError::NoBranch(branch.to_owned()))?;
+    let reference = repo
+        .find_reference(&format!("refs/remotes/network/{branch}"))
+        .map_err(|_| GitError::NoBranch(branch.to_owned()))?;
     Ok(reference.peel_to_commit()?.id())
 }
 
@@ -81,13 +85,23 @@ pub fn read_commit(repo: &Repository, commit: Oid) -> Result<Tree, GitError> {
     }
 }
 
-fn walk(repo: &Repository, entry: &git2::TreeEntry<'_>, path: String, tree: &mut Tree, problems: &mut Vec<Problem>) -> Result<(), GitError> {
+fn walk(
+    repo: &Repository,
+    entry: &git2::TreeEntry<'_>,
+    path: String,
+    tree: &mut Tree,
+    problems: &mut Vec<Problem>,
+) -> Result<(), GitError> {
     // Mode bits are what git records; 0o120000 is a symlink, 0o160000 a submodule (gitlink).
     match (entry.kind(), entry.filemode()) {
-        (_, 0o120000) => problems.push(Problem::file(path, "is a symlink; the network repository may not contain links")),
-        (Some(ObjectType::Commit), _) | (_, 0o160000) => {
-            problems.push(Problem::file(path, "is a submodule; the network repository may not contain submodules"))
-        }
+        (_, 0o120000) => problems.push(Problem::file(
+            path,
+            "is a symlink; the network repository may not contain links",
+        )),
+        (Some(ObjectType::Commit), _) | (_, 0o160000) => problems.push(Problem::file(
+            path,
+            "is a submodule; the network repository may not contain submodules",
+        )),
         (Some(ObjectType::Tree), _) => {
             let sub = repo.find_tree(entry.id())?;
             for child in sub.iter() {
@@ -98,7 +112,10 @@ fn walk(repo: &Repository, entry: &git2::TreeEntry<'_>, path: String, tree: &mut
         (Some(ObjectType::Blob), _) => {
             let blob = repo.find_blob(entry.id())?;
             if blob.size() as u64 > MAX_FILE_BYTES {
-                problems.push(Problem::file(path, format!("is {} bytes, over the {MAX_FILE_BYTES} byte limit", blob.size())));
+                problems.push(Problem::file(
+                    path,
+                    format!("is {} bytes, over the {MAX_FILE_BYTES} byte limit", blob.size()),
+                ));
             } else {
                 tree.insert(path, blob.content().to_vec());
             }

@@ -11,7 +11,9 @@ use url::Url;
 
 use crate::model::{Artifact, Catalog, Directory, Network, Relay};
 use crate::problem::{self, Problem, Problems};
-use crate::raw::{ArtifactEntry, CatalogFile, DirectoryFile, DirectoryKind, RelayFile, ReleaseFile};
+use crate::raw::{
+    ArtifactEntry, CatalogFile, DirectoryFile, DirectoryKind, RelayFile, ReleaseFile,
+};
 use crate::safe_path::check_name;
 use crate::tree::Tree;
 use crate::trust::{self, Root, TrustAnchor, TrustState};
@@ -47,12 +49,22 @@ fn classify(path: &str) -> Result<Option<Kind>, &'static str> {
     let parts: Vec<&str> = path.split('/').collect();
     let toml_stem = |name: &str| name.strip_suffix(".toml").map(str::to_owned);
     match parts.as_slice() {
-        ["catalogs", folder, "catalog.toml"] => Ok(Some(Kind::Catalog { folder: (*folder).to_owned() })),
-        ["catalogs", folder, .., last] if parts.len() > 3 && last.ends_with(".toml") => Ok(Some(Kind::Release { folder: (*folder).to_owned() })),
-        ["directories", name] => toml_stem(name).map(|stem| Some(Kind::Directory { stem })).ok_or("unexpected file: directories/ holds only <name>.toml files"),
-        ["relays", name] => toml_stem(name).map(|stem| Some(Kind::Relay { stem })).ok_or("unexpected file: relays/ holds only <name>.toml files"),
+        ["catalogs", folder, "catalog.toml"] => {
+            Ok(Some(Kind::Catalog { folder: (*folder).to_owned() }))
+        }
+        ["catalogs", folder, .., last] if parts.len() > 3 && last.ends_with(".toml") => {
+            Ok(Some(Kind::Release { folder: (*folder).to_owned() }))
+        }
+        ["directories", name] => toml_stem(name)
+            .map(|stem| Some(Kind::Directory { stem }))
+            .ok_or("unexpected file: directories/ holds only <name>.toml files"),
+        ["relays", name] => toml_stem(name)
+            .map(|stem| Some(Kind::Relay { stem }))
+            .ok_or("unexpected file: relays/ holds only <name>.toml files"),
         ["catalogs", _] => Err("unexpected file: catalogs/ holds one folder per catalog"),
-        ["trust", ..] => Err("unexpected file: trust/ holds only roots/<serial>.toml and their signatures"),
+        ["trust", ..] => {
+            Err("unexpected file: trust/ holds only roots/<serial>.toml and their signatures")
+        }
         _ => Err("unexpected file in a network folder"),
     }
 }
@@ -84,7 +96,12 @@ impl Doc {
 ///
 /// `state` is what the caller applied before (empty for a first load or for `odi validate`);
 /// the returned [`Loaded::state`] is the state to persist if the caller applies this commit.
-pub fn load(tree: &Tree, anchor: &TrustAnchor, state: &TrustState, now: OffsetDateTime) -> Result<Loaded, Problems> {
+pub fn load(
+    tree: &Tree,
+    anchor: &TrustAnchor,
+    state: &TrustState,
+    now: OffsetDateTime,
+) -> Result<Loaded, Problems> {
     let root = trust::verify_root(tree, anchor, state, now).map_err(Problems)?;
     let mut problems = Vec::new();
 
@@ -92,7 +109,10 @@ pub fn load(tree: &Tree, anchor: &TrustAnchor, state: &TrustState, now: OffsetDa
     for (path, _) in tree.iter() {
         if let Some(signed) = path.strip_suffix(".minisig") {
             if !path.starts_with(trust::ROOTS_DIR) && tree.get(signed).is_none() {
-                problems.push(Problem::file(path, format!("signature for {signed}, which does not exist")));
+                problems.push(Problem::file(
+                    path,
+                    format!("signature for {signed}, which does not exist"),
+                ));
             }
         }
     }
@@ -150,7 +170,13 @@ pub fn load(tree: &Tree, anchor: &TrustAnchor, state: &TrustState, now: OffsetDa
     }
 }
 
-fn check_url(file: &str, field: &str, s: &str, allow_file: bool, problems: &mut Vec<Problem>) -> Option<Url> {
+fn check_url(
+    file: &str,
+    field: &str,
+    s: &str,
+    allow_file: bool,
+    problems: &mut Vec<Problem>,
+) -> Option<Url> {
     match Url::parse(s) {
         Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {
             if u.host_str().is_none_or(str::is_empty) {
@@ -164,7 +190,11 @@ fn check_url(file: &str, field: &str, s: &str, allow_file: bool, problems: &mut 
             problems.push(Problem::field(
                 file,
                 field,
-                format!("scheme `{}` is not allowed (use https://, http://{})", u.scheme(), if allow_file { " or file://" } else { "" }),
+                format!(
+                    "scheme `{}` is not allowed (use https://, http://{})",
+                    u.scheme(),
+                    if allow_file { " or file://" } else { "" }
+                ),
             ));
             None
         }
@@ -182,7 +212,11 @@ fn check_names(file: &str, field: &str, names: &[String], problems: &mut Vec<Pro
             problems.push(Problem::field(file, format!("{field}[{i}]"), format!("`{n}` {e}")));
         }
         if !seen.insert(n) {
-            problems.push(Problem::field(file, format!("{field}[{i}]"), format!("`{n}` is listed twice")));
+            problems.push(Problem::field(
+                file,
+                format!("{field}[{i}]"),
+                format!("`{n}` is listed twice"),
+            ));
         }
     }
 }
@@ -196,12 +230,26 @@ fn add_artifacts(
     for (i, a) in entries.into_iter().enumerate() {
         if let Some(reason) = &a.expunged {
             if reason.trim().is_empty() {
-                problems.push(Problem::field(file, format!("artifacts[{i}].expunged"), "give the reason for expunging"));
+                problems.push(Problem::field(
+                    file,
+                    format!("artifacts[{i}].expunged"),
+                    "give the reason for expunging",
+                ));
             }
         }
-        let artifact = Artifact { path: a.path.clone(), size: a.size, sha256: a.sha256, published: a.published.map(|t| t.0), expunged: a.expunged };
+        let artifact = Artifact {
+            path: a.path.clone(),
+            size: a.size,
+            sha256: a.sha256,
+            published: a.published.map(|t| t.0),
+            expunged: a.expunged,
+        };
         if let Some((other, _)) = into.get(&a.path) {
-            problems.push(Problem::field(file, format!("artifacts[{i}].path"), format!("`{}` is already listed in {other}", a.path)));
+            problems.push(Problem::field(
+                file,
+                format!("artifacts[{i}].path"),
+                format!("`{}` is already listed in {other}", a.path),
+            ));
         } else {
             into.insert(a.path, (file.to_owned(), artifact));
         }
@@ -220,7 +268,11 @@ fn build(root: Root, docs: Vec<(String, Kind, Doc)>, problems: &mut Vec<Problem>
         match (kind, doc) {
             (Kind::Catalog { folder }, Doc::Catalog(c)) => {
                 if c.name != folder {
-                    problems.push(Problem::field(&path, "name", format!("`{}` must equal the folder name `{folder}`", c.name)));
+                    problems.push(Problem::field(
+                        &path,
+                        "name",
+                        format!("`{}` must equal the folder name `{folder}`", c.name),
+                    ));
                 }
                 if let Err(e) = check_name(&c.name) {
                     problems.push(Problem::field(&path, "name", format!("`{}` {e}", c.name)));
@@ -230,27 +282,53 @@ fn build(root: Root, docs: Vec<(String, Kind, Doc)>, problems: &mut Vec<Problem>
                     problems.push(Problem::field(&path, "replicas", "must be between 1 and 64"));
                 }
                 if c.origins.is_empty() {
-                    problems.push(Problem::field(&path, "origins", "at least one origin is needed"));
+                    problems.push(Problem::field(
+                        &path,
+                        "origins",
+                        "at least one origin is needed",
+                    ));
                 }
-                let origins = c.origins.iter().enumerate().filter_map(|(i, o)| check_url(&path, &format!("origins[{i}]"), o, true, problems)).collect();
-                catalogs.insert(folder, (path, c.description, c.tags, origins, c.replicas, c.artifacts));
+                let origins = c
+                    .origins
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, o)| {
+                        check_url(&path, &format!("origins[{i}]"), o, true, problems)
+                    })
+                    .collect();
+                catalogs.insert(
+                    folder,
+                    (path, c.description, c.tags, origins, c.replicas, c.artifacts),
+                );
             }
             (Kind::Release { folder }, Doc::Release(r)) => {
                 if r.catalog != folder {
-                    problems.push(Problem::field(&path, "catalog", format!("`{}` must equal the folder name `{folder}`", r.catalog)));
+                    problems.push(Problem::field(
+                        &path,
+                        "catalog",
+                        format!("`{}` must equal the folder name `{folder}`", r.catalog),
+                    ));
                 }
                 releases.entry(folder).or_default().push((path, r));
             }
             (Kind::Directory { stem }, Doc::Directory(d)) => {
                 if d.name != stem {
-                    problems.push(Problem::field(&path, "name", format!("`{}` must equal the file name `{stem}`", d.name)));
+                    problems.push(Problem::field(
+                        &path,
+                        "name",
+                        format!("`{}` must equal the file name `{stem}`", d.name),
+                    ));
                 }
                 dir_files.insert(stem.clone(), path);
                 directories.insert(stem, d);
             }
             (Kind::Relay { stem }, Doc::Relay(r)) => {
                 if r.name != stem {
-                    problems.push(Problem::field(&path, "name", format!("`{}` must equal the file name `{stem}`", r.name)));
+                    problems.push(Problem::field(
+                        &path,
+                        "name",
+                        format!("`{}` must equal the file name `{stem}`", r.name),
+                    ));
                 }
                 relay_files.insert(stem.clone(), path);
                 relays.insert(stem, r);
@@ -275,7 +353,10 @@ fn build(root: Root, docs: Vec<(String, Kind, Doc)>, problems: &mut Vec<Problem>
             add_artifacts(&rpath, r.artifacts, &mut all, problems);
         }
         let artifacts = all.into_iter().map(|(k, (_, a))| (k, a)).collect();
-        out_catalogs.insert(name.clone(), Catalog { name, description, tags, origins, replicas, artifacts });
+        out_catalogs.insert(
+            name.clone(),
+            Catalog { name, description, tags, origins, replicas, artifacts },
+        );
     }
 
     let mut out_dirs = BTreeMap::new();
@@ -293,7 +374,11 @@ fn build(root: Root, docs: Vec<(String, Kind, Doc)>, problems: &mut Vec<Problem>
         let url = check_url(file, "url", &d.url, false, problems);
         for (i, c) in d.catalogs.iter().enumerate() {
             if !out_catalogs.contains_key(c) {
-                problems.push(Problem::field(file, format!("catalogs[{i}]"), format!("no catalog named `{c}`")));
+                problems.push(Problem::field(
+                    file,
+                    format!("catalogs[{i}]"),
+                    format!("no catalog named `{c}`"),
+                ));
             }
         }
         for (field, list) in [("links", &d.links), ("references", &d.references)] {
@@ -315,10 +400,18 @@ fn build(root: Root, docs: Vec<(String, Kind, Doc)>, problems: &mut Vec<Problem>
         }
         if d.kind == DirectoryKind::Meta {
             if !d.catalogs.is_empty() || !d.links.is_empty() {
-                problems.push(Problem::field(file, "kind", "a meta-directory holds only references (no catalogs or links)"));
+                problems.push(Problem::field(
+                    file,
+                    "kind",
+                    "a meta-directory holds only references (no catalogs or links)",
+                ));
             }
             if d.references.is_empty() {
-                problems.push(Problem::field(file, "references", "a meta-directory needs at least one reference"));
+                problems.push(Problem::field(
+                    file,
+                    "references",
+                    "a meta-directory needs at least one reference",
+                ));
             }
         }
         if let Some(url) = url {
@@ -355,24 +448,42 @@ fn build(root: Root, docs: Vec<(String, Kind, Doc)>, problems: &mut Vec<Problem>
             problems.push(Problem::field(file, "quota", "must be more than 0"));
         }
         if r.directories.is_empty() {
-            problems.push(Problem::field(file, "directories", "a relay works with at least one directory"));
+            problems.push(Problem::field(
+                file,
+                "directories",
+                "a relay works with at least one directory",
+            ));
         }
         for (i, d) in r.directories.iter().enumerate() {
             match directories.get(d) {
-                None => problems.push(Problem::field(file, format!("directories[{i}]"), format!("no directory named `{d}`"))),
-                Some(dir) if dir.kind == DirectoryKind::Meta => {
-                    problems.push(Problem::field(file, format!("directories[{i}]"), format!("`{d}` is a meta-directory and holds no catalogs")))
-                }
+                None => problems.push(Problem::field(
+                    file,
+                    format!("directories[{i}]"),
+                    format!("no directory named `{d}`"),
+                )),
+                Some(dir) if dir.kind == DirectoryKind::Meta => problems.push(Problem::field(
+                    file,
+                    format!("directories[{i}]"),
+                    format!("`{d}` is a meta-directory and holds no catalogs"),
+                )),
                 Some(_) => {}
             }
         }
         for (i, c) in r.catalogs.iter().enumerate() {
             if !out_catalogs.contains_key(c) {
-                problems.push(Problem::field(file, format!("catalogs[{i}]"), format!("no catalog named `{c}`")));
+                problems.push(Problem::field(
+                    file,
+                    format!("catalogs[{i}]"),
+                    format!("no catalog named `{c}`"),
+                ));
             }
         }
         if r.catalogs.is_empty() && r.tags.is_empty() {
-            problems.push(Problem::field(file, "catalogs", "subscribe to at least one catalog or tag"));
+            problems.push(Problem::field(
+                file,
+                "catalogs",
+                "subscribe to at least one catalog or tag",
+            ));
         }
         if let Some(url) = url {
             out_relays.insert(
@@ -396,14 +507,23 @@ fn build(root: Root, docs: Vec<(String, Kind, Doc)>, problems: &mut Vec<Problem>
 }
 
 /// References form a graph; a cycle could bounce a client between directories forever.
-fn check_reference_cycles(dirs: &BTreeMap<String, DirectoryFile>, files: &BTreeMap<String, String>, problems: &mut Vec<Problem>) {
+fn check_reference_cycles(
+    dirs: &BTreeMap<String, DirectoryFile>,
+    files: &BTreeMap<String, String>,
+    problems: &mut Vec<Problem>,
+) {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         New,
         Active,
         Done,
     }
-    fn visit(n: &str, dirs: &BTreeMap<String, DirectoryFile>, marks: &mut BTreeMap<String, Mark>, stack: &mut Vec<String>) -> Option<Vec<String>> {
+    fn visit(
+        n: &str,
+        dirs: &BTreeMap<String, DirectoryFile>,
+        marks: &mut BTreeMap<String, Mark>,
+        stack: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
         match marks.get(n).copied().unwrap_or(Mark::New) {
             Mark::Done => return None,
             Mark::Active => {
@@ -431,7 +551,11 @@ fn check_reference_cycles(dirs: &BTreeMap<String, DirectoryFile>, files: &BTreeM
     for name in dirs.keys() {
         if let Some(cycle) = visit(name, dirs, &mut marks, &mut Vec::new()) {
             let file = files.get(&cycle[0]).cloned().unwrap_or_default();
-            problems.push(Problem::field(file, "references", format!("reference cycle: {}", cycle.join(" -> "))));
+            problems.push(Problem::field(
+                file,
+                "references",
+                format!("reference cycle: {}", cycle.join(" -> ")),
+            ));
             return;
         }
     }

@@ -49,14 +49,24 @@ pub struct NodePlan {
 pub struct UnknownNode(pub String);
 
 /// Computes what `node` holds.
-pub fn plan(network: &Network, assignment: &Assignment, node: &str) -> Result<NodePlan, UnknownNode> {
+pub fn plan(
+    network: &Network,
+    assignment: &Assignment,
+    node: &str,
+) -> Result<NodePlan, UnknownNode> {
     let held = |catalog: &str, path: &str| {
         let a = network.artifact(catalog, path)?;
-        Some(Held { catalog: catalog.to_owned(), path: path.to_owned(), size: a.size, sha256: a.sha256.to_hex() })
+        Some(Held {
+            catalog: catalog.to_owned(),
+            path: path.to_owned(),
+            size: a.size,
+            sha256: a.sha256.to_hex(),
+        })
     };
     if let Some(relay) = network.relays.get(node) {
         let share = assignment.share(node).ok_or_else(|| UnknownNode(node.to_owned()))?;
-        let mut holds: Vec<Held> = assignment.artifacts_of(share).filter_map(|p| held(&p.catalog, &p.path)).collect();
+        let mut holds: Vec<Held> =
+            assignment.artifacts_of(share).filter_map(|p| held(&p.catalog, &p.path)).collect();
         holds.sort();
         return Ok(NodePlan {
             node: node.to_owned(),
@@ -72,9 +82,18 @@ pub fn plan(network: &Network, assignment: &Assignment, node: &str) -> Result<No
     let dir = network.directories.get(node).ok_or_else(|| UnknownNode(node.to_owned()))?;
     let mut holds = Vec::new();
     for c in dir.catalogs.iter().filter_map(|c| network.catalogs.get(c)) {
-        holds.extend(c.live().map(|a| Held { catalog: c.name.clone(), path: a.path.to_string(), size: a.size, sha256: a.sha256.to_hex() }));
+        holds.extend(c.live().map(|a| Held {
+            catalog: c.name.clone(),
+            path: a.path.to_string(),
+            size: a.size,
+            sha256: a.sha256.to_hex(),
+        }));
     }
-    let unplaced = assignment.placements.iter().filter(|p| dir.catalogs.contains(&p.catalog) && p.holders.is_empty()).count();
+    let unplaced = assignment
+        .placements
+        .iter()
+        .filter(|p| dir.catalogs.contains(&p.catalog) && p.holders.is_empty())
+        .count();
     Ok(NodePlan {
         node: node.to_owned(),
         role: if dir.kind == DirectoryKind::Meta { "meta" } else { "directory" },
@@ -104,8 +123,16 @@ pub fn diff(before: &NodePlan, after: &NodePlan) -> PlanDiff {
     let old: BTreeMap<_, _> = before.holds.iter().map(|h| (key(h), h)).collect();
     let new: BTreeMap<_, _> = after.holds.iter().map(|h| (key(h), h)).collect();
     PlanDiff {
-        download: new.iter().filter(|(k, _)| !old.contains_key(*k)).map(|(_, h)| (*h).clone()).collect(),
-        delete: old.iter().filter(|(k, _)| !new.contains_key(*k)).map(|(_, h)| (*h).clone()).collect(),
+        download: new
+            .iter()
+            .filter(|(k, _)| !old.contains_key(*k))
+            .map(|(_, h)| (*h).clone())
+            .collect(),
+        delete: old
+            .iter()
+            .filter(|(k, _)| !new.contains_key(*k))
+            .map(|(_, h)| (*h).clone())
+            .collect(),
         keep: new.keys().filter(|k| old.contains_key(*k)).count(),
     }
 }

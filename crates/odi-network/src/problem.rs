@@ -20,7 +20,11 @@ impl Problem {
     }
 
     /// A problem with one field of a file.
-    pub fn field(file: impl Into<String>, field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn field(
+        file: impl Into<String>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self { file: file.into(), field: Some(field.into()), message: one_line(message.into()) }
     }
 }

@@ -18,13 +18,18 @@ impl<'de> Deserialize<'de> for Timestamp {
         let s = String::deserialize(d)?;
         time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339)
             .map(Timestamp)
-            .map_err(|e| serde::de::Error::custom(format!("`{s}` is not an RFC 3339 timestamp: {e}")))
+            .map_err(|e| {
+                serde::de::Error::custom(format!("`{s}` is not an RFC 3339 timestamp: {e}"))
+            })
     }
 }
 
 impl Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let text = self.0.format(&time::format_description::well_known::Rfc3339).map_err(serde::ser::Error::custom)?;
+        let text = self
+            .0
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(serde::ser::Error::custom)?;
         s.serialize_str(&text)
     }
 }

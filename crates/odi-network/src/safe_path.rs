@@ -59,9 +59,13 @@ impl ArtifactPath {
             match seg {
                 "" => return Err(err("has an empty segment")),
                 "." | ".." => return Err(err("has a `.` or `..` segment")),
-                _ if seg.len() > MAX_SEGMENT_LEN => return Err(err("has a segment longer than 200 bytes")),
+                _ if seg.len() > MAX_SEGMENT_LEN => {
+                    return Err(err("has a segment longer than 200 bytes"))
+                }
                 // Windows drive letters and alternate streams are never legitimate here.
-                _ if seg.contains(':') && seg.len() == 2 => return Err(err("looks like a drive letter")),
+                _ if seg.contains(':') && seg.len() == 2 => {
+                    return Err(err("looks like a drive letter"))
+                }
                 _ => {}
             }
         }
@@ -118,7 +122,9 @@ pub fn check_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() || name.len() > 64 {
         return Err("must be 1 to 64 characters");
     }
-    if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'.') {
+    if !name.bytes().all(|b| {
+        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'.'
+    }) {
         return Err("may only contain a-z, 0-9, `-`, `_` and `.`");
     }
     if !name.as_bytes()[0].is_ascii_alphanumeric() {
@@ -160,7 +166,12 @@ mod tests {
 
     #[test]
     fn ordinary_paths_pass() {
-        for p in ["hello-1.0.tar.gz", "pool/main/h/hello/hello_1.0_amd64.deb", "simple/pkg/pkg-1.0-py3-none-any.whl", ".well-known"] {
+        for p in [
+            "hello-1.0.tar.gz",
+            "pool/main/h/hello/hello_1.0_amd64.deb",
+            "simple/pkg/pkg-1.0-py3-none-any.whl",
+            ".well-known",
+        ] {
             assert_eq!(ArtifactPath::new(p).unwrap().as_str(), p);
         }
         assert_eq!(ArtifactPath::new("a/b/c.jar").unwrap().file_name(), "c.jar");

@@ -37,7 +37,11 @@ pub struct PublicKey {
 impl PublicKey {
     /// Parses the base64 form (the second line of a `.pub` file), or a whole `.pub` file.
     pub fn parse(text: &str) -> Result<Self, SignatureError> {
-        let line = text.lines().map(str::trim).rfind(|l| !l.is_empty() && !l.starts_with("untrusted comment:")).unwrap_or("");
+        let line = text
+            .lines()
+            .map(str::trim)
+            .rfind(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))
+            .unwrap_or("");
         let bad = || SignatureError::MalformedKey(line.chars().take(60).collect());
         let key = minisign_verify::PublicKey::from_base64(line).map_err(|_| bad())?;
         let raw = base64::engine::general_purpose::STANDARD.decode(line).map_err(|_| bad())?;
@@ -58,10 +62,13 @@ impl PublicKey {
     /// Verifies `signature` (the text of a `.minisig` file) over `data`. Legacy signatures
     /// are refused: they sign the raw data, which the format's authors deprecated.
     pub fn verify(&self, data: &[u8], signature: &str) -> Result<(), SignatureError> {
-        let sig = minisign_verify::Signature::decode(signature).map_err(|_| SignatureError::MalformedSignature)?;
+        let sig = minisign_verify::Signature::decode(signature)
+            .map_err(|_| SignatureError::MalformedSignature)?;
         match self.key.verify(data, &sig, false) {
             Ok(()) => Ok(()),
-            Err(minisign_verify::Error::UnexpectedKeyId) => Err(SignatureError::UnexpectedKey(signature_key_id(signature).unwrap_or_else(|| "?".into()))),
+            Err(minisign_verify::Error::UnexpectedKeyId) => Err(SignatureError::UnexpectedKey(
+                signature_key_id(signature).unwrap_or_else(|| "?".into()),
+            )),
             Err(minisign_verify::Error::UnexpectedAlgorithm) => Err(SignatureError::Legacy),
             Err(minisign_verify::Error::InvalidEncoding) => Err(SignatureError::MalformedSignature),
             Err(_) => Err(SignatureError::Invalid),
@@ -121,15 +128,22 @@ impl std::fmt::Debug for SecretKey {
 impl SecretKey {
     /// Parses a `.key` file; an encrypted key needs its password.
     pub fn parse(text: &str, password: Option<String>) -> Result<Self, SignatureError> {
-        let err = |e: minisign::PError| SignatureError::Signing(format!("cannot read secret key: {e}"));
+        let err =
+            |e: minisign::PError| SignatureError::Signing(format!("cannot read secret key: {e}"));
         let sk_box = minisign::SecretKeyBox::from_string(text).map_err(err)?;
         // Bytes 2..4 of the key blob name the KDF; zero means the key is stored unencrypted.
-        let blob = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with("untrusted comment:")).unwrap_or("");
+        let blob = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with("untrusted comment:"))
+            .unwrap_or("");
         let raw = base64::engine::general_purpose::STANDARD.decode(blob).unwrap_or_default();
         let encrypted = raw.get(2..4).is_some_and(|kdf| kdf != [0, 0]);
         let sk = if encrypted {
             let Some(pw) = password else {
-                return Err(SignatureError::Signing("the secret key is encrypted: set ODI_KEY_PASSWORD".into()));
+                return Err(SignatureError::Signing(
+                    "the secret key is encrypted: set ODI_KEY_PASSWORD".into(),
+                ));
             };
             sk_box.into_secret_key(Some(pw)).map_err(err)?
         } else {
@@ -140,7 +154,9 @@ impl SecretKey {
 
     /// Signs `data` (prehashed, like `minisign -S`), returning the `.minisig` text.
     pub fn sign(&self, data: &[u8], trusted_comment: &str) -> Result<String, SignatureError> {
-        let sig = minisign::sign(None, &self.0, data, Some(trusted_comment), Some("signature from odi")).map_err(|e| SignatureError::Signing(e.to_string()))?;
+        let sig =
+            minisign::sign(None, &self.0, data, Some(trusted_comment), Some("signature from odi"))
+                .map_err(|e| SignatureError::Signing(e.to_string()))?;
         Ok(sig.into_string())
     }
 }
@@ -159,7 +175,9 @@ mod tests {
         pk.verify(b"hello", &sig).unwrap();
         assert_eq!(pk.verify(b"hellO", &sig), Err(SignatureError::Invalid));
         let other = PublicKey::parse(&generate_key().unwrap().public).unwrap();
-        assert!(matches!(other.verify(b"hello", &sig), Err(SignatureError::UnexpectedKey(id)) if id == pk.id()));
+        assert!(
+            matches!(other.verify(b"hello", &sig), Err(SignatureError::UnexpectedKey(id)) if id == pk.id())
+        );
         assert_eq!(pk.verify(b"hello", "garbage"), Err(SignatureError::MalformedSignature));
         // Changing the trusted comment breaks the global signature.
         let tampered = sig.replace("serial:1", "serial:9");

@@ -40,7 +40,10 @@ impl Tree {
 
     /// Files below `prefix` (which should end with `/`).
     pub fn under<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
-        self.files.range(prefix.to_owned()..).take_while(move |(k, _)| k.starts_with(prefix)).map(|(k, v)| (k.as_str(), v.as_slice()))
+        self.files
+            .range(prefix.to_owned()..)
+            .take_while(move |(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.as_str(), v.as_slice()))
     }
 
     /// Adds or replaces one file.
@@ -79,14 +82,21 @@ impl Tree {
 }
 
 fn rel(root: &Path, p: &Path) -> String {
-    p.strip_prefix(root).unwrap_or(p).components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+    p.strip_prefix(root)
+        .unwrap_or(p)
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 fn walk(root: &Path, dir: &Path, tree: &mut Tree, problems: &mut Vec<Problem>) {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
-        Err(e) => return problems.push(Problem::file(rel(root, dir), format!("cannot read folder: {e}"))),
+        Err(e) => {
+            return problems.push(Problem::file(rel(root, dir), format!("cannot read folder: {e}")))
+        }
     };
     for entry in entries {
         let entry = match entry {
@@ -106,17 +116,26 @@ fn walk(root: &Path, dir: &Path, tree: &mut Tree, problems: &mut Vec<Problem>) {
             }
         };
         if meta.file_type().is_symlink() {
-            problems.push(Problem::file(name, "is a symlink; the network repository may not contain links"));
+            problems.push(Problem::file(
+                name,
+                "is a symlink; the network repository may not contain links",
+            ));
         } else if meta.is_dir() {
             if path.join(".git").exists() {
-                problems.push(Problem::file(name, "is a nested git repository (submodule); not allowed"));
+                problems.push(Problem::file(
+                    name,
+                    "is a nested git repository (submodule); not allowed",
+                ));
             } else {
                 walk(root, &path, tree, problems);
             }
         } else if !meta.is_file() {
             problems.push(Problem::file(name, "is not a regular file"));
         } else if meta.len() > MAX_FILE_BYTES {
-            problems.push(Problem::file(name, format!("is {} bytes, over the {MAX_FILE_BYTES} byte limit", meta.len())));
+            problems.push(Problem::file(
+                name,
+                format!("is {} bytes, over the {MAX_FILE_BYTES} byte limit", meta.len()),
+            ));
         } else {
             match std::fs::read(&path) {
                 Ok(bytes) => tree.insert(name, bytes),

@@ -45,19 +45,32 @@ pub struct DelegationRule {
 impl DelegationRule {
     /// Whether this delegation covers `path`.
     pub fn covers(&self, path: &str) -> bool {
-        self.paths.iter().any(|p| if p.ends_with('/') { path.starts_with(p.as_str()) } else { path == p })
+        self.paths.iter().any(|p| {
+            if p.ends_with('/') {
+                path.starts_with(p.as_str())
+            } else {
+                path == p
+            }
+        })
     }
 }
 
 impl Root {
     /// Delegations whose keys may sign `path`.
-    pub fn signers_for<'a>(&'a self, path: &'a str) -> impl Iterator<Item = &'a DelegationRule> + 'a {
+    pub fn signers_for<'a>(
+        &'a self,
+        path: &'a str,
+    ) -> impl Iterator<Item = &'a DelegationRule> + 'a {
         self.delegations.iter().filter(move |d| d.covers(path))
     }
 
     /// What the agent persists about this root to verify the next rotation.
     pub fn pin(&self) -> RootPin {
-        RootPin { serial: self.serial, threshold: self.threshold, keys: self.keys.iter().map(|(_, k)| k.base64().to_owned()).collect() }
+        RootPin {
+            serial: self.serial,
+            threshold: self.threshold,
+            keys: self.keys.iter().map(|(_, k)| k.base64().to_owned()).collect(),
+        }
     }
 }
 
@@ -106,21 +119,39 @@ mod hex_32 {
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
         let mut out = [0u8; 32];
-        hex::decode_to_slice(String::deserialize(d)?, &mut out).map_err(serde::de::Error::custom)?;
+        hex::decode_to_slice(String::deserialize(d)?, &mut out)
+            .map_err(serde::de::Error::custom)?;
         Ok(out)
     }
 }
 
 impl TrustState {
     /// Checks a document's serial against the high-water mark and records it in `next`.
-    pub fn check_serial(&self, path: &str, serial: u64, bytes: &[u8], next: &mut TrustState) -> Result<(), Problem> {
+    pub fn check_serial(
+        &self,
+        path: &str,
+        serial: u64,
+        bytes: &[u8],
+        next: &mut TrustState,
+    ) -> Result<(), Problem> {
         let sha: [u8; 32] = sha2::Sha256::digest(bytes).into();
         if let Some(mark) = self.serials.get(path) {
             if serial < mark.serial {
-                return Err(Problem::field(path, "serial", format!("serial {serial} is lower than {} already applied (replay of an old file?)", mark.serial)));
+                return Err(Problem::field(
+                    path,
+                    "serial",
+                    format!(
+                        "serial {serial} is lower than {} already applied (replay of an old file?)",
+                        mark.serial
+                    ),
+                ));
             }
             if serial == mark.serial && sha != mark.sha256 {
-                return Err(Problem::field(path, "serial", format!("content changed but serial stayed at {serial}; raise it")));
+                return Err(Problem::field(
+                    path,
+                    "serial",
+                    format!("content changed but serial stayed at {serial}; raise it"),
+                ));
             }
         }
         next.serials.insert(path.to_owned(), SerialMark { serial, sha256: sha });
@@ -133,7 +164,10 @@ fn root_path(serial: u64) -> String {
 }
 
 /// Signature files of a root: `trust/roots/<serial>.toml.<key-name>.minisig`.
-fn root_signatures<'a>(tree: &'a Tree, serial: u64) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+fn root_signatures<'a>(
+    tree: &'a Tree,
+    serial: u64,
+) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
     let prefix = format!("{}.", root_path(serial));
     tree.under(ROOTS_DIR).filter_map(move |(p, bytes)| {
         let rest = p.strip_prefix(prefix.as_str())?;
@@ -157,30 +191,48 @@ fn count_signers(tree: &Tree, serial: u64, data: &[u8], keys: &[PublicKey]) -> u
 
 fn parse_root(path: &str, bytes: &[u8]) -> Result<Root, Vec<Problem>> {
     let text = std::str::from_utf8(bytes).map_err(|_| vec![Problem::file(path, "is not UTF-8")])?;
-    let raw: RootFile = toml::from_str(text).map_err(|e| vec![problem::from_toml(path, text, &e)])?;
+    let raw: RootFile =
+        toml::from_str(text).map_err(|e| vec![problem::from_toml(path, text, &e)])?;
     let mut problems = Vec::new();
-    let parse_key = |field: String, b64: &str, problems: &mut Vec<Problem>| match PublicKey::parse(b64) {
-        Ok(k) => Some(k),
-        Err(e) => {
-            problems.push(Problem::field(path, field, e.to_string()));
-            None
-        }
-    };
+    let parse_key =
+        |field: String, b64: &str, problems: &mut Vec<Problem>| match PublicKey::parse(b64) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                problems.push(Problem::field(path, field, e.to_string()));
+                None
+            }
+        };
     let mut keys = Vec::new();
     let mut names = BTreeSet::new();
     for (i, k) in raw.keys.iter().enumerate() {
         if !names.insert(k.name.clone()) {
-            problems.push(Problem::field(path, format!("keys[{i}].name"), format!("duplicate key name `{}`", k.name)));
+            problems.push(Problem::field(
+                path,
+                format!("keys[{i}].name"),
+                format!("duplicate key name `{}`", k.name),
+            ));
         }
         if let Some(key) = parse_key(format!("keys[{i}].public"), &k.public, &mut problems) {
             if keys.iter().any(|(_, other)| *other == key) {
-                problems.push(Problem::field(path, format!("keys[{i}].public"), "the same key is listed twice"));
+                problems.push(Problem::field(
+                    path,
+                    format!("keys[{i}].public"),
+                    "the same key is listed twice",
+                ));
             }
             keys.push((k.name.clone(), key));
         }
     }
     if raw.threshold == 0 || raw.threshold as usize > raw.keys.len() {
-        problems.push(Problem::field(path, "threshold", format!("threshold {} must be between 1 and the number of keys ({})", raw.threshold, raw.keys.len())));
+        problems.push(Problem::field(
+            path,
+            "threshold",
+            format!(
+                "threshold {} must be between 1 and the number of keys ({})",
+                raw.threshold,
+                raw.keys.len()
+            ),
+        ));
     }
     let mut delegations = Vec::new();
     for (i, d) in raw.delegations.iter().enumerate() {
@@ -199,21 +251,38 @@ fn parse_root(path: &str, bytes: &[u8]) -> Result<Root, Vec<Problem>> {
     if !problems.is_empty() {
         return Err(problems);
     }
-    Ok(Root { serial: raw.serial, expires: raw.expires.0, threshold: raw.threshold as usize, keys, delegations })
+    Ok(Root {
+        serial: raw.serial,
+        expires: raw.expires.0,
+        threshold: raw.threshold as usize,
+        keys,
+        delegations,
+    })
 }
 
 /// Finds and verifies the current root: the chain of versions from what the agent already
 /// trusts (its last root, or its pinned keys) to the newest, each rotation signed by a
 /// threshold of the previous keys and of its own.
-pub fn verify_root(tree: &Tree, anchor: &TrustAnchor, state: &TrustState, now: OffsetDateTime) -> Result<Root, Vec<Problem>> {
-    let mut versions: Vec<u64> = tree.under(ROOTS_DIR).filter_map(|(p, _)| p.strip_prefix(ROOTS_DIR)?.strip_suffix(".toml")?.parse().ok()).collect();
+pub fn verify_root(
+    tree: &Tree,
+    anchor: &TrustAnchor,
+    state: &TrustState,
+    now: OffsetDateTime,
+) -> Result<Root, Vec<Problem>> {
+    let mut versions: Vec<u64> = tree
+        .under(ROOTS_DIR)
+        .filter_map(|(p, _)| p.strip_prefix(ROOTS_DIR)?.strip_suffix(".toml")?.parse().ok())
+        .collect();
     versions.sort_unstable();
     let Some(&newest) = versions.last() else {
         return Err(vec![Problem::file(ROOTS_DIR, "no root found (expected trust/roots/1.toml)")]);
     };
     for w in versions.windows(2) {
         if w[1] != w[0] + 1 {
-            return Err(vec![Problem::file(root_path(w[0] + 1), "missing: root versions must be consecutive")]);
+            return Err(vec![Problem::file(
+                root_path(w[0] + 1),
+                "missing: root versions must be consecutive",
+            )]);
         }
     }
     let load = |serial: u64| -> Result<(Root, &[u8]), Vec<Problem>> {
@@ -221,7 +290,11 @@ pub fn verify_root(tree: &Tree, anchor: &TrustAnchor, state: &TrustState, now: O
         let bytes = tree.get(&path).ok_or_else(|| vec![Problem::file(&path, "missing")])?;
         let root = parse_root(&path, bytes)?;
         if root.serial != serial {
-            return Err(vec![Problem::field(&path, "serial", format!("serial {} does not match the file name", root.serial))]);
+            return Err(vec![Problem::field(
+                &path,
+                "serial",
+                format!("serial {} does not match the file name", root.serial),
+            )]);
         }
         Ok((root, bytes))
     };
@@ -229,43 +302,56 @@ pub fn verify_root(tree: &Tree, anchor: &TrustAnchor, state: &TrustState, now: O
         let own: Vec<PublicKey> = root.keys.iter().map(|(_, k)| k.clone()).collect();
         let n = count_signers(tree, root.serial, bytes, &own);
         if n < root.threshold {
-            return Err(Problem::file(root_path(root.serial), format!("signed by {n} of its own keys, threshold is {}", root.threshold)));
+            return Err(Problem::file(
+                root_path(root.serial),
+                format!("signed by {n} of its own keys, threshold is {}", root.threshold),
+            ));
         }
         Ok(())
     };
 
     // Where the chain starts, and the keys and threshold the first step must satisfy.
-    let (mut prev_keys, mut prev_threshold, start): (Vec<PublicKey>, usize, u64) = if let Some(pin) = &state.root {
-        if newest < pin.serial {
-            return Err(vec![Problem::file(root_path(newest), format!("root serial {newest} is lower than {} already trusted (rollback)", pin.serial))]);
-        }
-        let keys = pin.keys.iter().filter_map(|k| PublicKey::parse(k).ok()).collect();
-        // Start at the trusted version itself: its file in this commit must still carry a
-        // threshold of the pinned keys' signatures, or a commit could rewrite it (new
-        // delegations, say) without raising its serial.
-        (keys, pin.threshold, pin.serial)
-    } else if anchor.pinned.is_empty() {
-        let first = versions[0];
-        let (root, bytes) = load(first)?;
-        self_signed(&root, bytes).map_err(|p| vec![p])?;
-        (root.keys.iter().map(|(_, k)| k.clone()).collect(), root.threshold, first + 1)
-    } else {
-        // The earliest version that a threshold of the pinned keys signed.
-        let mut found = None;
-        for &v in &versions {
-            let (root, bytes) = load(v)?;
-            let n = count_signers(tree, v, bytes, &anchor.pinned);
-            if n >= root.threshold && n > 0 {
-                self_signed(&root, bytes).map_err(|p| vec![p])?;
-                found = Some(root);
-                break;
+    let (mut prev_keys, mut prev_threshold, start): (Vec<PublicKey>, usize, u64) =
+        if let Some(pin) = &state.root {
+            if newest < pin.serial {
+                return Err(vec![Problem::file(
+                    root_path(newest),
+                    format!(
+                        "root serial {newest} is lower than {} already trusted (rollback)",
+                        pin.serial
+                    ),
+                )]);
             }
-        }
-        let Some(root) = found else {
-            return Err(vec![Problem::file(ROOTS_DIR, "no root version is signed by a threshold of the pinned root keys")]);
+            let keys = pin.keys.iter().filter_map(|k| PublicKey::parse(k).ok()).collect();
+            // Start at the trusted version itself: its file in this commit must still carry a
+            // threshold of the pinned keys' signatures, or a commit could rewrite it (new
+            // delegations, say) without raising its serial.
+            (keys, pin.threshold, pin.serial)
+        } else if anchor.pinned.is_empty() {
+            let first = versions[0];
+            let (root, bytes) = load(first)?;
+            self_signed(&root, bytes).map_err(|p| vec![p])?;
+            (root.keys.iter().map(|(_, k)| k.clone()).collect(), root.threshold, first + 1)
+        } else {
+            // The earliest version that a threshold of the pinned keys signed.
+            let mut found = None;
+            for &v in &versions {
+                let (root, bytes) = load(v)?;
+                let n = count_signers(tree, v, bytes, &anchor.pinned);
+                if n >= root.threshold && n > 0 {
+                    self_signed(&root, bytes).map_err(|p| vec![p])?;
+                    found = Some(root);
+                    break;
+                }
+            }
+            let Some(root) = found else {
+                return Err(vec![Problem::file(
+                    ROOTS_DIR,
+                    "no root version is signed by a threshold of the pinned root keys",
+                )]);
+            };
+            (root.keys.iter().map(|(_, k)| k.clone()).collect(), root.threshold, root.serial + 1)
         };
-        (root.keys.iter().map(|(_, k)| k.clone()).collect(), root.threshold, root.serial + 1)
-    };
 
     let mut current = None;
     for v in start..=newest {
@@ -285,7 +371,11 @@ pub fn verify_root(tree: &Tree, anchor: &TrustAnchor, state: &TrustState, now: O
         None => load(start - 1)?.0,
     };
     if root.expires <= now {
-        return Err(vec![Problem::field(root_path(root.serial), "expires", format!("root expired at {}", root.expires))]);
+        return Err(vec![Problem::field(
+            root_path(root.serial),
+            "expires",
+            format!("root expired at {}", root.expires),
+        )]);
     }
     Ok(root)
 }
@@ -305,8 +395,15 @@ pub fn verify_delegated(tree: &Tree, root: &Root, path: &str, data: &[u8]) -> Re
     for d in signers {
         match d.key.verify(data, sig) {
             Ok(()) => return Ok(()),
-            Err(SignatureError::UnexpectedKey(id)) => last = Some(SignatureError::UnexpectedKey(id)),
-            Err(e) => return Err(Problem::file(path, format!("{e} (checked with the key of delegation `{}`)", d.name))),
+            Err(SignatureError::UnexpectedKey(id)) => {
+                last = Some(SignatureError::UnexpectedKey(id))
+            }
+            Err(e) => {
+                return Err(Problem::file(
+                    path,
+                    format!("{e} (checked with the key of delegation `{}`)", d.name),
+                ))
+            }
         }
     }
     Err(Problem::file(path, last.map_or_else(|| "no valid signature".into(), |e| e.to_string())))
@@ -322,7 +419,8 @@ mod tests {
         let b = NetworkBuilder::new().unwrap();
         let now = time::OffsetDateTime::now_utc();
         let tree = b.tree().unwrap();
-        let state = load(&tree, &TrustAnchor::default(), &TrustState::default(), now).unwrap().state;
+        let state =
+            load(&tree, &TrustAnchor::default(), &TrustState::default(), now).unwrap().state;
         // Same serial, an extra delegation for an attacker's key, the old signatures kept.
         let mut evil = tree.clone();
         let root = String::from_utf8(tree.get("trust/roots/1.toml").unwrap().to_vec()).unwrap();

@@ -44,7 +44,11 @@ const SIZE_UNITS: &[(&str, u64)] = &[
 
 /// Splits "1.5 GiB" into its number (as an exact decimal) and unit, and multiplies without
 /// going through floating point, so "0.1 GB" is exactly 100,000,000 bytes.
-fn scaled(input: &str, what: &'static str, unit_of: impl Fn(&str) -> Option<u64>) -> Result<u64, UnitError> {
+fn scaled(
+    input: &str,
+    what: &'static str,
+    unit_of: impl Fn(&str) -> Option<u64>,
+) -> Result<u64, UnitError> {
     let err = |reason| UnitError { input: input.to_owned(), what, reason };
     let s = input.trim();
     let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
@@ -61,8 +65,10 @@ fn scaled(input: &str, what: &'static str, unit_of: impl Fn(&str) -> Option<u64>
     if frac.len() > 9 {
         return Err(err("more than 9 decimal places"));
     }
-    let int: u64 = if int.is_empty() { 0 } else { int.parse().map_err(|_| err("number too large"))? };
-    let frac_digits: u64 = if frac.is_empty() { 0 } else { frac.parse().map_err(|_| err("malformed number"))? };
+    let int: u64 =
+        if int.is_empty() { 0 } else { int.parse().map_err(|_| err("number too large"))? };
+    let frac_digits: u64 =
+        if frac.is_empty() { 0 } else { frac.parse().map_err(|_| err("malformed number"))? };
     let frac_scale = 10u64.pow(frac.len() as u32);
     let whole = int.checked_mul(multiplier).ok_or_else(|| err("number too large"))?;
     let part = (u128::from(frac_digits) * u128::from(multiplier) / u128::from(frac_scale)) as u64;
@@ -115,7 +121,13 @@ impl ByteSize {
     /// The exact value in the largest binary unit that divides it, for writing files back:
     /// `Display` rounds for people, this never does.
     pub fn exact(&self) -> String {
-        let units = [("PiB", 1u64 << 50), ("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+        let units = [
+            ("PiB", 1u64 << 50),
+            ("TiB", 1 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ];
         for (name, m) in units {
             if self.0 >= m && self.0 % m == 0 {
                 return format!("{} {name}", self.0 / m);
@@ -134,12 +146,22 @@ impl Rate {
 
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let units = [("PiB", 1u64 << 50), ("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+        let units = [
+            ("PiB", 1u64 << 50),
+            ("TiB", 1 << 40),
+            ("GiB", 1 << 30),
+            ("MiB", 1 << 20),
+            ("KiB", 1 << 10),
+        ];
         for (name, m) in units {
             if self.0 >= m {
                 let whole = self.0 / m;
                 let tenths = (self.0 % m) * 10 / m;
-                return if tenths == 0 { write!(f, "{whole} {name}") } else { write!(f, "{whole}.{tenths} {name}") };
+                return if tenths == 0 {
+                    write!(f, "{whole} {name}")
+                } else {
+                    write!(f, "{whole}.{tenths} {name}")
+                };
             }
         }
         write!(f, "{} B", self.0)
@@ -180,7 +202,11 @@ macro_rules! string_serde {
     };
 }
 
-string_serde!(ByteSize, "A byte size such as \"500 GiB\", \"1.5 TB\" or \"4096\"", r"^\s*[0-9]*\.?[0-9]+\s*([kKmMgGtTpP][iI]?)?[bB]?\s*$");
+string_serde!(
+    ByteSize,
+    "A byte size such as \"500 GiB\", \"1.5 TB\" or \"4096\"",
+    r"^\s*[0-9]*\.?[0-9]+\s*([kKmMgGtTpP][iI]?)?[bB]?\s*$"
+);
 string_serde!(
     Rate,
     "A bandwidth such as \"100 Mbit/s\" or \"20 MiB/s\"",

@@ -17,7 +17,10 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{http_date, keep_date_fresh, parse, Parsed, PlainRequest, PlainResponse, Rewind, BUF, DATE, MAX_HEADERS};
+use super::{
+    http_date, keep_date_fresh, parse, Parsed, PlainRequest, PlainResponse, Rewind, BUF, DATE,
+    MAX_HEADERS,
+};
 use crate::http::response;
 use crate::http::server::{bind, Body, Handler, RunningServer, ServerConfig};
 
@@ -51,10 +54,15 @@ impl Handler for TestHandler {
             // Read the body: it must not be mistaken for the next request, and reading it is
             // what makes hyper send `100 Continue`.
             let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-            let mut resp = response::text(StatusCode::OK, format!("hyper {} {}", parts.method, parts.uri));
+            let mut resp =
+                response::text(StatusCode::OK, format!("hyper {} {}", parts.method, parts.uri));
             let h = resp.headers_mut();
             h.insert("x-answered-by", HeaderValue::from_static("hyper"));
-            h.insert("x-body", HeaderValue::from_str(&String::from_utf8_lossy(&body)).unwrap_or(HeaderValue::from_static("<binary>")));
+            h.insert(
+                "x-body",
+                HeaderValue::from_str(&String::from_utf8_lossy(&body))
+                    .unwrap_or(HeaderValue::from_static("<binary>")),
+            );
             resp
         })
     }
@@ -84,7 +92,10 @@ impl Handler for TestHandler {
         let Ok(location) = HeaderValue::from_str(&location) else { return false };
         let mut r = PlainResponse::new(out, StatusCode::FOUND);
         r.header(&LOCATION, &location);
-        r.header(&http::header::HeaderName::from_static("x-answered-by"), &HeaderValue::from_static("plain"));
+        r.header(
+            &http::header::HeaderName::from_static("x-answered-by"),
+            &HeaderValue::from_static("plain"),
+        );
         r.finish_empty();
         true
     }
@@ -139,7 +150,11 @@ impl Resp {
     fn assert_plain(&self, target: &str) {
         assert_eq!(self.answered_by(), "plain", "{self:?}");
         assert_eq!(self.status, 302, "{self:?}");
-        assert_eq!(self.header("location"), Some(format!("{LOCATION_BASE}{target}").as_str()), "{self:?}");
+        assert_eq!(
+            self.header("location"),
+            Some(format!("{LOCATION_BASE}{target}").as_str()),
+            "{self:?}"
+        );
         assert_eq!(self.header("content-length"), Some("0"), "{self:?}");
         assert!(self.body.is_empty(), "{self:?}");
     }
@@ -152,7 +167,11 @@ impl Resp {
         let text = format!("hyper {method} {target}\n");
         if head {
             assert!(self.body.is_empty(), "{self:?}");
-            assert_eq!(self.header("content-length"), Some(text.len().to_string().as_str()), "{self:?}");
+            assert_eq!(
+                self.header("content-length"),
+                Some(text.len().to_string().as_str()),
+                "{self:?}"
+            );
         } else {
             assert_eq!(self.body_text(), text, "{self:?}");
         }
@@ -212,7 +231,10 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     /// Reads more bytes; `false` at EOF or on a reset.
     async fn fill(&mut self) -> bool {
         let mut chunk = [0u8; 16 * 1024];
-        match tokio::time::timeout(WAIT, self.rd.read(&mut chunk)).await.expect("server answered or closed in time") {
+        match tokio::time::timeout(WAIT, self.rd.read(&mut chunk))
+            .await
+            .expect("server answered or closed in time")
+        {
             Ok(0) | Err(_) => false,
             Ok(n) => {
                 self.buf.extend_from_slice(&chunk[..n]);
@@ -229,7 +251,11 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 break end + 4;
             }
             if !self.fill().await {
-                assert!(self.buf.is_empty(), "connection closed mid-head: {:?}", String::from_utf8_lossy(&self.buf));
+                assert!(
+                    self.buf.is_empty(),
+                    "connection closed mid-head: {:?}",
+                    String::from_utf8_lossy(&self.buf)
+                );
                 return None;
             }
         };
@@ -245,7 +271,10 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             })
             .collect();
         self.buf.drain(..end);
-        let len = headers.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-length")).map(|(_, v)| v.parse::<usize>().unwrap());
+        let len = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .map(|(_, v)| v.parse::<usize>().unwrap());
         let body = if head_request || status < 200 || status == 204 || status == 304 {
             Vec::new()
         } else if let Some(len) = len {
@@ -254,7 +283,10 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             }
             self.buf.drain(..len).collect()
         } else {
-            assert!(!headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("transfer-encoding")), "chunked response: {head:?}");
+            assert!(
+                !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("transfer-encoding")),
+                "chunked response: {head:?}"
+            );
             while self.fill().await {}
             std::mem::take(&mut self.buf)
         };
@@ -281,7 +313,11 @@ impl<R: AsyncRead + Unpin> Reader<R> {
             }
         })
         .await;
-        assert!(r.is_ok(), "connection still open after {within:?}; received {:?}", String::from_utf8_lossy(&self.buf));
+        assert!(
+            r.is_ok(),
+            "connection still open after {within:?}; received {:?}",
+            String::from_utf8_lossy(&self.buf)
+        );
         std::mem::take(&mut self.buf)
     }
 
@@ -344,10 +380,22 @@ fn parse_tells_plain_heads_from_others() {
         ("no headers", "GET /plain/a HTTP/1.1\r\n\r\n".into(), Kind::Answered(25)),
         ("bare LF", "GET /plain/a HTTP/1.1\nHost: t\n\n".into(), Kind::Answered(31)),
         ("accepted query", get("/plain/a?x=1"), Kind::Answered(get("/plain/a?x=1").len())),
-        ("keep-alive", "GET /plain/a HTTP/1.1\r\nConnection: Keep-Alive\r\n\r\n".into(), Kind::Answered(49)),
-        ("keep-alive twice", "GET /plain/a HTTP/1.1\r\nConnection: keep-alive , keep-alive\r\n\r\n".into(), Kind::Answered(62)),
+        (
+            "keep-alive",
+            "GET /plain/a HTTP/1.1\r\nConnection: Keep-Alive\r\n\r\n".into(),
+            Kind::Answered(49),
+        ),
+        (
+            "keep-alive twice",
+            "GET /plain/a HTTP/1.1\r\nConnection: keep-alive , keep-alive\r\n\r\n".into(),
+            Kind::Answered(62),
+        ),
         ("TE", "GET /plain/a HTTP/1.1\r\nTE: trailers\r\n\r\n".into(), Kind::Answered(39)),
-        ("as many headers as looked at", many(MAX_HEADERS), Kind::Answered(many(MAX_HEADERS).len())),
+        (
+            "as many headers as looked at",
+            many(MAX_HEADERS),
+            Kind::Answered(many(MAX_HEADERS).len()),
+        ),
         // Incomplete.
         ("empty", String::new(), Kind::Partial),
         ("method only", "GET".into(), Kind::Partial),
@@ -361,14 +409,38 @@ fn parse_tells_plain_heads_from_others() {
         ("absolute form", "GET http://x/plain/a HTTP/1.1\r\nHost: x\r\n\r\n".into(), Kind::Other),
         ("asterisk", "GET * HTTP/1.1\r\nHost: t\r\n\r\n".into(), Kind::Other),
         ("close", "GET /plain/a HTTP/1.1\r\nConnection: close\r\n\r\n".into(), Kind::Other),
-        ("keep-alive, close", "GET /plain/a HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n".into(), Kind::Other),
-        ("keep-alive then close", "GET /plain/a HTTP/1.1\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n".into(), Kind::Other),
+        (
+            "keep-alive, close",
+            "GET /plain/a HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n".into(),
+            Kind::Other,
+        ),
+        (
+            "keep-alive then close",
+            "GET /plain/a HTTP/1.1\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n".into(),
+            Kind::Other,
+        ),
         ("empty connection", "GET /plain/a HTTP/1.1\r\nConnection: \r\n\r\n".into(), Kind::Other),
-        ("connection upgrade", "GET /plain/a HTTP/1.1\r\nConnection: upgrade\r\n\r\n".into(), Kind::Other),
+        (
+            "connection upgrade",
+            "GET /plain/a HTTP/1.1\r\nConnection: upgrade\r\n\r\n".into(),
+            Kind::Other,
+        ),
         ("upgrade", "GET /plain/a HTTP/1.1\r\nUpgrade: websocket\r\n\r\n".into(), Kind::Other),
-        ("content-length 0", "GET /plain/a HTTP/1.1\r\nContent-Length: 0\r\n\r\n".into(), Kind::Other),
-        ("content-length", "GET /plain/a HTTP/1.1\r\nCONTENT-LENGTH: 5\r\n\r\nhello".into(), Kind::Other),
-        ("chunked", "GET /plain/a HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n".into(), Kind::Other),
+        (
+            "content-length 0",
+            "GET /plain/a HTTP/1.1\r\nContent-Length: 0\r\n\r\n".into(),
+            Kind::Other,
+        ),
+        (
+            "content-length",
+            "GET /plain/a HTTP/1.1\r\nCONTENT-LENGTH: 5\r\n\r\nhello".into(),
+            Kind::Other,
+        ),
+        (
+            "chunked",
+            "GET /plain/a HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n".into(),
+            Kind::Other,
+        ),
         ("expect", "GET /plain/a HTTP/1.1\r\nExpect: 100-continue\r\n\r\n".into(), Kind::Other),
         ("declined path", get("/other"), Kind::Other),
         ("declined prefix", get("/plainx"), Kind::Other),
@@ -379,7 +451,11 @@ fn parse_tells_plain_heads_from_others() {
         ("missing version", "GET /plain/a\r\nHost: t\r\n\r\n".into(), Kind::Other),
         ("HTTP/2.0", "GET /plain/a HTTP/2.0\r\nHost: t\r\n\r\n".into(), Kind::Other),
         ("header without colon", "GET /plain/a HTTP/1.1\r\nHost t\r\n\r\n".into(), Kind::Other),
-        ("space before colon", "GET /plain/a HTTP/1.1\r\nContent-Length : 5\r\n\r\nhello".into(), Kind::Other),
+        (
+            "space before colon",
+            "GET /plain/a HTTP/1.1\r\nContent-Length : 5\r\n\r\nhello".into(),
+            Kind::Other,
+        ),
         ("NUL in target", "GET /plain/\0a HTTP/1.1\r\nHost: t\r\n\r\n".into(), Kind::Other),
         ("space in target", "GET /plain/a b HTTP/1.1\r\nHost: t\r\n\r\n".into(), Kind::Other),
         ("obs-fold", "GET /plain/a HTTP/1.1\r\nX: a\r\n b\r\n\r\n".into(), Kind::Other),
@@ -390,7 +466,11 @@ fn parse_tells_plain_heads_from_others() {
         ("quote in query", get("/plain/a?x=\"1\""), Kind::Other),
         ("fragment", get("/plain/a#frag"), Kind::Other),
         // ... and ones it takes.
-        ("braces, pipe, caret in path", get("/plain/{a}|^b"), Kind::Answered(get("/plain/{a}|^b").len())),
+        (
+            "braces, pipe, caret in path",
+            get("/plain/{a}|^b"),
+            Kind::Answered(get("/plain/{a}|^b").len()),
+        ),
         ("UTF-8 in path", get("/plain/caf\u{e9}"), Kind::Answered(get("/plain/caf\u{e9}").len())),
         ("TLS hello", "\x16\x03\x01\x02\x00\x01\x00\x01".into(), Kind::Other),
     ];
@@ -398,9 +478,17 @@ fn parse_tells_plain_heads_from_others() {
         let (got, out) = classify(bytes.as_bytes());
         assert_eq!(got, want, "{name}: {bytes:?}");
         if got == Kind::Other || got == Kind::Partial {
-            assert!(out.is_empty(), "{name}: bytes left in the output: {:?}", String::from_utf8_lossy(&out));
+            assert!(
+                out.is_empty(),
+                "{name}: bytes left in the output: {:?}",
+                String::from_utf8_lossy(&out)
+            );
         } else {
-            assert!(out.starts_with(b"HTTP/1.1 302 Found\r\n"), "{name}: {:?}", String::from_utf8_lossy(&out));
+            assert!(
+                out.starts_with(b"HTTP/1.1 302 Found\r\n"),
+                "{name}: {:?}",
+                String::from_utf8_lossy(&out)
+            );
         }
     }
 }
@@ -408,11 +496,21 @@ fn parse_tells_plain_heads_from_others() {
 #[test]
 fn parse_throws_away_what_a_declining_handler_wrote() {
     let mut out = b"earlier answer".to_vec();
-    assert!(matches!(parse(get("/plain/write-then-decline").as_bytes(), remote(), &TestHandler, &mut out), Parsed::Other));
+    assert!(matches!(
+        parse(get("/plain/write-then-decline").as_bytes(), remote(), &TestHandler, &mut out),
+        Parsed::Other
+    ));
     assert_eq!(out, b"earlier answer");
     // And an answer is appended, not written over what is there.
-    assert!(matches!(parse(get("/plain/x").as_bytes(), remote(), &TestHandler, &mut out), Parsed::Answered(_)));
-    assert!(out.starts_with(b"earlier answerHTTP/1.1 302 Found\r\n"), "{:?}", String::from_utf8_lossy(&out));
+    assert!(matches!(
+        parse(get("/plain/x").as_bytes(), remote(), &TestHandler, &mut out),
+        Parsed::Answered(_)
+    ));
+    assert!(
+        out.starts_with(b"earlier answerHTTP/1.1 302 Found\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
 }
 
 /// Records what the handler was shown.
@@ -431,13 +529,17 @@ impl Handler for Recorder {
     }
 
     fn answer_plain(&self, req: &PlainRequest<'_>, _out: &mut Vec<u8>) -> bool {
-        let multi: Vec<String> = req.header_values("x-multi").map(|v| String::from_utf8_lossy(v).into_owned()).collect();
-        let last = req.header_values("X-MULTI").next_back().map(|v| String::from_utf8_lossy(v).into_owned());
+        let multi: Vec<String> =
+            req.header_values("x-multi").map(|v| String::from_utf8_lossy(v).into_owned()).collect();
+        let last = req
+            .header_values("X-MULTI")
+            .next_back()
+            .map(|v| String::from_utf8_lossy(v).into_owned());
         let names: Vec<&str> = req.headers.iter().map(|h| h.name).collect();
-        self.seen
-            .lock()
-            .unwrap()
-            .push(format!("head={} path={} query={:?} remote={} names={names:?} multi={multi:?} last={last:?}", req.head, req.path, req.query, req.remote));
+        self.seen.lock().unwrap().push(format!(
+            "head={} path={} query={:?} remote={} names={names:?} multi={multi:?} last={last:?}",
+            req.head, req.path, req.query, req.remote
+        ));
         true
     }
 }
@@ -456,7 +558,10 @@ fn parse_shows_the_handler_the_request_as_sent() {
     ];
     for (bytes, want) in cases {
         let mut out = Vec::new();
-        assert!(matches!(parse(bytes.as_bytes(), remote(), &rec, &mut out), Parsed::Answered(n) if n == bytes.len()), "{bytes:?}");
+        assert!(
+            matches!(parse(bytes.as_bytes(), remote(), &rec, &mut out), Parsed::Answered(n) if n == bytes.len()),
+            "{bytes:?}"
+        );
         assert_eq!(rec.seen.lock().unwrap().pop().as_deref(), Some(want), "{bytes:?}");
     }
 }
@@ -477,7 +582,11 @@ fn plain_response_writes_a_response_head() {
 
     let mut out = Vec::new();
     PlainResponse::new(&mut out, StatusCode::from_u16(599).unwrap()).finish_empty();
-    assert!(out.starts_with(b"HTTP/1.1 599 \r\ncontent-length: 0\r\ndate: "), "{:?}", String::from_utf8_lossy(&out));
+    assert!(
+        out.starts_with(b"HTTP/1.1 599 \r\ncontent-length: 0\r\ndate: "),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
 }
 
 #[tokio::test]
@@ -529,7 +638,12 @@ async fn rewind_reads_buffered_bytes_first_and_writes_through() {
 async fn plain_get_and_head_are_answered_exactly() {
     let f = start(|_| {}).await;
     let mut c = Client::connect(f.addr).await;
-    for (method, target) in [("GET", "/plain/a"), ("HEAD", "/plain/a"), ("GET", "/plain/b?x=1&y=2"), ("HEAD", "/plain/")] {
+    for (method, target) in [
+        ("GET", "/plain/a"),
+        ("HEAD", "/plain/a"),
+        ("GET", "/plain/b?x=1&y=2"),
+        ("HEAD", "/plain/"),
+    ] {
         c.send(format!("{method} {target} HTTP/1.1\r\nHost: t\r\n\r\n")).await;
         let r = if method == "HEAD" { c.head_response().await } else { c.response().await };
         let date = r.header("date").expect("date header").to_owned();
@@ -608,7 +722,8 @@ async fn pipelined_handoff_keeps_request_order() {
 
     // A handler that writes part of an answer and then declines leaves no trace.
     let mut c = Client::connect(f.addr).await;
-    c.send(format!("{}{}{}", get("/plain/1"), get("/plain/write-then-decline"), get("/plain/3"))).await;
+    c.send(format!("{}{}{}", get("/plain/1"), get("/plain/write-then-decline"), get("/plain/3")))
+        .await;
     c.response().await.assert_plain("/plain/1");
     c.response().await.assert_hyper("GET", "/plain/write-then-decline", false);
     c.response().await.assert_hyper("GET", "/plain/3", false);
@@ -641,7 +756,9 @@ async fn long_pipelines_straddle_the_buffer() {
             r.assert_plain(&target(i));
         }
     };
-    tokio::time::timeout(WAIT, async { tokio::join!(write, read) }).await.expect("pipeline answered in time");
+    tokio::time::timeout(WAIT, async { tokio::join!(write, read) })
+        .await
+        .expect("pipeline answered in time");
     c.send(get("/plain/after")).await;
     c.response().await.assert_plain("/plain/after");
 }
@@ -654,7 +771,10 @@ async fn heads_sent_byte_by_byte_are_answered() {
     // A generous timeout: this is about partial parsing, not about the clock.
     let f = start(|c| c.header_read_timeout = Duration::from_secs(5)).await;
     let mut c = Client::connect(f.addr).await;
-    for req in [get("/plain/slow1"), "HEAD /plain/slow2?a=b HTTP/1.1\r\nHost: t\r\nAccept: */*\r\n\r\n".to_owned()] {
+    for req in [
+        get("/plain/slow1"),
+        "HEAD /plain/slow2?a=b HTTP/1.1\r\nHost: t\r\nAccept: */*\r\n\r\n".to_owned(),
+    ] {
         for b in req.as_bytes() {
             c.send([*b]).await;
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -760,7 +880,10 @@ async fn non_plain_requests_go_to_hyper() {
     for (name, req, method, target, body, is_head, after) in cases {
         let mut c = Client::connect(f.addr).await;
         c.send(&req).await;
-        let r = c.try_response(is_head).await.unwrap_or_else(|| panic!("{name}: closed without an answer"));
+        let r = c
+            .try_response(is_head)
+            .await
+            .unwrap_or_else(|| panic!("{name}: closed without an answer"));
         r.assert_hyper(method, target, is_head);
         assert_eq!(r.header("x-body"), Some(body), "{name}");
         match after {
@@ -786,7 +909,10 @@ async fn expect_continue_goes_to_hyper() {
     let mut c = Client::connect(f.addr).await;
     c.send(get("/plain/first")).await;
     c.response().await.assert_plain("/plain/first");
-    c.send("PUT /plain/up HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n").await;
+    c.send(
+        "PUT /plain/up HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n",
+    )
+    .await;
     let interim = c.response().await;
     assert_eq!(interim.status, 100, "{interim:?}");
     c.send("data").await;
@@ -808,12 +934,21 @@ async fn malformed_heads_get_hyper_400_and_server_keeps_serving() {
         ("missing version", b"GET /plain/a\r\nHost: t\r\n\r\n"),
         ("unknown version", b"GET /plain/a HTTP/1.7\r\nHost: t\r\n\r\n"),
         ("header without colon", b"GET /plain/a HTTP/1.1\r\nHost t\r\n\r\n"),
-        ("space before colon", b"GET /plain/a HTTP/1.1\r\nHost: t\r\nContent-Length : 5\r\n\r\nhello"),
+        (
+            "space before colon",
+            b"GET /plain/a HTTP/1.1\r\nHost: t\r\nContent-Length : 5\r\n\r\nhello",
+        ),
         ("NUL in target", b"GET /plain/\0a HTTP/1.1\r\nHost: t\r\n\r\n"),
         ("NUL in header value", b"GET /plain/a HTTP/1.1\r\nHost: t\0u\r\n\r\n"),
         ("obs-fold", b"GET /plain/a HTTP/1.1\r\nHost: t\r\nX: a\r\n b\r\n\r\n"),
-        ("two content-lengths", b"GET /plain/a HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"),
-        ("TLS on a plain port", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\x00\x00\x00\x00\r\n\r\n"),
+        (
+            "two content-lengths",
+            b"GET /plain/a HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        ),
+        (
+            "TLS on a plain port",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\x00\x00\x00\x00\r\n\r\n",
+        ),
         ("garbage", b"\xff\xfe\xfd\r\n\r\n"),
     ];
     for &(name, bytes) in cases {
@@ -875,7 +1010,11 @@ async fn heads_larger_than_the_plain_buffer_go_to_hyper() {
             }
             c.send(get("/plain/next")).await;
             let r = c.response().await;
-            assert_eq!(r.answered_by(), if len <= BUF { "plain" } else { "hyper" }, "len {len}: {r:?}");
+            assert_eq!(
+                r.answered_by(),
+                if len <= BUF { "plain" } else { "hyper" },
+                "len {len}: {r:?}"
+            );
         }
     }
 }
@@ -907,7 +1046,11 @@ async fn huge_header_is_refused_and_server_keeps_serving() {
             assert!(String::from_utf8_lossy(&first).contains("x-answered-by: plain"));
         }
         if !got.is_empty() {
-            assert!(got.starts_with(b"HTTP/1.1 431"), "{:?}", String::from_utf8_lossy(&got[..got.len().min(200)]));
+            assert!(
+                got.starts_with(b"HTTP/1.1 431"),
+                "{:?}",
+                String::from_utf8_lossy(&got[..got.len().min(200)])
+            );
         }
         let mut other = Client::connect(f.addr).await;
         other.send(get("/plain/still")).await;
@@ -961,7 +1104,11 @@ async fn stalled_half_head_is_closed() {
         // The connection's timer closes it at the first tick with no answer in the period
         // before: at least a period after the last answer (or the connection's start).
         assert!(took >= HEADER_TIMEOUT - Duration::from_millis(100), "closed after {took:?}");
-        assert!(got.is_empty() || got.starts_with(b"HTTP/1.1 408"), "{:?}", String::from_utf8_lossy(&got));
+        assert!(
+            got.is_empty() || got.starts_with(b"HTTP/1.1 408"),
+            "{:?}",
+            String::from_utf8_lossy(&got)
+        );
     }
 }
 
@@ -990,7 +1137,10 @@ async fn steady_client_slower_than_the_timeout_is_kept() {
         tokio::time::sleep(timeout / 4).await;
         let target = format!("/plain/steady{i}");
         c.send(get(&target)).await;
-        let r = c.try_response(false).await.unwrap_or_else(|| panic!("closed after {i} requests, {:?}", t0.elapsed()));
+        let r = c
+            .try_response(false)
+            .await
+            .unwrap_or_else(|| panic!("closed after {i} requests, {:?}", t0.elapsed()));
         r.assert_plain(&target);
         i += 1;
     }
@@ -1026,7 +1176,10 @@ async fn client_that_stops_reading_is_closed_after_the_idle_timeout() {
     .await;
     let took = t0.elapsed();
     let e = failed.expect("connection still open after 20 s");
-    assert!(matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe), "{e}");
+    assert!(
+        matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe),
+        "{e}"
+    );
     assert!(took >= idle - Duration::from_millis(300), "closed after {took:?}");
     let mut c = Client::connect(f.addr).await;
     c.send(get("/plain/still")).await;
@@ -1108,7 +1261,10 @@ async fn shutdown_mid_non_plain_head_answers_then_closes() {
         f.shutdown.cancel();
         tokio::time::sleep(Duration::from_millis(100)).await;
         c.send("st: t\r\nContent-Length: 2\r\n\r\nok").await;
-        let r = c.try_response(false).await.unwrap_or_else(|| panic!("round {round}: closed without an answer"));
+        let r = c
+            .try_response(false)
+            .await
+            .unwrap_or_else(|| panic!("round {round}: closed without an answer"));
         r.assert_hyper("POST", "/plain/during", false);
         let got = c.closed_within(Duration::from_secs(5)).await;
         assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
@@ -1133,7 +1289,10 @@ async fn many_concurrent_connections_are_all_answered() {
             for i in 0..20 {
                 let target = format!("/plain/c{t}/r{i}");
                 if Some(i) == handoff_at {
-                    c.send(format!("POST {target} HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx")).await;
+                    c.send(format!(
+                        "POST {target} HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\n\r\nx"
+                    ))
+                    .await;
                     c.response().await.assert_hyper("POST", &target, false);
                     handed = true;
                 } else if i % 4 == 3 {
@@ -1161,7 +1320,10 @@ async fn many_concurrent_connections_are_all_answered() {
         }));
     }
     for task in tasks {
-        tokio::time::timeout(Duration::from_secs(30), task).await.expect("connection done in time").expect("connection task");
+        tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("connection done in time")
+            .expect("connection task");
     }
 }
 
@@ -1194,7 +1356,12 @@ async fn answers_are_flushed() {
     let server = tokio::io::BufWriter::new(server);
     let task = tokio::spawn(async move {
         let (shutdown, hard_stop) = (CancellationToken::new(), CancellationToken::new());
-        let limits = super::Limits { header_read_timeout: WAIT, idle_timeout: WAIT, shutdown: &shutdown, hard_stop: &hard_stop };
+        let limits = super::Limits {
+            header_read_timeout: WAIT,
+            idle_timeout: WAIT,
+            shutdown: &shutdown,
+            hard_stop: &hard_stop,
+        };
         drop(super::serve(server, remote(), &TestHandler, limits).await);
     });
     for target in ["/plain/a", "/plain/b"] {
@@ -1202,7 +1369,10 @@ async fn answers_are_flushed() {
         let mut got = Vec::new();
         let mut chunk = [0u8; 1024];
         while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut chunk)).await.expect("answer flushed").unwrap();
+            let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut chunk))
+                .await
+                .expect("answer flushed")
+                .unwrap();
             assert!(n > 0, "closed");
             got.extend_from_slice(&chunk[..n]);
         }
@@ -1245,7 +1415,9 @@ async fn tls_answers_to_a_long_pipeline_are_all_delivered() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut c = Reader { rd, buf: Vec::new() };
     for i in 0..N {
-        let r = tokio::time::timeout(Duration::from_secs(5), c.response()).await.unwrap_or_else(|_| panic!("answer {i} not delivered"));
+        let r = tokio::time::timeout(Duration::from_secs(5), c.response())
+            .await
+            .unwrap_or_else(|_| panic!("answer {i} not delivered"));
         r.assert_plain(&format!("/plain/{i}"));
     }
     drop(tokio::time::timeout(WAIT, writer).await.unwrap().unwrap());
@@ -1261,12 +1433,24 @@ async fn plain_answers_and_handoff_over_tls() {
     let f = start(|c| c.tls = Some(files)).await;
     let connector = crate::http::tls::tests::insecure_connector();
     let name = rustls::pki_types::ServerName::try_from("plain.test").unwrap();
-    let tls = tokio::time::timeout(WAIT, connector.connect(name, TcpStream::connect(f.addr).await.unwrap())).await.unwrap().unwrap();
+    let tls = tokio::time::timeout(
+        WAIT,
+        connector.connect(name, TcpStream::connect(f.addr).await.unwrap()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     let (rd, wr) = tokio::io::split(tls);
     let mut c = Client { wr, r: Reader { rd, buf: Vec::new() } };
     c.send(get("/plain/1")).await;
     c.response().await.assert_plain("/plain/1");
-    c.send(format!("{}{}{}", head("/plain/2"), get("/other"), "GET /plain/4 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")).await;
+    c.send(format!(
+        "{}{}{}",
+        head("/plain/2"),
+        get("/other"),
+        "GET /plain/4 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    ))
+    .await;
     c.head_response().await.assert_plain("/plain/2");
     c.response().await.assert_hyper("GET", "/other", false);
     c.response().await.assert_hyper("GET", "/plain/4", false);

@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use odi_network::builder::{commit_all, NetworkBuilder};
-use odi_network::raw::{ArtifactEntry, CatalogFile, DirectoryFile, DirectoryKind, RelayFile, ReleaseFile, Sha256, Timestamp};
+use odi_network::raw::{
+    ArtifactEntry, CatalogFile, DirectoryFile, DirectoryKind, RelayFile, ReleaseFile, Sha256,
+    Timestamp,
+};
 use odi_network::safe_path::ArtifactPath;
 use sha2::Digest as _;
 
@@ -110,13 +113,22 @@ pub fn entry(path: &str, bytes: &[u8]) -> ArtifactEntry {
 
 /// Artifacts listed in `catalogs/demo/catalog.toml`: (catalog-relative path, bytes).
 pub fn catalog_artifacts() -> Vec<(String, Vec<u8>)> {
-    [("hello.txt", 0usize), ("data/blob-64k.bin", 64 << 10), ("tools/tool-1.0.tar.gz", 100 << 10), (EXPUNGED, 3000)]
-        .into_iter()
-        .map(|(p, len)| {
-            let bytes = if len == 0 { b"hello from the ODI demo catalog\n".to_vec() } else { generated_bytes(p, len) };
-            (p.to_owned(), bytes)
-        })
-        .collect()
+    [
+        ("hello.txt", 0usize),
+        ("data/blob-64k.bin", 64 << 10),
+        ("tools/tool-1.0.tar.gz", 100 << 10),
+        (EXPUNGED, 3000),
+    ]
+    .into_iter()
+    .map(|(p, len)| {
+        let bytes = if len == 0 {
+            b"hello from the ODI demo catalog\n".to_vec()
+        } else {
+            generated_bytes(p, len)
+        };
+        (p.to_owned(), bytes)
+    })
+    .collect()
 }
 
 /// Artifacts listed in the release file `catalogs/demo/releases/1.1.toml`.
@@ -158,7 +170,8 @@ pub fn write_origin(dir: &Path) -> String {
 /// agents replace them (and the origins) before writing.
 pub fn small_network() -> NetworkBuilder {
     let mut b = NetworkBuilder::new().expect("key generation");
-    let mut artifacts: Vec<ArtifactEntry> = catalog_artifacts().iter().map(|(p, bytes)| entry(p, bytes)).collect();
+    let mut artifacts: Vec<ArtifactEntry> =
+        catalog_artifacts().iter().map(|(p, bytes)| entry(p, bytes)).collect();
     for a in &mut artifacts {
         if a.path.as_str() == EXPUNGED {
             a.expunged = Some("corrupted upload".into());
@@ -178,7 +191,11 @@ pub fn small_network() -> NetworkBuilder {
     );
     b.releases.insert(
         (CATALOG.into(), RELEASE.into()),
-        ReleaseFile { serial: 3, catalog: CATALOG.into(), artifacts: release_artifacts().iter().map(|(p, bytes)| entry(p, bytes)).collect() },
+        ReleaseFile {
+            serial: 3,
+            catalog: CATALOG.into(),
+            artifacts: release_artifacts().iter().map(|(p, bytes)| entry(p, bytes)).collect(),
+        },
     );
     for (name, region, peer) in [("dir-a", "eu", "dir-b"), ("dir-b", "us", "dir-a")] {
         b.directories.insert(
@@ -240,12 +257,18 @@ pub fn commit(dir: &Path, message: &str) -> String {
 /// writing `rel.minisig`.
 pub fn resign(builder: &NetworkBuilder, dir: &Path, rel: &str) {
     let bytes = std::fs::read(dir.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
-    std::fs::write(dir.join(format!("{rel}.minisig")), builder.maintainer.sign(&bytes).unwrap()).unwrap();
+    std::fs::write(dir.join(format!("{rel}.minisig")), builder.maintainer.sign(&bytes).unwrap())
+        .unwrap();
 }
 
 /// Rewrites the text of `dir/rel` with `f` and re-signs it with the maintainer key, so that
 /// only the content check under test can fail.
-pub fn edit_signed(builder: &NetworkBuilder, dir: &Path, rel: &str, f: impl FnOnce(String) -> String) {
+pub fn edit_signed(
+    builder: &NetworkBuilder,
+    dir: &Path,
+    rel: &str,
+    f: impl FnOnce(String) -> String,
+) {
     edit(dir, rel, f);
     resign(builder, dir, rel);
 }
@@ -271,13 +294,17 @@ pub fn resign_root(builder: &NetworkBuilder, dir: &Path, serial: u64) {
     let rel = format!("trust/roots/{serial}.toml");
     let bytes = std::fs::read(dir.join(&rel)).unwrap();
     for k in &builder.root_keys {
-        std::fs::write(dir.join(format!("{rel}.{}.minisig", k.name)), k.sign(&bytes).unwrap()).unwrap();
+        std::fs::write(dir.join(format!("{rel}.{}.minisig", k.name)), k.sign(&bytes).unwrap())
+            .unwrap();
     }
 }
 
 /// Whether the standard `minisign` tool is on PATH.
 pub fn have_minisign() -> bool {
-    Command::new("minisign").arg("-v").output().is_ok_and(|o| o.status.success() || !o.stdout.is_empty())
+    Command::new("minisign")
+        .arg("-v")
+        .output()
+        .is_ok_and(|o| o.status.success() || !o.stdout.is_empty())
 }
 
 /// Generates an unencrypted key pair with the standard tool (`minisign -G -W`); returns
@@ -297,8 +324,19 @@ pub fn minisign_keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf, String) {
 
 /// Adds a delegation of `paths` to the base64 key `public` to root 1 of a written network
 /// and re-signs the root with the builder's root keys.
-pub fn add_delegation(builder: &NetworkBuilder, dir: &Path, name: &str, public: &str, paths: &[&str]) {
+pub fn add_delegation(
+    builder: &NetworkBuilder,
+    dir: &Path,
+    name: &str,
+    public: &str,
+    paths: &[&str],
+) {
     let quoted: Vec<String> = paths.iter().map(|p| format!("{p:?}")).collect();
-    edit(dir, "trust/roots/1.toml", |t| format!("{t}\n[[delegations]]\nname = {name:?}\npublic = {public:?}\npaths = [{}]\n", quoted.join(", ")));
+    edit(dir, "trust/roots/1.toml", |t| {
+        format!(
+            "{t}\n[[delegations]]\nname = {name:?}\npublic = {public:?}\npaths = [{}]\n",
+            quoted.join(", ")
+        )
+    });
     resign_root(builder, dir, 1);
 }

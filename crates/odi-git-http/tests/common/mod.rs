@@ -74,7 +74,10 @@ pub fn canned_server(status: &'static str, headers: Vec<String>, body: &'static 
                 response.push_str(header);
                 response.push_str("\r\n");
             }
-            response.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()));
+            response.push_str(&format!(
+                "Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            ));
             let _ = stream.write_all(response.as_bytes());
         }
     });
