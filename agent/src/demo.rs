@@ -18,13 +18,11 @@ use std::fmt::Write as _;
 use std::io::IsTerminal as _;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
+use http::{Response, StatusCode};
 use indicatif::{ProgressBar, ProgressStyle};
 use odi_network::builder::{commit_all, BuildError, NetworkBuilder};
 use odi_network::raw::{DirectoryFile, DirectoryKind, RelayFile};
@@ -34,8 +32,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use catalogs::{demo_catalogs, demo_catalogs_with, DemoCatalog, Layout};
 
-use crate::http::artifact::{self, ArtifactMeta};
-use crate::http::{response, Body, Handler, ServerConfig};
+use crate::http::file::{self, ArtifactMeta};
+use crate::http::{response, Body, ServerConfig};
 use crate::status::StatusDoc;
 
 /// Where clients reach the network unless `--listen` says otherwise.
@@ -252,10 +250,11 @@ async fn run_async(options: DemoOptions) -> Result<(), DemoError> {
             .map_err(|e| DemoError::Setup(e.to_string()))??
     };
     let shutdown = CancellationToken::new();
-    let origin_handler = Arc::new(Origin::new(origin_dir.clone()).await);
+    let origin_router = Arc::new(Origin::new(origin_dir.clone()).await).router();
     let origin = crate::http::bind(
         ServerConfig::new(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))),
-        origin_handler,
+        crate::http::layers::standard(origin_router, Duration::from_secs(30)),
+        None,
         shutdown.clone(),
     )
     .await?;
@@ -884,7 +883,7 @@ impl Origin {
         let path = self.root.join(rel);
         let md = tokio::fs::metadata(&path).await.ok().filter(|m| m.is_file())?;
         let mtime = md.modified().ok();
-        if let Some(k) = self.known.lock().unwrap_or_else(|p| p.into_inner()).get(rel) {
+        if let Some(k) = crate::locks::lock(&self.known).get(rel) {
             if k.len == md.len() && k.mtime == mtime {
                 return Some(k.meta.clone());
             }
@@ -900,9 +899,7 @@ impl Origin {
         .ok()?
         .ok()?;
         let meta = ArtifactMeta { size: md.len(), sha256, last_modified: mtime };
-        self.known
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        crate::locks::lock(&self.known)
             .insert(rel.to_owned(), Known { len: md.len(), mtime, meta: meta.clone() });
         Some(meta)
     }
@@ -921,25 +918,23 @@ fn list_files(dir: &Path, prefix: &str, out: &mut Vec<String>) {
     }
 }
 
-impl Handler for Origin {
-    fn handle(
-        &self,
-        req: Request<Incoming>,
-        _remote: SocketAddr,
-    ) -> Pin<Box<dyn std::future::Future<Output = Response<Body>> + Send + '_>> {
-        Box::pin(async move {
-            let (parts, _body) = req.into_parts();
-            let Some((rel, path)) = self.resolve(parts.uri.path()) else {
-                return response::text(StatusCode::NOT_FOUND, "not at this origin");
-            };
-            let Some(meta) = self.meta(&rel).await else {
-                return response::text(StatusCode::NOT_FOUND, "not at this origin");
-            };
-            match tokio::fs::File::open(&path).await {
-                Ok(file) => artifact::serve(&parts, file, &meta).await,
-                Err(_) => response::text(StatusCode::NOT_FOUND, "not at this origin"),
-            }
+impl Origin {
+    /// The origin as a router: every path is a file lookup.
+    fn router(self: Arc<Self>) -> axum::Router {
+        axum::Router::new().fallback(move |req: http::request::Parts| {
+            let origin = self.clone();
+            async move { origin.serve(req).await }
         })
+    }
+
+    async fn serve(&self, req: http::request::Parts) -> Response<Body> {
+        let missing = || response::text(StatusCode::NOT_FOUND, "not at this origin");
+        let Some((rel, path)) = self.resolve(req.uri.path()) else { return missing() };
+        let Some(meta) = self.meta(&rel).await else { return missing() };
+        match tokio::fs::File::open(&path).await {
+            Ok(f) => file::serve(&req, f, &meta).await,
+            Err(_) => missing(),
+        }
     }
 }
 

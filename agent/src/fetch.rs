@@ -124,7 +124,7 @@ impl RateLimiter {
         let rate = self.rate as f64;
         let wait = {
             // A poisoned lock only means another task panicked mid-update of two plain numbers.
-            let mut bucket = self.bucket.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut bucket = crate::locks::lock(&self.bucket);
             let now = Instant::now();
             let refill = now.duration_since(bucket.last).as_secs_f64() * rate;
             bucket.last = now;
@@ -241,21 +241,48 @@ impl FetchError {
     }
 }
 
-/// A reqwest client suitable for [`fetch`]: rustls, a connect timeout, user agent `odi/VERSION`,
-/// no automatic decompression (the hash is over the bytes as stored), at most 5 redirects.
-pub fn client(limits: &Limits) -> Result<reqwest::Client, FetchError> {
-    reqwest::Client::builder()
+/// Who a client talks to, which decides whether it follows redirects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientRole {
+    /// Downloads ([`fetch`]): origins may redirect (at most 5 hops); the hash check makes
+    /// wherever the bytes came from safe.
+    Download,
+    /// Probes of relays and peer directories: a node must answer for itself, so redirects are
+    /// not followed (a redirect would check someone else's bytes or status).
+    Probe,
+}
+
+/// The one reqwest client builder of the agent: rustls, a connect timeout, `odi/VERSION` as
+/// user agent, no automatic decompression (hashes are over the bytes as sent), `TCP_NODELAY`,
+/// and redirects as `role` needs them. `timeout` bounds a whole request when given.
+pub fn http_client(
+    role: ClientRole,
+    connect_timeout: Duration,
+    timeout: Option<Duration>,
+) -> Result<reqwest::Client, FetchError> {
+    let redirects = match role {
+        ClientRole::Download => reqwest::redirect::Policy::limited(MAX_REDIRECTS),
+        ClientRole::Probe => reqwest::redirect::Policy::none(),
+    };
+    let mut b = reqwest::Client::builder()
         .use_rustls_tls()
         .user_agent(concat!("odi/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(limits.connect_timeout)
-        .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+        .connect_timeout(connect_timeout)
+        .redirect(redirects)
         .no_gzip()
         .no_brotli()
         .no_deflate()
         .no_zstd()
-        .tcp_nodelay(true)
-        .build()
-        .map_err(|source| FetchError::Client { source })
+        .tcp_nodelay(true);
+    if let Some(t) = timeout {
+        b = b.timeout(t);
+    }
+    b.build().map_err(|source| FetchError::Client { source })
+}
+
+/// The download client for [`fetch`].
+pub fn client(limits: &Limits) -> Result<reqwest::Client, FetchError> {
+    http_client(ClientRole::Download, limits.connect_timeout, None)
 }
 
 /// Tries sources in order, returning the index of the first that succeeds or the errors of all

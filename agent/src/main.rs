@@ -145,7 +145,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
-            rt.block_on(odi_agent::node::run_until_signalled(config))?;
+            rt.block_on(odi_agent::app::run_until_signalled(config))?;
         }
         Command::Status { url, json } => {
             let rt = tokio::runtime::Builder::new_current_thread()

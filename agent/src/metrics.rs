@@ -52,7 +52,7 @@ impl Metrics {
         l: &[(&str, &str)],
         f: impl FnOnce(&mut f64),
     ) {
-        let mut fams = self.families.lock().unwrap_or_else(|p| p.into_inner());
+        let mut fams = crate::locks::lock(&self.families);
         let fam = fams.entry(name).or_default();
         fam.help = help;
         fam.kind = Some(kind);
@@ -71,16 +71,14 @@ impl Metrics {
 
     /// Drops every series of a gauge family (before re-setting a changing label set).
     pub fn clear(&self, name: &'static str) {
-        if let Some(f) = self.families.lock().unwrap_or_else(|p| p.into_inner()).get_mut(name) {
+        if let Some(f) = crate::locks::lock(&self.families).get_mut(name) {
             f.series.clear();
         }
     }
 
     /// A counter's or gauge's current value.
     pub fn get(&self, name: &str, l: &[(&str, &str)]) -> Option<f64> {
-        self.families
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        crate::locks::lock(&self.families)
             .get(name)?
             .series
             .get(&labels(l))
@@ -89,7 +87,7 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn render(&self) -> String {
-        let fams = self.families.lock().unwrap_or_else(|p| p.into_inner());
+        let fams = crate::locks::lock(&self.families);
         let mut out = String::new();
         for (name, f) in fams.iter() {
             let kind = match f.kind {

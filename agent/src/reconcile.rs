@@ -12,6 +12,8 @@ use std::sync::Arc;
 use futures_util::stream::{self, StreamExt as _};
 use serde::{Deserialize, Serialize};
 
+use odi_network::model::{Artifact, Catalog, Network};
+
 use crate::fetch::{self, Expect, FetchError, Limits, RateLimiter, Source};
 use crate::store::Store;
 
@@ -40,6 +42,45 @@ pub struct Target {
     /// Whether unwanted objects are deleted at once (directory) or kept as cache until room
     /// is needed (relay).
     pub delete_unwanted: bool,
+}
+
+/// Sources for an artifact, best first: the given directories that hold the catalog, then
+/// the directories they link to, then the catalog's origins. Relays pass their directories,
+/// directories their linked peers: either way a peer's copy spares the origin.
+pub fn sources(
+    network: &Network,
+    directories: &[String],
+    catalog: &Catalog,
+    artifact: &Artifact,
+) -> Vec<Source> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    let holds = |d: &str| network.directories.get(d).filter(|d| d.catalogs.contains(&catalog.name));
+    let mut linked = Vec::new();
+    for d in directories.iter().filter_map(|d| holds(d)) {
+        if seen.insert(d.name.clone()) {
+            out.extend(d.blob_url(&artifact.sha256.0).map(|url| Source { url, odi_peer: true }));
+        }
+        linked.extend(d.links.iter().cloned());
+    }
+    for d in linked.iter().filter_map(|d| holds(d)) {
+        if seen.insert(d.name.clone()) {
+            out.extend(d.blob_url(&artifact.sha256.0).map(|url| Source { url, odi_peer: true }));
+        }
+    }
+    out.extend(catalog.origin_urls(artifact.path.as_str()).map(|url| Source { url, odi_peer: false }));
+    out
+}
+
+/// Every expunged artifact's hash: deleted from every store at once.
+pub fn expunged(network: &Network) -> HashSet<[u8; 32]> {
+    network
+        .catalogs
+        .values()
+        .flat_map(|c| c.artifacts.values())
+        .filter(|a| a.expunged.is_some())
+        .map(|a| a.sha256.0)
+        .collect()
 }
 
 /// A download that failed this round.

@@ -2,6 +2,8 @@
 //! `odi status` and directories read), built from the agent's health record, with the
 //! conditions Ready, Reconciling and Stalled in the style of Kubernetes conditions.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -71,7 +73,89 @@ pub struct StatusDoc {
     pub failures: Vec<Failure>,
     /// Directory mode: relays, peers and federation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub directory: Option<serde_json::Value>,
+    pub directory: Option<DirectoryStatus>,
+}
+
+/// The directory section of a status document.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DirectoryStatus {
+    /// This directory's region, from its directory file.
+    pub region: Option<String>,
+    /// Catalogs it holds whole.
+    pub catalogs: Vec<String>,
+    /// Directories it syncs bytes with.
+    pub links: Vec<String>,
+    /// Directories it sends clients to for catalogs it does not hold.
+    pub references: Vec<String>,
+    /// `directory` or `meta`; `None` when this directory is not in the applied network.
+    pub kind: Option<String>,
+    /// What the last probe found about each linked or referenced directory.
+    pub peers: BTreeMap<String, PeerHealth>,
+    /// Every relay that works with this directory, healthy or not.
+    pub relays: Vec<RelayEntry>,
+    /// The routing table clients are answered from.
+    pub routing: RoutingStatus,
+    /// Artifacts on the published hot list.
+    pub hot: usize,
+    /// Downloads counted since the statistics store was created.
+    pub downloads: u64,
+}
+
+/// One relay as a directory sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayEntry {
+    /// Relay name.
+    pub name: String,
+    /// Its public URL.
+    pub url: String,
+    /// Its region, from its relay file.
+    pub region: String,
+    /// Whether clients are sent there now.
+    pub healthy: bool,
+    /// Why not (or `not probed yet`); `None` when healthy.
+    pub reason: Option<String>,
+    /// When it was last probed (RFC 3339).
+    pub last_probe: Option<String>,
+    /// When it last passed a probe (RFC 3339).
+    pub last_healthy: Option<String>,
+    /// The commit its status reported.
+    pub commit: Option<String>,
+    /// It reported another commit than this directory's.
+    pub lagging: bool,
+    /// Artifacts its inventory listed.
+    pub artifacts_listed: usize,
+    /// Of those, the ones that match this directory's catalogs and are routed to it.
+    pub artifacts_held: usize,
+    /// Content checks it has passed since it became healthy.
+    pub content_checks: usize,
+}
+
+/// The routing table's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoutingStatus {
+    /// The commit the table was built for.
+    pub commit: Option<String>,
+    /// Built for the applied commit (false for a moment after each new commit).
+    pub current: bool,
+    /// Artifacts in the table.
+    pub artifacts: usize,
+    /// Of those, the ones with at least one healthy relay.
+    pub routable: usize,
+}
+
+/// What a probe found about a linked or referenced directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerHealth {
+    /// Whether clients may be sent there.
+    pub live: bool,
+    /// Reachable, but serving an older commit than this directory's.
+    pub lagging: bool,
+    /// CamelCase reason with detail (`Live`, `Unreachable: ...`, `Lagging: ...`).
+    pub reason: String,
+    /// Its applied commit.
+    pub commit: Option<String>,
+    /// When it was last probed (RFC 3339).
+    pub checked_at: Option<String>,
 }
 
 impl StatusDoc {

@@ -101,7 +101,7 @@ impl Store {
     fn index(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], ObjectInfo>> {
         // A panic while holding this lock cannot leave the map half-updated (single inserts
         // and removes), so a poisoned lock is safe to keep using.
-        self.objects.lock().unwrap_or_else(|p| p.into_inner())
+        crate::locks::lock(&self.objects)
     }
 
     /// Path of a complete object.

@@ -19,7 +19,7 @@ use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
 use super::route::{artifact_url, Held};
 use crate::node::View;
-use crate::relay::{base, Inventory};
+use crate::wire::Inventory;
 use crate::store::Store;
 
 /// Content checks per relay per round.
@@ -181,9 +181,11 @@ async fn probe_inner(
     cursor: usize,
     s: ProbeSettings,
 ) -> Result<(Probed, usize), ProbeError> {
-    let root = base(&relay.url);
     let join = |p: &str, what: &'static str| {
-        root.join(p).map_err(|e| ProbeError::Invalid { what, message: e.to_string() })
+        odi_network::model::url_under(&relay.url, p).ok_or_else(|| ProbeError::Invalid {
+            what,
+            message: format!("cannot join {p} to {}", relay.url),
+        })
     };
 
     let status: serde_json::Value =
@@ -317,7 +319,7 @@ async fn check_range(
         status => return Err(ProbeError::Status { what: "content", status }),
     }
     if let Some(etag) = resp.headers().get(http::header::ETAG).and_then(|v| v.to_str().ok()) {
-        let want = crate::http::artifact::etag(sha);
+        let want = crate::http::file::etag(sha);
         if etag != want {
             return Err(content(format!("ETag {etag}, expected {want}")));
         }

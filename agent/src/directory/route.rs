@@ -18,10 +18,9 @@ use url::Url;
 use super::metalink::{self, MetaFile, MetaUrl};
 use super::region::{RegionId, RegionMap};
 use super::stats::{Counter, Stats};
-use crate::http::artifact::{DIGEST, REPR_DIGEST};
+use crate::http::file::{DIGEST, REPR_DIGEST};
 use crate::http::{response, Body, PlainResponse};
 use crate::node::View;
-use crate::relay::base;
 
 /// What a relay proved it holds at its last passing probe: (catalog, path) to SHA-256.
 pub type Held = HashMap<(String, String), [u8; 32]>;
@@ -116,10 +115,7 @@ pub fn geo(region: &str) -> Option<String> {
         .then(|| region.to_ascii_lowercase())
 }
 
-/// `<base>r/<catalog>/<path>` with the path percent-encoded where a URL needs it.
-pub fn artifact_url(node_url: &Url, catalog: &str, path: &str) -> Option<Url> {
-    base(node_url).join(&format!("r/{catalog}/{path}")).ok()
-}
+pub use odi_network::model::artifact_url;
 
 /// The path a client sends for an artifact, percent-encoded as a URL library would.
 fn raw_path(catalog: &str, path: &str) -> Option<String> {
@@ -267,7 +263,7 @@ impl Table {
 }
 
 fn metalink_suffix() -> &'static str {
-    crate::http::path::META4_SUFFIX
+    crate::artifact::path::META4_SUFFIX
 }
 
 /// The groups of an entry: first the one for clients of no candidate's region (all relays,

@@ -11,12 +11,13 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redb::{ReadableDatabase as _, ReadableTable as _, TableDefinition};
 use serde::Serialize;
 
+use crate::locks::lock;
 use crate::metrics::Metrics;
 
 /// Every counter, keyed by a kind-prefixed name (see [`Key`]).
@@ -307,10 +308,6 @@ pub struct StatsDoc {
     pub origin: u64,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The guarded data are plain counters; a panic elsewhere cannot leave them inconsistent.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 impl Stats {
     /// Statistics kept in memory only (tests, or a directory without a data folder).

@@ -1,15 +1,23 @@
-//! The agent's HTTP layer, shared by directory and relay modes: the listener (`server`) and
-//! its connection threads (`workers`), TLS with certificate reload (`tls`), request path
-//! parsing (`path`), plain requests answered without hyper (`plain`), serving stored artifact
-//! bytes (`artifact`) and small response builders (`response`). One module per HTTP concern.
+//! The agent's HTTP layer. It knows nothing of ODI: it serves an axum router and, optionally,
+//! a plain-request answerer, and its dependencies run one way:
+//!
+//! - `server` (the listener, limits, shutdown) uses `admission`, `plain`, `tls`, `workers`;
+//! - `layers` (panics, tracing, timeouts, `Host`) and `file` (serving a file with ranges and
+//!   validators) use `response` (body type and small builders);
+//! - `admission`, `plain`, `tls`, `workers`, `response` use nothing else here;
+//! - `testing` is a raw HTTP/1.1 client for tests.
 
-pub mod artifact;
-pub mod path;
+mod admission;
+pub mod file;
+pub mod layers;
 pub mod plain;
 pub mod response;
 pub mod server;
+pub mod testing;
 pub mod tls;
 mod workers;
 
-pub use plain::{PlainRequest, PlainResponse};
-pub use server::{bind, Body, Handler, RunningServer, ServerConfig, ServerError, TlsFiles};
+pub use plain::{PlainAnswer, PlainRequest, PlainResponse};
+pub use response::Body;
+pub use server::{bind, RunningServer, ServerConfig, ServerError};
+pub use tls::TlsFiles;

@@ -7,8 +7,8 @@
 //! request.
 //!
 //! Only the plainest requests take this path: `GET` or `HEAD`, HTTP/1.1, an origin-form
-//! target, no body, no `Connection: close`, `Expect` or `Upgrade`, and a handler that knows the
-//! answer without waiting for anything ([`super::Handler::answer_plain`]). Everything else,
+//! target, exactly one `Host`, no body, no `Connection: close`, `Expect` or `Upgrade`, and an
+//! answerer that knows the answer without waiting for anything ([`PlainAnswer`]). Everything else,
 //! including every malformed request, is handed to hyper together with the bytes already
 //! read, and hyper serves the rest of the connection: its answers to odd or hostile input
 //! stay the only ones.
@@ -25,12 +25,19 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, Re
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::server::Handler;
 
 /// Read buffer per connection. A request head that does not fit is not plain.
 const BUF: usize = 8 * 1024;
 /// Headers looked at; a request with more is handed to hyper (which allows more).
 const MAX_HEADERS: usize = 48;
+
+/// Answers plain requests without hyper when the answer is ready at hand.
+pub trait PlainAnswer: Send + Sync + 'static {
+    /// Writes the whole response (head and body) to `out` and returns `true`, or returns
+    /// `false` and the request goes to the router. Must not block or wait: it runs on a
+    /// connection thread that serves many other connections.
+    fn answer(&self, req: &PlainRequest<'_>, out: &mut Vec<u8>) -> bool;
+}
 
 /// A `GET` or `HEAD` parsed by the server itself.
 #[derive(Debug)]
@@ -149,7 +156,7 @@ pub(super) struct Limits<'a> {
 pub(super) async fn serve<I>(
     mut io: I,
     remote: SocketAddr,
-    handler: &dyn Handler,
+    handler: &dyn PlainAnswer,
     limits: Limits<'_>,
 ) -> Outcome<I>
 where
@@ -190,7 +197,7 @@ async fn run<I>(
     io: &mut I,
     buf: &mut [u8],
     remote: SocketAddr,
-    handler: &dyn Handler,
+    handler: &dyn PlainAnswer,
     limits: &Limits<'_>,
 ) -> Step
 where
@@ -306,7 +313,7 @@ where
 
 /// Parses the head at the start of `bytes` and, when it is plain and the handler answers it,
 /// appends the response to `out`.
-fn parse(bytes: &[u8], remote: SocketAddr, handler: &dyn Handler, out: &mut Vec<u8>) -> Parsed {
+fn parse(bytes: &[u8], remote: SocketAddr, handler: &dyn PlainAnswer, out: &mut Vec<u8>) -> Parsed {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(bytes) {
@@ -332,9 +339,15 @@ fn parse(bytes: &[u8], remote: SocketAddr, handler: &dyn Handler, out: &mut Vec<
     if !uri_target_ok(path, query) {
         return Parsed::Other;
     }
+    // RFC 9112 section 3.2: an HTTP/1.1 request has exactly one Host; the router answers
+    // any other count with 400.
+    let mut hosts = 0;
     for h in req.headers.iter() {
         let n = h.name;
-        let plain = if n.eq_ignore_ascii_case("connection") {
+        let plain = if n.eq_ignore_ascii_case("host") {
+            hosts += 1;
+            true
+        } else if n.eq_ignore_ascii_case("connection") {
             // `close` (or anything but keep-alive) changes how the response must end.
             h.value
                 .split(|&b| b == b',')
@@ -349,12 +362,15 @@ fn parse(bytes: &[u8], remote: SocketAddr, handler: &dyn Handler, out: &mut Vec<
             return Parsed::Other;
         }
     }
+    if hosts != 1 {
+        return Parsed::Other;
+    }
     let request = PlainRequest { head, path, query, headers: req.headers, remote };
     let before = out.len();
     // A panicking answer must cost no more than on hyper's path: there the request gets a
     // 500; here it goes to hyper, which answers it (or catches that panic too).
     let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        handler.answer_plain(&request, out)
+        handler.answer(&request, out)
     }))
     .unwrap_or_else(|_| {
         tracing::error!(%remote, "plain request handler panicked");

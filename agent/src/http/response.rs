@@ -1,12 +1,30 @@
-//! Small builders for the non-artifact responses both modes send: plain text,
-//! JSON, redirects and empty bodies, all as the server's boxed [`Body`].
+//! Small builders for the non-file responses the server sends: plain text, JSON, redirects and
+//! empty bodies, all as one boxed [`Body`] type, plus the `Cache-Control` policies they carry.
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full};
 
-use super::server::Body;
+/// Every response body the server's handlers build: boxed, so that files, documents and empty
+/// answers share one type.
+pub type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+/// `Cache-Control` of an answer that says something does not exist (404) or no longer does
+/// (410): short, so that a shared cache neither hammers the origin nor keeps an answer for long
+/// after it changed (an artifact published a minute later, an expunge that must reach clients).
+pub const CACHE_MISSING: HeaderValue = HeaderValue::from_static("public, max-age=60");
+
+/// `Cache-Control` of a stored file's bytes: a cache may keep them but must revalidate with
+/// the strong ETag before reuse. The bytes under a path never change, but the path can be
+/// expunged; heuristic freshness would let a shared cache serve an expunged artifact for weeks.
+pub const CACHE_REVALIDATE: HeaderValue = HeaderValue::from_static("public, no-cache");
+
+/// Sets `Cache-Control` to `value`.
+pub fn cache(mut resp: Response<Body>, value: HeaderValue) -> Response<Body> {
+    resp.headers_mut().insert(CACHE_CONTROL, value);
+    resp
+}
 
 /// A body holding `bytes` in memory; for small generated responses only.
 pub fn full(bytes: impl Into<Bytes>) -> Body {

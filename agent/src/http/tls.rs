@@ -15,7 +15,14 @@ use rustls::sign::CertifiedKey;
 use sha2::Digest as _;
 use tokio_util::sync::CancellationToken;
 
-use super::server::TlsFiles;
+/// PEM files for HTTPS; reloaded when they change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Its private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
 
 /// How often the files are re-checked even without a change notification:
 /// inotify misses changes on some network and container filesystems.
@@ -79,7 +86,7 @@ impl CertReloader {
         let (cert_pem, key_pem) = read_pair(&self.files)?;
         let hash = pair_hash(&cert_pem, &key_pem);
         {
-            let mut last = self.last_attempt.lock().unwrap_or_else(|p| p.into_inner());
+            let mut last = crate::locks::lock(&self.last_attempt);
             if *last == hash {
                 return Ok(false);
             }
@@ -94,7 +101,7 @@ impl CertReloader {
     /// Forgets the last attempt so the next `reload` re-parses even if the
     /// bytes are the same (used after a read error mid-rename).
     fn forget_attempt(&self) {
-        let mut last = self.last_attempt.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = crate::locks::lock(&self.last_attempt);
         *last = [0; 32];
     }
 

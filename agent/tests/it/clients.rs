@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use odi_agent::node::RunningAgent;
+use odi_agent::app::RunningAgent;
 use odi_network::builder::NetworkBuilder;
 use odi_network::raw::CatalogFile;
 use tokio_util::sync::CancellationToken;
@@ -312,7 +312,7 @@ impl Net {
         for (r, a) in &addrs {
             let mut config = net.config(r);
             config.listen = vec![*a];
-            agents.push(odi_agent::node::start(config, CancellationToken::new()).await.unwrap());
+            agents.push(odi_agent::app::start(config, CancellationToken::new()).await.unwrap());
         }
         let base = net.url(DIR);
         // Every replica in place (2 per artifact), not just one per artifact: clients may be

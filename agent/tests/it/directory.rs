@@ -266,11 +266,8 @@ async fn a_stopped_or_corrupt_relay_gets_no_redirects_until_repaired() {
     let r1 = net.start("relay-1").await;
     let r3 = net.start("relay-3").await;
     wait_routable(&net, "dir-a", &["relay-1", "relay-3"]).await;
-    let routed: std::collections::BTreeSet<String> = dir
-        .node
-        .directory
-        .as_ref()
-        .unwrap()
+    let odi_agent::app::Role::Directory(mode) = &dir.role else { panic!("dir-a is a directory") };
+    let routed: std::collections::BTreeSet<String> = mode
         .table()
         .entries()
         .iter()
@@ -283,7 +280,7 @@ async fn a_stopped_or_corrupt_relay_gets_no_redirects_until_repaired() {
     );
 
     // Corrupt one artifact relay-3 claims: same size, other bytes, on its disk.
-    let inv: odi_agent::relay::Inventory = client()
+    let inv: odi_agent::wire::Inventory = client()
         .get(format!("{}/.odi/v1/inventory", net.url("relay-3")))
         .send()
         .await
@@ -362,7 +359,7 @@ async fn a_lagging_relay_never_gets_an_artifact_it_does_not_list() {
     let mut config = net.config("relay-3");
     config.branch = "old".into();
     let r3 =
-        odi_agent::node::start(config, tokio_util::sync::CancellationToken::new()).await.unwrap();
+        odi_agent::app::start(config, tokio_util::sync::CancellationToken::new()).await.unwrap();
     wait_routable(&net, "dir-a", &["relay-1", "relay-3"]).await;
 
     // A new artifact on main.
@@ -547,7 +544,7 @@ async fn region_preference_weights_statistics_and_hot_list() {
 
     // Over the hot threshold: published for relays, and in the directory's own assignment.
     eventually("hot list", WAIT, || async {
-        let hot: odi_agent::relay::HotList = c
+        let hot: odi_agent::wire::HotList = c
             .get(format!("{}/.odi/v1/hot", net.url("dir-a")))
             .send()
             .await
@@ -585,7 +582,7 @@ async fn region_preference_weights_statistics_and_hot_list() {
     );
     // So does the last hour's window: the artifact is still hot without a new download.
     eventually("hot list after a restart", WAIT, || async {
-        let hot: odi_agent::relay::HotList = c
+        let hot: odi_agent::wire::HotList = c
             .get(format!("{}/.odi/v1/hot", net.url("dir-a")))
             .send()
             .await

@@ -104,7 +104,7 @@ async fn meta_directory_routes_by_region_and_fails_over() {
         status(&net.url("meta"))
             .await
             .and_then(|s| s.directory)
-            .is_some_and(|d| ["dir-a", "dir-b"].iter().all(|n| d["peers"][n]["live"] == true))
+            .is_some_and(|d| ["dir-a", "dir-b"].iter().all(|n| live(&d, n)))
     })
     .await;
 
@@ -154,7 +154,7 @@ async fn meta_directory_routes_by_region_and_fails_over() {
         "downloads keep working"
     );
     let s = status(&net.url("meta")).await.unwrap().directory.unwrap();
-    assert_eq!(s["peers"]["dir-a"]["live"], false);
+    assert!(!live(&s, "dir-a"));
 
     // Start it again: it returns to rotation.
     let dir_a = net.start("dir-a").await;
@@ -187,12 +187,12 @@ async fn a_directory_on_an_older_commit_is_taken_out() {
     let path = net.data_dir("dir-b").join("frozen.toml");
     std::fs::write(&path, cfg).unwrap();
     let dir_b =
-        odi_agent::node::start(odi_agent::config::Config::load(&path).unwrap(), Default::default())
+        odi_agent::app::start(odi_agent::config::Config::load(&path).unwrap(), Default::default())
             .await
             .unwrap();
     eventually("both live", WAIT, || async {
         status(&net.url("meta")).await.and_then(|s| s.directory).is_some_and(|d| {
-            d["peers"]["dir-a"]["live"] == true && d["peers"]["dir-b"]["live"] == true
+            live(&d, "dir-a") && live(&d, "dir-b")
         })
     })
     .await;
@@ -204,9 +204,9 @@ async fn a_directory_on_an_older_commit_is_taken_out() {
     eventually("lagging dir-b taken out", WAIT, || async {
         status(&net.url("meta")).await.and_then(|s| s.directory).is_some_and(|d| {
             // dir-a must have pulled the new commit too, or it is lagging as well.
-            d["peers"]["dir-a"]["live"] == true
-                && d["peers"]["dir-b"]["live"] == false
-                && d["peers"]["dir-b"]["reason"].as_str().unwrap_or("").starts_with("Lagging")
+            live(&d, "dir-a")
+                && !live(&d, "dir-b")
+                && reason(&d, "dir-b").starts_with("Lagging")
         })
     })
     .await;
@@ -220,9 +220,9 @@ async fn a_directory_on_an_older_commit_is_taken_out() {
     dir_a.stop().await;
     eventually("dir-a down, dir-b still lagging", WAIT, || async {
         status(&net.url("meta")).await.and_then(|s| s.directory).is_some_and(|d| {
-            d["peers"]["dir-a"]["live"] == false
-                && !d["peers"]["dir-a"]["reason"].as_str().unwrap_or("").starts_with("Lagging")
-                && d["peers"]["dir-b"]["reason"].as_str().unwrap_or("").starts_with("Lagging")
+            !live(&d, "dir-a")
+                && !reason(&d, "dir-a").starts_with("Lagging")
+                && reason(&d, "dir-b").starts_with("Lagging")
         })
     })
     .await;
@@ -243,4 +243,14 @@ async fn a_directory_on_an_older_commit_is_taken_out() {
     for a in [meta, dir_b] {
         a.stop().await;
     }
+}
+
+/// Whether the directory reports peer `name` live.
+fn live(d: &odi_agent::status::DirectoryStatus, name: &str) -> bool {
+    d.peers.get(name).is_some_and(|p| p.live)
+}
+
+/// Why the directory reports peer `name` as it does.
+fn reason<'a>(d: &'a odi_agent::status::DirectoryStatus, name: &str) -> &'a str {
+    d.peers.get(name).map_or("", |p| p.reason.as_str())
 }

@@ -28,7 +28,7 @@ fn expected_share(net: &TestNet, relay: &str) -> Vec<String> {
 }
 
 async fn held(base: &str) -> Vec<String> {
-    let inv: odi_agent::relay::Inventory = client()
+    let inv: odi_agent::wire::Inventory = client()
         .get(format!("{base}/.odi/v1/inventory"))
         .send()
         .await

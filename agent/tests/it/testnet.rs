@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use odi_agent::config::Config;
-use odi_agent::node::RunningAgent;
+use odi_agent::app::RunningAgent;
 use odi_network::builder::{commit_all, NetworkBuilder};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
@@ -304,7 +304,7 @@ impl TestNet {
 
     /// Starts `name` in-process.
     pub async fn start(&self, name: &str) -> RunningAgent {
-        odi_agent::node::start(self.config(name), CancellationToken::new()).await.unwrap()
+        odi_agent::app::start(self.config(name), CancellationToken::new()).await.unwrap()
     }
 
     /// Starts `name` as a separate `odi agent` process.

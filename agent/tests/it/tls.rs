@@ -41,7 +41,7 @@ async fn https_with_certificate_reload() {
     let cfg_path = net.data_dir("relay-3").join("agent-tls.toml");
     std::fs::write(&cfg_path, text).unwrap();
     let config = odi_agent::config::Config::load(&cfg_path).unwrap();
-    let agent = odi_agent::node::start(config, Default::default()).await.unwrap();
+    let agent = odi_agent::app::start(config, Default::default()).await.unwrap();
     let addr = agent.addrs[0];
     assert_eq!(served_cert(addr, &c1).await.unwrap(), 200);
 

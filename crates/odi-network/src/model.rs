@@ -110,7 +110,57 @@ pub struct Relay {
     pub tags: Vec<String>,
 }
 
+/// `base` joined with `rel` as a path below it: a base without a trailing slash is treated as
+/// a folder (`https://h/odi` + `r/x` is `https://h/odi/r/x`, not `https://h/r/x`).
+pub fn url_under(base: &Url, rel: &str) -> Option<Url> {
+    if base.path().ends_with('/') {
+        return base.join(rel).ok();
+    }
+    let mut folder = base.clone();
+    folder.set_path(&format!("{}/", base.path()));
+    folder.join(rel).ok()
+}
+
+/// Where a node (relay or directory) at `base` serves `/r/<catalog>/<path>`.
+pub fn artifact_url(base: &Url, catalog: &str, path: &str) -> Option<Url> {
+    url_under(base, &format!("r/{catalog}/{path}"))
+}
+
+impl Catalog {
+    /// Where each origin serves the artifact at `path`, in order of preference.
+    pub fn origin_urls<'a>(&'a self, path: &'a str) -> impl Iterator<Item = Url> + 'a {
+        self.origins.iter().filter_map(move |o| url_under(o, path))
+    }
+}
+
+impl Directory {
+    /// One of this directory's ODI endpoints: `.odi/v1/<name>` under its URL.
+    pub fn endpoint(&self, name: &str) -> Option<Url> {
+        url_under(&self.url, &format!(".odi/v1/{name}"))
+    }
+
+    /// Where this directory serves an object's bytes by hash, for relays and linked peers.
+    pub fn blob_url(&self, sha256: &[u8; 32]) -> Option<Url> {
+        self.endpoint(&format!("blob/{}", hex::encode(sha256)))
+    }
+
+    /// Where this directory answers `/r/<catalog>/<path>`.
+    pub fn artifact_url(&self, catalog: &str, path: &str) -> Option<Url> {
+        artifact_url(&self.url, catalog, path)
+    }
+}
+
 impl Relay {
+    /// One of this relay's ODI endpoints: `.odi/v1/<name>` under its URL.
+    pub fn endpoint(&self, name: &str) -> Option<Url> {
+        url_under(&self.url, &format!(".odi/v1/{name}"))
+    }
+
+    /// Where this relay serves `/r/<catalog>/<path>`.
+    pub fn artifact_url(&self, catalog: &str, path: &str) -> Option<Url> {
+        artifact_url(&self.url, catalog, path)
+    }
+
     /// Whether the relay mirrors `catalog` (by name or by one of its tags).
     pub fn subscribes(&self, catalog: &Catalog) -> bool {
         self.catalogs.contains(&catalog.name) || self.tags.iter().any(|t| catalog.tags.contains(t))

@@ -129,7 +129,7 @@ pub struct Delegation {
 }
 
 /// `catalogs/<name>/catalog.toml`: a catalog of artifacts and where they come from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CatalogFile {
     /// Raised on every change; agents refuse a lower serial.
@@ -156,7 +156,7 @@ fn default_replicas() -> u32 {
 }
 
 /// `catalogs/<name>/<anything>.toml` other than `catalog.toml`: more artifacts of the catalog.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseFile {
     /// Raised on every change; agents refuse a lower serial.
@@ -198,7 +198,7 @@ pub enum DirectoryKind {
 }
 
 /// `directories/<name>.toml`: one directory server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DirectoryFile {
     /// Raised on every change; agents refuse a lower serial.
@@ -227,7 +227,7 @@ pub struct DirectoryFile {
 }
 
 /// `relays/<name>.toml`: one relay's offer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RelayFile {
     /// Raised on every change; agents refuse a lower serial.

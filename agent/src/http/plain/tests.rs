@@ -4,15 +4,13 @@
 //! which path answered it (`x-answered-by: plain` or `hyper`).
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use http::header::{HeaderValue, LOCATION};
 use http::StatusCode;
 use http_body_util::BodyExt as _;
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -21,11 +19,10 @@ use super::{
     http_date, keep_date_fresh, parse, Parsed, PlainRequest, PlainResponse, Rewind, BUF, DATE,
     MAX_HEADERS,
 };
+use super::PlainAnswer;
 use crate::http::response;
-use crate::http::server::{bind, Body, Handler, RunningServer, ServerConfig};
-
-/// Bound on every wait for the server, so that a failing test fails instead of hanging.
-const WAIT: Duration = Duration::from_secs(10);
+use crate::http::server::{bind, RunningServer, ServerConfig};
+use crate::http::testing::{Client, Reader, Resp, WAIT};
 const HEADER_TIMEOUT: Duration = Duration::from_millis(500);
 /// Where plain answers redirect to: `LOCATION_BASE` + path (+ `?query`).
 const LOCATION_BASE: &str = "http://relay.test";
@@ -43,35 +40,28 @@ const LOCATION_BASE: &str = "http://relay.test";
 /// `x-body` what request body it read.
 struct TestHandler;
 
-impl Handler for TestHandler {
-    fn handle(
-        &self,
-        req: http::Request<hyper::body::Incoming>,
-        _remote: SocketAddr,
-    ) -> Pin<Box<dyn std::future::Future<Output = http::Response<Body>> + Send + '_>> {
-        Box::pin(async move {
-            let (parts, body) = req.into_parts();
-            // Read the body: it must not be mistaken for the next request, and reading it is
-            // what makes hyper send `100 Continue`.
-            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-            let mut resp =
-                response::text(StatusCode::OK, format!("hyper {} {}", parts.method, parts.uri));
-            let h = resp.headers_mut();
-            h.insert("x-answered-by", HeaderValue::from_static("hyper"));
-            h.insert(
-                "x-body",
-                HeaderValue::from_str(&String::from_utf8_lossy(&body))
-                    .unwrap_or(HeaderValue::from_static("<binary>")),
-            );
-            resp
-        })
-    }
+/// Hyper's side of [`TestHandler`]: every request.
+fn hyper_router() -> axum::Router {
+    axum::Router::new().fallback(|req: axum::extract::Request| async move {
+        let (parts, body) = req.into_parts();
+        // Read the body: it must not be mistaken for the next request, and reading it is
+        // what makes hyper send `100 Continue`.
+        let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let mut resp =
+            response::text(StatusCode::OK, format!("hyper {} {}", parts.method, parts.uri));
+        let h = resp.headers_mut();
+        h.insert("x-answered-by", HeaderValue::from_static("hyper"));
+        h.insert(
+            "x-body",
+            HeaderValue::from_str(&String::from_utf8_lossy(&body))
+                .unwrap_or(HeaderValue::from_static("<binary>")),
+        );
+        resp
+    })
+}
 
-    fn has_plain_answers(&self) -> bool {
-        true
-    }
-
-    fn answer_plain(&self, req: &PlainRequest<'_>, out: &mut Vec<u8>) -> bool {
+impl PlainAnswer for TestHandler {
+    fn answer(&self, req: &PlainRequest<'_>, out: &mut Vec<u8>) -> bool {
         let Some(rest) = req.path.strip_prefix("/plain/") else { return false };
         if req.query.is_some_and(|q| q.contains("decline")) {
             return false;
@@ -116,33 +106,23 @@ async fn start(tweak: impl FnOnce(&mut ServerConfig)) -> Fixture {
     cfg.threads = 3;
     tweak(&mut cfg);
     let shutdown = CancellationToken::new();
-    let server = bind(cfg, Arc::new(TestHandler), shutdown.clone()).await.unwrap();
+    let server = bind(cfg, hyper_router(), Some(Arc::new(TestHandler)), shutdown.clone()).await.unwrap();
     Fixture { addr: server.local_addr, shutdown, server }
 }
 
 // ---------------------------------------------------------------------------------------
 // A raw HTTP/1.1 client
 
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    /// The whole head as received, `\r\n\r\n` included.
-    head: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+/// Which path answered, and what each path's answer must look like.
+trait Answered {
+    fn answered_by(&self) -> &str;
+    fn assert_plain(&self, target: &str);
+    fn assert_hyper(&self, method: &str, target: &str, head: bool);
 }
 
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-
+impl Answered for Resp {
     fn answered_by(&self) -> &str {
         self.header("x-answered-by").unwrap_or("<none>")
-    }
-
-    fn body_text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
     }
 
     /// A plain `302` for `target` (path and query as sent).
@@ -184,148 +164,6 @@ fn get(target: &str) -> String {
 
 fn head(target: &str) -> String {
     format!("HEAD {target} HTTP/1.1\r\nHost: t\r\n\r\n")
-}
-
-/// The reading side of a connection.
-struct Reader<R = OwnedReadHalf> {
-    rd: R,
-    /// Received and not yet consumed.
-    buf: Vec<u8>,
-}
-
-/// A connection: write with `send`, read through the [`Reader`] it derefs to.
-struct Client<R = OwnedReadHalf, W = OwnedWriteHalf> {
-    wr: W,
-    r: Reader<R>,
-}
-
-impl<R, W> std::ops::Deref for Client<R, W> {
-    type Target = Reader<R>;
-    fn deref(&self) -> &Reader<R> {
-        &self.r
-    }
-}
-
-impl<R, W> std::ops::DerefMut for Client<R, W> {
-    fn deref_mut(&mut self) -> &mut Reader<R> {
-        &mut self.r
-    }
-}
-
-impl Client {
-    async fn connect(addr: SocketAddr) -> Self {
-        let s = TcpStream::connect(addr).await.unwrap();
-        s.set_nodelay(true).unwrap();
-        let (rd, wr) = s.into_split();
-        Self { wr, r: Reader { rd, buf: Vec::new() } }
-    }
-}
-
-impl<R, W: AsyncWrite + Unpin> Client<R, W> {
-    async fn send(&mut self, bytes: impl AsRef<[u8]>) {
-        self.wr.write_all(bytes.as_ref()).await.unwrap();
-    }
-}
-
-impl<R: AsyncRead + Unpin> Reader<R> {
-    /// Reads more bytes; `false` at EOF or on a reset.
-    async fn fill(&mut self) -> bool {
-        let mut chunk = [0u8; 16 * 1024];
-        match tokio::time::timeout(WAIT, self.rd.read(&mut chunk))
-            .await
-            .expect("server answered or closed in time")
-        {
-            Ok(0) | Err(_) => false,
-            Ok(n) => {
-                self.buf.extend_from_slice(&chunk[..n]);
-                true
-            }
-        }
-    }
-
-    /// One response, or `None` if the connection closed before a whole head arrived.
-    /// `head_request`: the response is to a `HEAD` (so has no body).
-    async fn try_response(&mut self, head_request: bool) -> Option<Resp> {
-        let end = loop {
-            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break end + 4;
-            }
-            if !self.fill().await {
-                assert!(
-                    self.buf.is_empty(),
-                    "connection closed mid-head: {:?}",
-                    String::from_utf8_lossy(&self.buf)
-                );
-                return None;
-            }
-        };
-        let head = String::from_utf8(self.buf[..end].to_vec()).expect("ASCII response head");
-        let mut lines = head[..end - 4].split("\r\n");
-        let status_line = lines.next().unwrap();
-        assert!(status_line.starts_with("HTTP/1."), "{head:?}");
-        let status: u16 = status_line.split(' ').nth(1).unwrap().parse().unwrap();
-        let headers: Vec<(String, String)> = lines
-            .map(|l| {
-                let (k, v) = l.split_once(':').unwrap_or_else(|| panic!("bad header line {l:?}"));
-                (k.trim().to_owned(), v.trim().to_owned())
-            })
-            .collect();
-        self.buf.drain(..end);
-        let len = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-            .map(|(_, v)| v.parse::<usize>().unwrap());
-        let body = if head_request || status < 200 || status == 204 || status == 304 {
-            Vec::new()
-        } else if let Some(len) = len {
-            while self.buf.len() < len {
-                assert!(self.fill().await, "connection closed mid-body");
-            }
-            self.buf.drain(..len).collect()
-        } else {
-            assert!(
-                !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("transfer-encoding")),
-                "chunked response: {head:?}"
-            );
-            while self.fill().await {}
-            std::mem::take(&mut self.buf)
-        };
-        Some(Resp { status, head, headers, body })
-    }
-
-    async fn response(&mut self) -> Resp {
-        self.try_response(false).await.expect("a response, not a close")
-    }
-
-    async fn head_response(&mut self) -> Resp {
-        self.try_response(true).await.expect("a response, not a close")
-    }
-
-    /// Waits (at most `within`) for the server to close; returns the bytes that came first.
-    async fn closed_within(&mut self, within: Duration) -> Vec<u8> {
-        let r = tokio::time::timeout(within, async {
-            let mut chunk = [0u8; 16 * 1024];
-            loop {
-                match self.rd.read(&mut chunk).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                }
-            }
-        })
-        .await;
-        assert!(
-            r.is_ok(),
-            "connection still open after {within:?}; received {:?}",
-            String::from_utf8_lossy(&self.buf)
-        );
-        std::mem::take(&mut self.buf)
-    }
-
-    /// Whether the connection stays open, with nothing received, for `d`.
-    async fn stays_quiet(&mut self, d: Duration) -> bool {
-        let mut chunk = [0u8; 1024];
-        tokio::time::timeout(d, self.rd.read(&mut chunk)).await.is_err()
-    }
 }
 
 /// The date header of a plain answer: an HTTP date close to now.
@@ -519,16 +357,8 @@ struct Recorder {
     seen: Mutex<Vec<String>>,
 }
 
-impl Handler for Recorder {
-    fn handle(
-        &self,
-        _req: http::Request<hyper::body::Incoming>,
-        _remote: SocketAddr,
-    ) -> Pin<Box<dyn std::future::Future<Output = http::Response<Body>> + Send + '_>> {
-        Box::pin(async { response::text(StatusCode::OK, "unused") })
-    }
-
-    fn answer_plain(&self, req: &PlainRequest<'_>, _out: &mut Vec<u8>) -> bool {
+impl PlainAnswer for Recorder {
+    fn answer(&self, req: &PlainRequest<'_>, _out: &mut Vec<u8>) -> bool {
         let multi: Vec<String> =
             req.header_values("x-multi").map(|v| String::from_utf8_lossy(v).into_owned()).collect();
         let last = req

@@ -13,8 +13,7 @@ use http::{Method, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
-use super::response;
-use super::server::Body;
+use super::response::{self, Body};
 
 /// What the server knows about an artifact's content, from the catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,8 +179,10 @@ pub fn content_type(path: &str) -> &'static str {
     MAP.iter().find(|(ext, _)| name.ends_with(ext)).map_or("application/octet-stream", |(_, ct)| ct)
 }
 
+/// Validators, and the caching policy that goes with them on every answer about the file.
 fn validators(h: &mut HeaderMap, etag: &str, lm: Option<SystemTime>) {
     h.insert(header::ETAG, header_value(etag.to_owned()));
+    h.insert(header::CACHE_CONTROL, response::CACHE_REVALIDATE);
     if let Some(t) = lm {
         h.insert(header::LAST_MODIFIED, header_value(httpdate::fmt_http_date(t)));
     }

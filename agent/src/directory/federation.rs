@@ -16,34 +16,19 @@ use arc_swap::ArcSwap;
 use http::{Response, StatusCode};
 use odi_network::model::Directory;
 use rand::seq::SliceRandom as _;
-use serde::Serialize;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::{response, Body};
-use crate::node::{Node, View};
-use crate::relay::base;
-use crate::status::{rfc3339, StatusDoc};
+use crate::fetch::{http_client, ClientRole};
+use crate::http::response::{self, Body};
+use crate::node::{jitter, Node, View};
+use crate::status::{rfc3339, PeerHealth, StatusDoc};
+use crate::wire::{via, MAX_HOPS, VIA_PARAM};
 
-/// Query parameter listing the directories a request already passed.
-pub const VIA_PARAM: &str = "odi-via";
-/// Most directory-to-directory redirects for one request.
-pub const MAX_HOPS: usize = 4;
-
-/// What a probe found about a peer directory.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PeerHealth {
-    /// Whether clients may be sent there.
-    pub live: bool,
-    /// Reachable, but serving an older commit than this directory's.
-    pub lagging: bool,
-    /// Why not, or `Live`.
-    pub reason: String,
-    /// Its applied commit.
-    pub commit: Option<String>,
-    /// When it was last probed.
-    pub checked_at: Option<String>,
-}
+/// Time to connect to a peer directory.
+const PROBE_CONNECT: Duration = Duration::from_secs(2);
+/// Time for a peer's whole status answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Federation state of one directory.
 #[derive(Debug, Default)]
@@ -76,19 +61,6 @@ pub fn peers<'a>(view: &'a View, me: &str) -> Vec<&'a Directory> {
     names.sort();
     names.dedup();
     names.into_iter().filter_map(|n| view.network.directories.get(n)).collect()
-}
-
-/// Names already passed, from the request's query.
-pub fn via(query: Option<&str>) -> Vec<String> {
-    query
-        .unwrap_or("")
-        .split('&')
-        .filter_map(|kv| kv.strip_prefix(VIA_PARAM)?.strip_prefix('='))
-        .flat_map(|v| v.split(','))
-        .filter(|s| !s.is_empty())
-        .take(MAX_HOPS + 2)
-        .map(str::to_owned)
-        .collect()
 }
 
 /// Sends a request for a catalog this directory does not hold to a live referenced directory
@@ -152,12 +124,12 @@ pub fn route(
     };
     let mut chain = passed;
     chain.push(me.to_owned());
-    match base(&target.url).join(&format!("r/{catalog}/{path}")) {
-        Ok(mut url) => {
+    match target.artifact_url(catalog, path) {
+        Some(mut url) => {
             url.query_pairs_mut().append_pair(VIA_PARAM, &chain.join(","));
             response::redirect(StatusCode::FOUND, url.as_str())
         }
-        Err(_) => {
+        None => {
             response::text(StatusCode::INTERNAL_SERVER_ERROR, "bad directory URL in the network")
         }
     }
@@ -165,13 +137,13 @@ pub fn route(
 
 /// Probes peers every `probe_interval`: reachable, an ODI directory, and not serving a commit
 /// older than ours (which would send clients to stale catalogs).
-pub async fn probe_loop(node: Arc<Node>, fed: Arc<Federation>, shutdown: CancellationToken) {
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_secs(3))
-        .connect_timeout(Duration::from_secs(2))
-        .no_proxy()
-        .build()
-    {
+pub async fn probe_loop(
+    node: Arc<Node>,
+    fed: Arc<Federation>,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    let client = match http_client(ClientRole::Probe, PROBE_CONNECT, Some(PROBE_TIMEOUT)) {
         Ok(c) => c,
         Err(e) => return tracing::error!(error = %e, "federation probe client"),
     };
@@ -196,7 +168,7 @@ pub async fn probe_loop(node: Arc<Node>, fed: Arc<Federation>, shutdown: Cancell
             fed.health.store(Arc::new(next));
         }
         tokio::select! {
-            () = tokio::time::sleep(crate::node::jitter(node.config.directory.probe_interval)) => {}
+            () = tokio::time::sleep(jitter(interval)) => {}
             () = shutdown.cancelled() => return,
         }
     }
@@ -216,7 +188,7 @@ async fn probe_one(
         commit: None,
         checked_at: now.clone(),
     };
-    let Ok(url) = base(&d.url).join(".odi/v1/status") else { return down("BadUrl".into()) };
+    let Some(url) = d.endpoint("status") else { return down("BadUrl".into()) };
     let doc: StatusDoc = match client.get(url).send().await {
         Ok(r) if r.status().is_success() => match r.json().await {
             Ok(doc) => doc,
@@ -258,17 +230,5 @@ async fn probe_one(
         reason: "Live".into(),
         commit: Some(theirs),
         checked_at: now,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn via_parsing_is_bounded() {
-        assert_eq!(via(Some("odi-via=a,b&x=1")), vec!["a", "b"]);
-        assert_eq!(via(None), Vec::<String>::new());
-        assert_eq!(via(Some(&format!("odi-via={}", vec!["x"; 100].join(",")))).len(), MAX_HOPS + 2);
     }
 }

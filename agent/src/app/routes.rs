@@ -1,0 +1,133 @@
+//! The one list of the HTTP surface: every route of both modes, the handlers of the endpoints
+//! every agent has, and the standard layers (see [`crate::http::layers`]). The plain path
+//! answers some directory redirects before this router sees them (see [`crate::http::plain`]),
+//! with the same answers the routes below give. `docs/protocol.adoc` documents this list.
+//!
+//! | route | modes | what |
+//! |---|---|---|
+//! | `GET /healthz` | both | liveness |
+//! | `GET /metrics` | both | Prometheus text |
+//! | `GET /.odi/v1/status` | both | the status document |
+//! | `GET /.odi/v1/inventory` | both | live artifacts held |
+//! | `POST /.odi/v1/sync` | both | pull now (bearer token) |
+//! | `GET /.odi/v1/blob/{sha256}` | both | object bytes for peers |
+//! | `GET /.odi/v1/hot` | directory | the hot list |
+//! | `GET /.odi/v1/stats` | directory | download statistics |
+//! | `GET /r/{catalog}/{path}` | both | bytes (relay), a redirect (directory), `.meta4` |
+//!
+//! `GET` routes answer `HEAD` too; another method gets `405` with `Allow`, an unknown path
+//! `404`, in both modes alike.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use http::request::Parts;
+use axum::routing::{get, post};
+use axum::Router;
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use http::{Response, StatusCode};
+
+use super::Role;
+use crate::directory::serve as directory;
+use crate::http::file::{self, ArtifactMeta};
+use crate::http::layers;
+use crate::http::response::{self, Body};
+use crate::node::off_thread;
+use crate::relay;
+
+/// Time a handler has to produce a response head (a body, such as a download, may take
+/// longer).
+const HANDLER_BUDGET: Duration = Duration::from_secs(30);
+
+/// The agent's router for `role`.
+pub fn router(role: &Role) -> Router {
+    let common = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/.odi/v1/status", get(status))
+        .route("/.odi/v1/inventory", get(inventory))
+        .route("/.odi/v1/sync", post(sync_now))
+        .route("/.odi/v1/blob/{sha256}", get(blob))
+        .with_state(role.clone());
+    let mode = match role {
+        Role::Relay(r) => Router::new()
+            .route("/r/", get(relay::serve))
+            .route("/r/{*path}", get(relay::serve))
+            .with_state(r.clone()),
+        Role::Directory(d) => Router::new()
+            .route("/r/", get(directory::serve))
+            .route("/r/{*path}", get(directory::serve))
+            .route("/.odi/v1/hot", get(directory::hot))
+            .route("/.odi/v1/stats", get(directory::stats))
+            .with_state(d.clone()),
+    };
+    layers::standard(common.merge(mode).fallback(not_found), HANDLER_BUDGET)
+}
+
+async fn not_found() -> Response<Body> {
+    response::cache(response::text(StatusCode::NOT_FOUND, "not found"), response::CACHE_MISSING)
+}
+
+async fn healthz() -> Response<Body> {
+    response::text(StatusCode::OK, "ok")
+}
+
+async fn metrics(State(role): State<Role>) -> Response<Body> {
+    off_thread(move || {
+        role.update_gauges();
+        let mut r = response::text(StatusCode::OK, role.node().metrics.render());
+        let ct = HeaderValue::from_static("text/plain; version=0.0.4");
+        r.headers_mut().insert(CONTENT_TYPE, ct);
+        r
+    })
+    .await
+}
+
+async fn status(State(role): State<Role>) -> Response<Body> {
+    off_thread(move || response::json(StatusCode::OK, &role.status())).await
+}
+
+async fn inventory(State(role): State<Role>) -> Response<Body> {
+    off_thread(move || response::json(StatusCode::OK, &role.node().inventory())).await
+}
+
+/// `POST /.odi/v1/sync` with `Authorization: Bearer <token>`: pull now.
+async fn sync_now(State(role): State<Role>, req: Parts) -> Response<Body> {
+    let node = role.node();
+    let Some(token) = &node.config.trigger_token else {
+        return response::text(StatusCode::NOT_FOUND, "no sync trigger configured");
+    };
+    let given = req
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // Constant-time comparison: the token is a secret and this endpoint is public.
+    let ok = given.is_some_and(|g| {
+        g.len() == token.len()
+            && g.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    });
+    if !ok {
+        return response::text(StatusCode::UNAUTHORIZED, "bad or missing bearer token");
+    }
+    node.sync_now.notify_one();
+    response::text(StatusCode::ACCEPTED, "sync scheduled")
+}
+
+/// `GET /.odi/v1/blob/<sha256>`: object bytes for peers (relays fetching from directories,
+/// linked directories from each other).
+async fn blob(State(role): State<Role>, Path(hex): Path<String>, req: Parts) -> Response<Body> {
+    let node = role.node();
+    let mut sha = [0u8; 32];
+    if hex.len() != 64 || hex::decode_to_slice(&hex, &mut sha).is_err() {
+        return response::text(StatusCode::BAD_REQUEST, "expected /.odi/v1/blob/<64 hex digits>");
+    }
+    let missing =
+        || response::cache(response::text(StatusCode::NOT_FOUND, "object not held here"), response::CACHE_MISSING);
+    let Some(info) = node.store.info(&sha) else { return missing() };
+    let Some(stored) = node.store.open_object(&sha).await else { return missing() };
+    file::serve(&req, stored, &ArtifactMeta { size: info.size, sha256: sha, last_modified: None }).await
+}
+
+#[cfg(test)]
+mod tests;
