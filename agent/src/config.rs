@@ -78,6 +78,13 @@ pub struct RawConfig {
     /// Threads serving the connections of each listen address (default: one per core).
     #[serde(default)]
     pub http_threads: Option<usize>,
+    /// Connections served at once per listen address (default 4096).
+    #[serde(default)]
+    pub max_connections: Option<usize>,
+    /// Connections served at once for one client address, an IPv6 client by its /64 (default
+    /// 128; 0 for no per-address limit, as behind a reverse proxy that all clients come from).
+    #[serde(default)]
+    pub max_connections_per_address: Option<usize>,
     /// The network repository.
     pub repository: RawRepository,
     /// HTTPS certificate and key (PEM); plain HTTP when absent.
@@ -188,6 +195,10 @@ pub struct Config {
     pub listen: Vec<SocketAddr>,
     /// Threads serving the connections of each listen address.
     pub http_threads: usize,
+    /// Connections served at once per listen address.
+    pub max_connections: usize,
+    /// Connections served at once for one client address (`usize::MAX`: no limit).
+    pub max_connections_per_address: usize,
     /// Repository URL.
     pub repo_url: String,
     /// Branch.
@@ -367,6 +378,15 @@ impl Config {
         if http_threads == 0 || http_threads > 1024 {
             return Err(invalid("http_threads", "must be between 1 and 1024".into()));
         }
+        let max_connections = raw.max_connections.unwrap_or(4096);
+        if max_connections == 0 || max_connections > 1_000_000 {
+            return Err(invalid("max_connections", "must be between 1 and 1000000".into()));
+        }
+        let max_connections_per_address = match raw.max_connections_per_address {
+            None => 128,
+            Some(0) => usize::MAX,
+            Some(n) => n,
+        };
         let concurrency = raw.reconcile.concurrency.unwrap_or(4);
         if concurrency == 0 || concurrency > 256 {
             return Err(invalid("reconcile.concurrency", "must be between 1 and 256".into()));
@@ -382,6 +402,8 @@ impl Config {
             data_dir: rel(&raw.data_dir),
             listen,
             http_threads,
+            max_connections,
+            max_connections_per_address,
             repo_url,
             branch: raw.repository.branch,
             root_keys,

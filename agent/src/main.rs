@@ -21,7 +21,7 @@ struct Cli {
 enum Command {
     /// Check a network repository: signatures, trust, schema, cross-references.
     Validate {
-        /// Repository folder.
+        /// Network repository folder; must be a git repository with --commit or --since.
         #[arg(default_value = ".")]
         path: PathBuf,
         /// Read this commit's git objects instead of the work tree.
@@ -40,7 +40,7 @@ enum Command {
         /// Relay or directory name.
         #[arg(long)]
         node: String,
-        /// Repository folder.
+        /// Network repository folder; must be a git repository with --commit or --base.
         #[arg(default_value = ".")]
         path: PathBuf,
         /// Plan this commit instead of the work tree.
@@ -100,7 +100,8 @@ enum Command {
     },
     /// Write the JSON Schemas of every file kind into a folder.
     Schemas {
-        /// Output folder.
+        /// Folder to write `<kind>.schema.json` into, created if missing; existing files are
+        /// overwritten.
         #[arg(default_value = "schemas")]
         dir: PathBuf,
     },

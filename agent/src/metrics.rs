@@ -78,11 +78,7 @@ impl Metrics {
 
     /// A counter's or gauge's current value.
     pub fn get(&self, name: &str, l: &[(&str, &str)]) -> Option<f64> {
-        crate::locks::lock(&self.families)
-            .get(name)?
-            .series
-            .get(&labels(l))
-            .copied()
+        crate::locks::lock(&self.families).get(name)?.series.get(&labels(l)).copied()
     }
 
     /// The text exposition format.

@@ -185,16 +185,30 @@ impl Node {
                 }
             }
         }
-        Inventory { name: self.config.name.clone(), commit: view.map(|v| v.commit.clone()), artifacts }
+        Inventory {
+            name: self.config.name.clone(),
+            commit: view.map(|v| v.commit.clone()),
+            artifacts,
+        }
     }
 
     /// Sets the gauges every mode has (store, readiness) before `/metrics` renders.
     pub fn update_gauges(&self, quota: Option<u64>) {
         let m = &self.metrics;
         let s = &self.store;
-        m.set("odi_store_bytes", "Bytes of complete objects in the store.", &[], s.object_bytes() as f64);
+        m.set(
+            "odi_store_bytes",
+            "Bytes of complete objects in the store.",
+            &[],
+            s.object_bytes() as f64,
+        );
         m.set("odi_store_objects", "Complete objects in the store.", &[], s.object_count() as f64);
-        m.set("odi_store_partial_bytes", "Bytes of downloads in progress.", &[], s.partial_bytes() as f64);
+        m.set(
+            "odi_store_partial_bytes",
+            "Bytes of downloads in progress.",
+            &[],
+            s.partial_bytes() as f64,
+        );
         if let Some(q) = quota {
             m.set("odi_store_quota_bytes", "The relay's disk quota.", &[], q as f64);
         }

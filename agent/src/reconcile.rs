@@ -68,7 +68,9 @@ pub fn sources(
             out.extend(d.blob_url(&artifact.sha256.0).map(|url| Source { url, odi_peer: true }));
         }
     }
-    out.extend(catalog.origin_urls(artifact.path.as_str()).map(|url| Source { url, odi_peer: false }));
+    out.extend(
+        catalog.origin_urls(artifact.path.as_str()).map(|url| Source { url, odi_peer: false }),
+    );
     out
 }
 

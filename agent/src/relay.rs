@@ -39,7 +39,9 @@ impl RelayMode {
         let mut s = ShareStatus::default();
         let Some(share) = view.assignment.share(&self.node.config.name) else { return s };
         let net = &view.network;
-        for a in view.assignment.artifacts_of(share).filter_map(|p| net.artifact(&p.catalog, &p.path)) {
+        for a in
+            view.assignment.artifacts_of(share).filter_map(|p| net.artifact(&p.catalog, &p.path))
+        {
             s.artifacts += 1;
             s.bytes += a.size;
             if !self.node.store.contains(&a.sha256.0) {
@@ -97,7 +99,8 @@ pub async fn serve(State(relay): State<Arc<RelayMode>>, req: Parts) -> Response<
         Err(e) => return e.response(),
     };
     if parsed.meta4 {
-        let r = response::text(StatusCode::NOT_FOUND, "relays do not serve Metalink; ask a directory");
+        let r =
+            response::text(StatusCode::NOT_FOUND, "relays do not serve Metalink; ask a directory");
         return response::cache(r, response::CACHE_MISSING);
     }
     if let Some(resp) = artifact::serve_stored(node, &req, &parsed.catalog, artifact).await {

@@ -24,9 +24,9 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, thiserror::Error)]
 #[error("store: {path}: {source}")]
 pub struct StoreError {
-    /// The file or folder.
+    /// The file or folder under the store root that the operation touched.
     pub path: PathBuf,
-    /// Why.
+    /// What the operating system said.
     pub source: io::Error,
 }
 
@@ -37,7 +37,7 @@ fn err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 /// One stored object.
 #[derive(Debug, Clone, Copy)]
 pub struct ObjectInfo {
-    /// Bytes.
+    /// File length in bytes, read when indexed at open or at commit; summed for store figures.
     pub size: u64,
     /// Last time it was served or stored; eviction goes least recent first.
     pub last_access: SystemTime,
@@ -53,7 +53,7 @@ pub struct Store {
 /// Result of re-hashing the store.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ScrubReport {
-    /// Objects checked.
+    /// Objects re-hashed; objects deleted while the scrub ran are not counted.
     pub checked: usize,
     /// Objects moved to quarantine.
     pub quarantined: usize,

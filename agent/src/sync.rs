@@ -23,15 +23,15 @@ pub enum SyncError {
     /// The branch moved to a commit that does not descend from the applied one.
     #[error("commit {candidate} does not descend from applied commit {applied}; refusing a history rewrite")]
     NotForward {
-        /// Applied.
+        /// Full hex id of the commit the agent keeps serving.
         applied: String,
-        /// Offered.
+        /// Full hex id the branch now points to, which is refused.
         candidate: String,
     },
     /// The commit failed verification.
     #[error("commit {commit} is invalid: {problems}")]
     Invalid {
-        /// The commit.
+        /// Full hex id of the refused commit; the applied one stays in service.
         commit: String,
         /// What was wrong.
         problems: Problems,
@@ -39,9 +39,9 @@ pub enum SyncError {
     /// The state file could not be read or written.
     #[error("state file {path}: {message}")]
     State {
-        /// The file.
+        /// `<data_dir>/state.json`.
         path: PathBuf,
-        /// Why.
+        /// The I/O or JSON error, as text.
         message: String,
     },
     /// The git transport could not be set up.
@@ -64,7 +64,7 @@ impl SyncError {
 /// A verified commit that the agent applies.
 #[derive(Debug)]
 pub struct Applied {
-    /// Commit id.
+    /// Full hex commit id; persisted in `state.json` and becomes the commit the node serves.
     pub commit: String,
     /// The network it declares.
     pub network: Arc<Network>,
@@ -81,11 +81,11 @@ struct StateFile {
 /// Where and what to follow.
 #[derive(Debug, Clone)]
 pub struct SyncConfig {
-    /// Agent data folder.
+    /// Agent data folder; holds the `network.git` mirror and `state.json`.
     pub data_dir: PathBuf,
     /// Repository URL or path.
     pub url: String,
-    /// Branch.
+    /// Branch fetched on every sync; its head must descend from the applied commit.
     pub branch: String,
     /// Pinned root keys.
     pub anchor: TrustAnchor,

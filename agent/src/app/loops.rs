@@ -23,9 +23,7 @@ pub(super) async fn sync_loop(node: Arc<Node>, syncer: Syncer, shutdown: Cancell
     let syncer = Arc::new(Mutex::new(syncer));
     loop {
         let s = syncer.clone();
-        let result =
-            tokio::task::spawn_blocking(move || lock(&s).sync())
-                .await;
+        let result = tokio::task::spawn_blocking(move || lock(&s).sync()).await;
         match result {
             Ok(Ok(Some(applied))) => {
                 node.health().sync_error = None;
@@ -159,4 +157,3 @@ pub(super) async fn scrub_loop(node: Arc<Node>, shutdown: CancellationToken) {
         }
     }
 }
-

@@ -183,7 +183,10 @@ impl RunningAgent {
 
 /// Starts an agent: opens its store and mirror, resumes the last applied commit, binds its
 /// listeners and starts its loops. Returns once it is listening.
-pub async fn start(config: Config, shutdown: CancellationToken) -> Result<RunningAgent, StartError> {
+pub async fn start(
+    config: Config,
+    shutdown: CancellationToken,
+) -> Result<RunningAgent, StartError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
     let store = Store::open(&config.data_dir.join("store"))?;
@@ -194,7 +197,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         anchor: TrustAnchor { pinned: config.root_keys.clone() },
         ca_pem: config.repo_ca_pem.clone(),
     };
-    let (syncer, applied) = tokio::task::spawn_blocking(move || Syncer::open(sync_config)).await??;
+    let (syncer, applied) =
+        tokio::task::spawn_blocking(move || Syncer::open(sync_config)).await??;
     let limits = Limits { stall_timeout: config.stall_timeout, ..Limits::default() };
     let client = fetch::client(&limits)?;
     let fetcher = Fetcher { client, limits, limiter: None, concurrency: config.concurrency };
@@ -215,6 +219,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         let mut sc = ServerConfig::new(*listen);
         sc.tls = node.config.tls.clone();
         sc.threads = node.config.http_threads;
+        sc.max_connections = node.config.max_connections;
+        sc.max_connections_per_address = node.config.max_connections_per_address;
         let s = web::bind(sc, router.clone(), plain.clone(), shutdown.clone()).await?;
         addrs.push(s.local_addr);
         servers.push(s);

@@ -21,10 +21,10 @@
 use std::time::Duration;
 
 use axum::extract::{Path, State};
-use http::request::Parts;
 use axum::routing::{get, post};
 use axum::Router;
 use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use http::request::Parts;
 use http::{Response, StatusCode};
 
 use super::Role;
@@ -122,11 +122,16 @@ async fn blob(State(role): State<Role>, Path(hex): Path<String>, req: Parts) -> 
     if hex.len() != 64 || hex::decode_to_slice(&hex, &mut sha).is_err() {
         return response::text(StatusCode::BAD_REQUEST, "expected /.odi/v1/blob/<64 hex digits>");
     }
-    let missing =
-        || response::cache(response::text(StatusCode::NOT_FOUND, "object not held here"), response::CACHE_MISSING);
+    let missing = || {
+        response::cache(
+            response::text(StatusCode::NOT_FOUND, "object not held here"),
+            response::CACHE_MISSING,
+        )
+    };
     let Some(info) = node.store.info(&sha) else { return missing() };
     let Some(stored) = node.store.open_object(&sha).await else { return missing() };
-    file::serve(&req, stored, &ArtifactMeta { size: info.size, sha256: sha, last_modified: None }).await
+    file::serve(&req, stored, &ArtifactMeta { size: info.size, sha256: sha, last_modified: None })
+        .await
 }
 
 #[cfg(test)]

@@ -83,7 +83,12 @@ pub async fn serve_stored(
     let resp = file::serve(req, stored, &meta).await;
     if resp.status().is_success() && req.method == http::Method::GET {
         let m = &node.metrics;
-        m.inc("odi_served_total", "Artifact responses with bytes, per catalog.", &[("catalog", catalog)], 1.0);
+        m.inc(
+            "odi_served_total",
+            "Artifact responses with bytes, per catalog.",
+            &[("catalog", catalog)],
+            1.0,
+        );
         let len = resp
             .headers()
             .get(http::header::CONTENT_LENGTH)

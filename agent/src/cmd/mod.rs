@@ -13,15 +13,15 @@ pub enum CmdError {
     /// The repository has problems (already printed one per line).
     #[error("{count} problem(s) found")]
     Invalid {
-        /// How many.
+        /// Number of problems printed; the exit code is 1 whatever it is.
         count: usize,
     },
     /// Reading or writing a file failed.
     #[error("{path}: {source}")]
     Io {
-        /// The file.
+        /// The file, as named on the command line or derived from it (like `<file>.minisig`).
         path: std::path::PathBuf,
-        /// Why.
+        /// What the operating system said.
         source: std::io::Error,
     },
     /// git failed.

@@ -11,9 +11,9 @@ use super::CmdError;
 /// Options of `odi plan`.
 #[derive(Debug, Clone, Default)]
 pub struct PlanArgs {
-    /// Repository folder.
+    /// Network repository: its work tree is read, or its git objects when a commit is given.
     pub path: std::path::PathBuf,
-    /// Node name.
+    /// Relay or directory to plan, by its name in the network; unknown names are an error.
     pub node: String,
     /// Commit to plan (work tree when absent).
     pub commit: Option<String>,

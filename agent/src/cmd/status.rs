@@ -90,7 +90,12 @@ fn render_directory(out: &mut String, d: &DirectoryStatus) {
     let _ = writeln!(out, "downloads: {} total; {} hot artifacts", d.downloads, d.hot);
     for (name, p) in &d.peers {
         let live = if p.live { "live" } else { "DOWN" };
-        let _ = writeln!(out, "peer directory {name}: {live} ({}), commit {}", p.reason, short(&p.commit));
+        let _ = writeln!(
+            out,
+            "peer directory {name}: {live} ({}), commit {}",
+            p.reason,
+            short(&p.commit)
+        );
     }
     for relay in &d.relays {
         let state = if relay.healthy { "healthy" } else { "UNHEALTHY" };

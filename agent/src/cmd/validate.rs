@@ -10,7 +10,7 @@ use super::{source, CmdError};
 /// Options of `odi validate`.
 #[derive(Debug, Clone, Default)]
 pub struct ValidateArgs {
-    /// Repository folder.
+    /// Network repository: its work tree is read, or its git objects for `commit` and `since`.
     pub path: std::path::PathBuf,
     /// Read this commit's git objects instead of the work tree.
     pub commit: Option<String>,

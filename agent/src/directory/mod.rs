@@ -134,9 +134,7 @@ impl DirectoryMode {
 
     #[inline]
     fn region_counter(&self, region: Option<RegionId>) -> &Counter {
-        region
-            .and_then(|r| self.region_counters.get(r as usize))
-            .unwrap_or(&self.unknown_region)
+        region.and_then(|r| self.region_counters.get(r as usize)).unwrap_or(&self.unknown_region)
     }
 
     /// Adds the download counters to the Prometheus registry (called when `/metrics` renders).

@@ -19,8 +19,8 @@ use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
 use super::route::{artifact_url, Held};
 use crate::node::View;
-use crate::wire::Inventory;
 use crate::store::Store;
+use crate::wire::Inventory;
 
 /// Content checks per relay per round.
 pub const CHECKS_PER_ROUND: usize = 4;

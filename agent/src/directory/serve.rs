@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, State};
-use http::request::Parts;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE};
+use http::request::Parts;
 use http::{Method, Response, StatusCode};
 use odi_network::model::Artifact;
 use rand::Rng as _;
@@ -291,4 +291,3 @@ fn metalink_response(doc: String) -> Response<Body> {
     h.insert(CACHE_CONTROL, HeaderValue::from_static("private, no-cache"));
     r
 }
-

@@ -308,7 +308,6 @@ pub struct StatsDoc {
     pub origin: u64,
 }
 
-
 impl Stats {
     /// Statistics kept in memory only (tests, or a directory without a data folder).
     pub fn in_memory() -> Self {

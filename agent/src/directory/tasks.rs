@@ -293,4 +293,3 @@ async fn update_hot(dir: &Arc<DirectoryMode>) {
         node.install_extras(extras).await;
     }
 }
-

@@ -216,7 +216,8 @@ mod tests {
     #[tokio::test]
     async fn slots_add_up_after_evictions() {
         let a = Admission::new(3, 10);
-        let mut held: Vec<Ticket> = (0..3).map(|i| a.admit(ip(&format!("10.0.1.{i}"))).unwrap()).collect();
+        let mut held: Vec<Ticket> =
+            (0..3).map(|i| a.admit(ip(&format!("10.0.1.{i}"))).unwrap()).collect();
         for round in 0..20 {
             let t = a.admit(ip(&format!("10.0.2.{round}"))).unwrap();
             held.retain(|h| !h.evicted().is_cancelled());

@@ -25,7 +25,6 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, Re
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-
 /// Read buffer per connection. A request head that does not fit is not plain.
 const BUF: usize = 8 * 1024;
 /// Headers looked at; a request with more is handed to hyper (which allows more).
@@ -369,13 +368,12 @@ fn parse(bytes: &[u8], remote: SocketAddr, handler: &dyn PlainAnswer, out: &mut 
     let before = out.len();
     // A panicking answer must cost no more than on hyper's path: there the request gets a
     // 500; here it goes to hyper, which answers it (or catches that panic too).
-    let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        handler.answer(&request, out)
-    }))
-    .unwrap_or_else(|_| {
-        tracing::error!(%remote, "plain request handler panicked");
-        false
-    });
+    let answered =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.answer(&request, out)))
+            .unwrap_or_else(|_| {
+                tracing::error!(%remote, "plain request handler panicked");
+                false
+            });
     if answered {
         Parsed::Answered(len)
     } else {

@@ -38,9 +38,14 @@ impl Resp {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
-    /// Parses `raw`, a whole connection's output read to EOF, as one response.
+    /// Parses `raw`, a whole connection's output read to EOF, as one response to a GET.
     pub fn parse(raw: &[u8]) -> Option<Resp> {
-        let (resp, _) = parse_one(raw, false, true)?;
+        Self::parse_response(raw, false)
+    }
+
+    /// [`Resp::parse`] for the answer to a HEAD (`head_request`) or a GET.
+    pub fn parse_response(raw: &[u8], head_request: bool) -> Option<Resp> {
+        let (resp, _) = parse_one(raw, head_request, true)?;
         Some(resp)
     }
 }
@@ -236,4 +241,3 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         tokio::time::timeout(d, self.rd.read(&mut chunk)).await.is_err()
     }
 }
-

@@ -191,9 +191,10 @@ async fn a_directory_on_an_older_commit_is_taken_out() {
             .await
             .unwrap();
     eventually("both live", WAIT, || async {
-        status(&net.url("meta")).await.and_then(|s| s.directory).is_some_and(|d| {
-            live(&d, "dir-a") && live(&d, "dir-b")
-        })
+        status(&net.url("meta"))
+            .await
+            .and_then(|s| s.directory)
+            .is_some_and(|d| live(&d, "dir-a") && live(&d, "dir-b"))
     })
     .await;
 
@@ -204,9 +205,7 @@ async fn a_directory_on_an_older_commit_is_taken_out() {
     eventually("lagging dir-b taken out", WAIT, || async {
         status(&net.url("meta")).await.and_then(|s| s.directory).is_some_and(|d| {
             // dir-a must have pulled the new commit too, or it is lagging as well.
-            live(&d, "dir-a")
-                && !live(&d, "dir-b")
-                && reason(&d, "dir-b").starts_with("Lagging")
+            live(&d, "dir-a") && !live(&d, "dir-b") && reason(&d, "dir-b").starts_with("Lagging")
         })
     })
     .await;

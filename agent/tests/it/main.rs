@@ -3,10 +3,12 @@
 mod support;
 mod testnet;
 
+mod architecture;
 mod clients;
 mod demo;
 mod directory;
 mod federation;
+mod flood;
 mod relay;
 mod schemas;
 mod sync;

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use odi_agent::config::Config;
 use odi_agent::app::RunningAgent;
+use odi_agent::config::Config;
 use odi_network::builder::{commit_all, NetworkBuilder};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;

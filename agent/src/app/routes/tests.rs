@@ -1,1 +1,330 @@
-//! placeholder
+//! Every route of both modes through `oneshot`, without a socket: a relay and a directory node
+//! with a real store in a temporary folder and, where a test needs one, a small signed network
+//! applied as their view.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Body as AxumBody;
+use axum::extract::ConnectInfo;
+use http::{header, Method, Request, StatusCode};
+use http_body_util::BodyExt as _;
+use odi_network::builder::NetworkBuilder;
+use odi_network::raw::{ArtifactEntry, CatalogFile, DirectoryFile, RelayFile, Sha256};
+use odi_network::safe_path::ArtifactPath;
+use odi_network::units::ByteSize;
+use sha2::Digest as _;
+use tower::ServiceExt as _;
+
+use super::router;
+use crate::app::Role;
+use crate::config::{Config, RawConfig};
+use crate::directory::DirectoryMode;
+use crate::fetch::{self, Limits};
+use crate::node::Node;
+use crate::reconcile::Fetcher;
+use crate::relay::RelayMode;
+use crate::store::Store;
+
+const TOKEN: &str = "s3cret-token-of-the-test";
+const HELD: &[u8] = b"bytes the relay holds\n";
+const MISSING: &[u8] = b"bytes nobody holds yet\n";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    role: Role,
+}
+
+fn config(mode: &str, name: &str, dir: &Path) -> Config {
+    let key = odi_network::signature::generate_key().unwrap().public;
+    let token = dir.join("token");
+    std::fs::write(&token, TOKEN).unwrap();
+    let text = format!(
+        "mode = '{mode}'\nname = '{name}'\ndata_dir = '{d}'\nlisten = ['127.0.0.1:0']\n\
+         [repository]\nurl = '/nonexistent'\nroot_keys = ['{key}']\ntrigger_token_file = '{t}'\n",
+        d = dir.display(),
+        t = token.display()
+    );
+    let raw: RawConfig = toml::from_str(&text).unwrap();
+    Config::validate(raw, &dir.join("odi.toml")).unwrap()
+}
+
+fn entry(path: &str, bytes: &[u8]) -> ArtifactEntry {
+    ArtifactEntry {
+        path: ArtifactPath::new(path).unwrap(),
+        size: bytes.len() as u64,
+        sha256: Sha256(sha2::Sha256::digest(bytes).into()),
+        published: None,
+        expunged: None,
+    }
+}
+
+/// Catalog `c` (`held.txt`, `missing.txt`, `gone.txt` expunged), directory `d1`, relay `r1`.
+fn network() -> odi_network::Network {
+    let mut b = NetworkBuilder::new().unwrap();
+    let mut gone = entry("gone.txt", b"withdrawn");
+    gone.expunged = Some("corrupted upload".into());
+    b.catalogs.insert(
+        "c".into(),
+        CatalogFile {
+            serial: 1,
+            name: "c".into(),
+            description: "test catalog".into(),
+            origins: vec!["https://origin.example.org/c/".into()],
+            replicas: 1,
+            artifacts: vec![entry("held.txt", HELD), entry("missing.txt", MISSING), gone],
+            ..Default::default()
+        },
+    );
+    b.directories.insert(
+        "d1".into(),
+        DirectoryFile {
+            serial: 1,
+            name: "d1".into(),
+            url: "https://d1.example.net/".into(),
+            region: "eu".into(),
+            catalogs: vec!["c".into()],
+            ..Default::default()
+        },
+    );
+    b.relays.insert(
+        "r1".into(),
+        RelayFile {
+            serial: 1,
+            name: "r1".into(),
+            url: "https://r1.example.net/".into(),
+            region: "eu".into(),
+            contact: "ops@r1.example.net".into(),
+            quota: ByteSize(1 << 20),
+            directories: vec!["d1".into()],
+            catalogs: vec!["c".into()],
+            ..Default::default()
+        },
+    );
+    let tree = b.tree().unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    odi_network::load(&tree, &Default::default(), &Default::default(), now).unwrap().network
+}
+
+/// A node of `mode`, with the network applied when `applied`, and `HELD` in its store.
+async fn fixture(mode: &str, applied: bool) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let name = if mode == "relay" { "r1" } else { "d1" };
+    let config = config(mode, name, dir.path());
+    let store = Store::open(&dir.path().join("store")).unwrap();
+    let sha: [u8; 32] = sha2::Sha256::digest(HELD).into();
+    std::fs::write(store.partial_path(&sha), HELD).unwrap();
+    store.commit(&sha).unwrap();
+    let limits = Limits::default();
+    let fetcher =
+        Fetcher { client: fetch::client(&limits).unwrap(), limits, limiter: None, concurrency: 1 };
+    let node = Arc::new(Node::new(config, store, fetcher));
+    if applied {
+        let now = time::OffsetDateTime::now_utc();
+        node.install("c0ffee".into(), Arc::new(network()), Default::default(), now).await;
+    }
+    let role = if mode == "relay" {
+        Role::Relay(Arc::new(RelayMode { node }))
+    } else {
+        Role::Directory(Arc::new(DirectoryMode::open(node).unwrap()))
+    };
+    Fixture { _dir: dir, role }
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: http::HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+}
+
+async fn call(f: &Fixture, req: Request<AxumBody>) -> Answer {
+    let mut req = req;
+    let remote: SocketAddr = "192.0.2.10:40000".parse().unwrap();
+    req.extensions_mut().insert(ConnectInfo(remote));
+    let resp = router(&f.role).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.unwrap().to_bytes().to_vec();
+    Answer { status, headers, body }
+}
+
+fn req(method: Method, path: &str) -> Request<AxumBody> {
+    Request::builder()
+        .method(method)
+        .uri(path)
+        .header(header::HOST, "t")
+        .body(AxumBody::empty())
+        .unwrap()
+}
+
+async fn get(f: &Fixture, path: &str) -> Answer {
+    call(f, req(Method::GET, path)).await
+}
+
+#[tokio::test]
+async fn common_routes_answer_alike_in_both_modes() {
+    for mode in ["relay", "directory"] {
+        let f = fixture(mode, true).await;
+        let a = get(&f, "/healthz").await;
+        assert_eq!((a.status, a.body.as_slice()), (StatusCode::OK, &b"ok\n"[..]), "{mode}");
+
+        let a = get(&f, "/metrics").await;
+        assert_eq!(a.status, StatusCode::OK, "{mode}");
+        assert!(a.header("content-type").starts_with("text/plain"), "{mode}");
+        assert!(String::from_utf8_lossy(&a.body).contains("odi_store_objects 1"), "{mode}");
+
+        let a = get(&f, "/.odi/v1/status").await;
+        assert_eq!(a.status, StatusCode::OK, "{mode}");
+        let doc: crate::status::StatusDoc = serde_json::from_slice(&a.body).unwrap();
+        assert_eq!((doc.mode.as_str(), doc.commit.as_deref()), (mode, Some("c0ffee")));
+        assert_eq!(doc.directory.is_some(), mode == "directory");
+
+        let a = get(&f, "/.odi/v1/inventory").await;
+        let inv: crate::wire::Inventory = serde_json::from_slice(&a.body).unwrap();
+        let held: Vec<&str> = inv.artifacts.iter().map(|i| i.path.as_str()).collect();
+        assert_eq!(held, ["held.txt"], "{mode}");
+
+        let sha = hex::encode(sha2::Sha256::digest(HELD));
+        let a = get(&f, &format!("/.odi/v1/blob/{sha}")).await;
+        assert_eq!((a.status, a.body.as_slice()), (StatusCode::OK, HELD), "{mode}");
+        let a = get(&f, &format!("/.odi/v1/blob/{}", "0".repeat(64))).await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{mode}");
+        assert_eq!(a.header("cache-control"), "public, max-age=60", "{mode}");
+        assert_eq!(get(&f, "/.odi/v1/blob/xyz").await.status, StatusCode::BAD_REQUEST);
+
+        let a = get(&f, "/no/such/route").await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{mode}");
+        assert_eq!(a.header("cache-control"), "public, max-age=60", "{mode}");
+    }
+}
+
+#[tokio::test]
+async fn methods_get_405_with_allow_and_head_works_in_both_modes() {
+    // (method, path, status, Allow)
+    let cases: &[(Method, &str, u16, &str)] = &[
+        (Method::POST, "/healthz", 405, "GET,HEAD"),
+        (Method::DELETE, "/metrics", 405, "GET,HEAD"),
+        (Method::PUT, "/.odi/v1/status", 405, "GET,HEAD"),
+        (Method::POST, "/r/c/held.txt", 405, "GET,HEAD"),
+        (Method::GET, "/.odi/v1/sync", 405, "POST"),
+        (Method::HEAD, "/healthz", 200, ""),
+    ];
+    for mode in ["relay", "directory"] {
+        let f = fixture(mode, true).await;
+        for (method, path, status, allow) in cases {
+            let a = call(&f, req(method.clone(), path)).await;
+            assert_eq!(a.status.as_u16(), *status, "{mode} {method} {path}");
+            assert_eq!(a.header("allow").replace(' ', ""), *allow, "{mode} {method} {path}");
+            if *method == Method::HEAD {
+                assert!(a.body.is_empty(), "{mode}: HEAD has no body");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn http11_without_host_is_400_in_both_modes() {
+    for mode in ["relay", "directory"] {
+        let f = fixture(mode, true).await;
+        let r = Request::builder().uri("/healthz").body(AxumBody::empty()).unwrap();
+        assert_eq!(call(&f, r).await.status, StatusCode::BAD_REQUEST, "{mode}");
+    }
+}
+
+#[tokio::test]
+async fn sync_trigger_wants_the_bearer_token() {
+    let f = fixture("relay", true).await;
+    let with = |auth: Option<&str>| {
+        let mut b =
+            Request::builder().method(Method::POST).uri("/.odi/v1/sync").header(header::HOST, "t");
+        if let Some(a) = auth {
+            b = b.header(header::AUTHORIZATION, a);
+        }
+        b.body(AxumBody::empty()).unwrap()
+    };
+    assert_eq!(call(&f, with(None)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(call(&f, with(Some("Bearer wrong"))).await.status, StatusCode::UNAUTHORIZED);
+    let ok = format!("Bearer {TOKEN}");
+    assert_eq!(call(&f, with(Some(&ok))).await.status, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn relay_artifact_answers() {
+    let f = fixture("relay", true).await;
+    // (path, status, Cache-Control, Location prefix)
+    let cases: &[(&str, u16, &str, &str)] = &[
+        ("/r/c/held.txt", 200, "public, no-cache", ""),
+        (
+            "/r/c/missing.txt",
+            302,
+            "private, no-cache",
+            "https://d1.example.net/r/c/missing.txt?odi-via=r1",
+        ),
+        ("/r/c/gone.txt", 410, "public, max-age=60", ""),
+        ("/r/c/nothing.txt", 404, "public, max-age=60", ""),
+        ("/r/c/held.txt.meta4", 404, "public, max-age=60", ""),
+        ("/r/c/../etc/passwd", 400, "", ""),
+        ("/r/c/%2e%2e/x", 400, "", ""),
+    ];
+    for (path, status, cache, location) in cases {
+        let a = get(&f, path).await;
+        assert_eq!(a.status.as_u16(), *status, "{path}: {}", String::from_utf8_lossy(&a.body));
+        assert_eq!(a.header("cache-control"), *cache, "{path}");
+        assert_eq!(a.header("location"), *location, "{path}");
+    }
+    let a = get(&f, "/r/c/held.txt").await;
+    assert_eq!(a.body, HELD);
+    assert!(a.header("etag").starts_with('"') && !a.header("repr-digest").is_empty());
+    // Directory-only routes are not a relay's.
+    assert_eq!(get(&f, "/.odi/v1/hot").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(get(&f, "/.odi/v1/stats").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn directory_artifact_answers() {
+    let f = fixture("directory", true).await;
+    // No relay has been probed healthy, so the directory serves its own copy or sends the
+    // client to the origin. (path, status, Cache-Control, Location)
+    let cases: &[(&str, u16, &str, &str)] = &[
+        ("/r/c/held.txt", 200, "public, no-cache", ""),
+        ("/r/c/missing.txt", 302, "private, no-cache", "https://origin.example.org/c/missing.txt"),
+        ("/r/c/gone.txt", 410, "public, max-age=60", ""),
+        ("/r/c/nothing.txt", 404, "public, max-age=60", ""),
+        ("/r/other/x.txt", 404, "public, max-age=60", ""),
+    ];
+    for (path, status, cache, location) in cases {
+        let a = get(&f, path).await;
+        assert_eq!(a.status.as_u16(), *status, "{path}: {}", String::from_utf8_lossy(&a.body));
+        assert_eq!(a.header("cache-control"), *cache, "{path}");
+        assert_eq!(a.header("location"), *location, "{path}");
+    }
+    let a = get(&f, "/r/c/missing.txt").await;
+    assert!(a.header("repr-digest").starts_with("sha-256=:"), "digests on the origin redirect");
+    let a = get(&f, "/r/c/held.txt.meta4").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&a.body).contains("<metalink"));
+
+    let a = get(&f, "/.odi/v1/hot").await;
+    let hot: crate::wire::HotList = serde_json::from_slice(&a.body).unwrap();
+    assert!(hot.artifacts.is_empty());
+    let a = get(&f, "/.odi/v1/stats").await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(serde_json::from_slice::<serde_json::Value>(&a.body).is_ok());
+}
+
+#[tokio::test]
+async fn before_any_commit_artifacts_are_503() {
+    for mode in ["relay", "directory"] {
+        let f = fixture(mode, false).await;
+        let a = get(&f, "/r/c/held.txt").await;
+        assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{mode}");
+        assert_eq!(get(&f, "/healthz").await.status, StatusCode::OK, "{mode}");
+    }
+}

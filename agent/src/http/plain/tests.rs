@@ -15,11 +15,11 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::PlainAnswer;
 use super::{
     http_date, keep_date_fresh, parse, Parsed, PlainRequest, PlainResponse, Rewind, BUF, DATE,
     MAX_HEADERS,
 };
-use super::PlainAnswer;
 use crate::http::response;
 use crate::http::server::{bind, RunningServer, ServerConfig};
 use crate::http::testing::{Client, Reader, Resp, WAIT};
@@ -106,7 +106,8 @@ async fn start(tweak: impl FnOnce(&mut ServerConfig)) -> Fixture {
     cfg.threads = 3;
     tweak(&mut cfg);
     let shutdown = CancellationToken::new();
-    let server = bind(cfg, hyper_router(), Some(Arc::new(TestHandler)), shutdown.clone()).await.unwrap();
+    let server =
+        bind(cfg, hyper_router(), Some(Arc::new(TestHandler)), shutdown.clone()).await.unwrap();
     Fixture { addr: server.local_addr, shutdown, server }
 }
 
@@ -203,8 +204,9 @@ fn classify(bytes: &[u8]) -> (Kind, Vec<u8>) {
 fn parse_tells_plain_heads_from_others() {
     let simple = "GET /plain/a HTTP/1.1\r\nHost: t\r\n\r\n";
     let many = |n: usize| {
-        let mut s = String::from("GET /plain/a HTTP/1.1\r\n");
-        for i in 0..n {
+        // Host plus n - 1 others: n fields in all.
+        let mut s = String::from("GET /plain/a HTTP/1.1\r\nHost: t\r\n");
+        for i in 1..n {
             s.push_str(&format!("X-H{i}: v\r\n"));
         }
         s.push_str("\r\n");
@@ -215,20 +217,28 @@ fn parse_tells_plain_heads_from_others() {
         ("GET", simple.to_owned(), Kind::Answered(simple.len())),
         ("HEAD", head("/plain/a"), Kind::Answered(head("/plain/a").len())),
         ("followed by more", pipelined, Kind::Answered(simple.len())),
-        ("no headers", "GET /plain/a HTTP/1.1\r\n\r\n".into(), Kind::Answered(25)),
+        // RFC 9112 section 3.2: exactly one Host; the router answers the others with 400.
+        ("no Host", "GET /plain/a HTTP/1.1\r\n\r\n".into(), Kind::Other),
+        ("two Hosts", "GET /plain/a HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n".into(), Kind::Other),
+        ("Host only", "GET /plain/a HTTP/1.1\r\nhost: t\r\n\r\n".into(), Kind::Answered(34)),
         ("bare LF", "GET /plain/a HTTP/1.1\nHost: t\n\n".into(), Kind::Answered(31)),
         ("accepted query", get("/plain/a?x=1"), Kind::Answered(get("/plain/a?x=1").len())),
         (
             "keep-alive",
-            "GET /plain/a HTTP/1.1\r\nConnection: Keep-Alive\r\n\r\n".into(),
-            Kind::Answered(49),
+            "GET /plain/a HTTP/1.1\r\nHost: t\r\nConnection: Keep-Alive\r\n\r\n".into(),
+            Kind::Answered(58),
         ),
         (
             "keep-alive twice",
-            "GET /plain/a HTTP/1.1\r\nConnection: keep-alive , keep-alive\r\n\r\n".into(),
-            Kind::Answered(62),
+            "GET /plain/a HTTP/1.1\r\nHost: t\r\nConnection: keep-alive , keep-alive\r\n\r\n"
+                .into(),
+            Kind::Answered(71),
         ),
-        ("TE", "GET /plain/a HTTP/1.1\r\nTE: trailers\r\n\r\n".into(), Kind::Answered(39)),
+        (
+            "TE",
+            "GET /plain/a HTTP/1.1\r\nHost: t\r\nTE: trailers\r\n\r\n".into(),
+            Kind::Answered(48),
+        ),
         (
             "as many headers as looked at",
             many(MAX_HEADERS),
@@ -382,9 +392,9 @@ fn parse_shows_the_handler_the_request_as_sent() {
             "GET /r/a%20b/c?x=1&y=%2F HTTP/1.1\r\nHost: t\r\nX-Multi: one\r\nx-multi: two\r\nX-Other: 3\r\n\r\n",
             r#"head=false path=/r/a%20b/c query=Some("x=1&y=%2F") remote=192.0.2.7:4567 names=["Host", "X-Multi", "x-multi", "X-Other"] multi=["one", "two"] last=Some("two")"#,
         ),
-        ("HEAD /q? HTTP/1.1\r\n\r\n", r#"head=true path=/q query=Some("") remote=192.0.2.7:4567 names=[] multi=[] last=None"#),
-        ("GET /a?b?c HTTP/1.1\r\n\r\n", r#"head=false path=/a query=Some("b?c") remote=192.0.2.7:4567 names=[] multi=[] last=None"#),
-        ("GET / HTTP/1.1\r\nX-Multi:\r\n\r\n", r#"head=false path=/ query=None remote=192.0.2.7:4567 names=["X-Multi"] multi=[""] last=Some("")"#),
+        ("HEAD /q? HTTP/1.1\r\nHost: t\r\n\r\n", r#"head=true path=/q query=Some("") remote=192.0.2.7:4567 names=["Host"] multi=[] last=None"#),
+        ("GET /a?b?c HTTP/1.1\r\nHost: t\r\n\r\n", r#"head=false path=/a query=Some("b?c") remote=192.0.2.7:4567 names=["Host"] multi=[] last=None"#),
+        ("GET / HTTP/1.1\r\nHost: t\r\nX-Multi:\r\n\r\n", r#"head=false path=/ query=None remote=192.0.2.7:4567 names=["Host", "X-Multi"] multi=[""] last=Some("")"#),
     ];
     for (bytes, want) in cases {
         let mut out = Vec::new();
@@ -572,7 +582,10 @@ async fn long_pipelines_straddle_the_buffer() {
         let method = if i % 3 == 1 { "HEAD" } else { "GET" };
         // Mostly small heads, so that a buffer holds answers worth more than a buffer.
         let pad = "p".repeat(if i % 50 == 7 { 300 + i } else { i * 7 % 13 });
-        all.push_str(&format!("{method} {} HTTP/1.1\r\nX-Pad: {pad}\r\n\r\n", target(i)));
+        all.push_str(&format!(
+            "{method} {} HTTP/1.1\r\nHost: t\r\nX-Pad: {pad}\r\n\r\n",
+            target(i)
+        ));
     }
     assert!(all.len() > 8 * BUF);
     let mut c = Client::connect(f.addr).await;
