@@ -17,6 +17,10 @@
 # unless --keep is given. Missing tools are installed with apt-get (Debian).
 # Runs are interleaved (odi, reference, reference, odi, ...) so drift in the machine's load
 # hits both sides alike; the servers are measured one at a time.
+#
+# ODI_BEFORE=/path/to/an/older/odi adds that binary as a third side of figures 1 and 2 (its
+# own relay and directory, with copies of the same data), interleaved in the same runs, and
+# reports after/before ratios: how a change moved the figures, measured side by side.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -182,6 +186,16 @@ mem_under_load() {
     MEM="$before $peak $after $hwm $raw"
 }
 
+# order I SIDES...: the sides in turn, rotated by run number so none is always first.
+order_of() {
+    local i=$1; shift
+    local sides=("$@") n=$# k out=()
+    for k in $(seq 0 $((n - 1))); do out+=("${sides[$(( (k + i) % n ))]}"); done
+    echo "${out[*]}"
+}
+BEFORE=${ODI_BEFORE:-}
+[ -z "$BEFORE" ] || [ -x "$BEFORE" ] || die "ODI_BEFORE=$BEFORE is not an executable"
+
 SUMMARY=()
 DETAILS=()
 add() { SUMMARY+=("$*"); }
@@ -227,6 +241,21 @@ wait_for 600 "the relay to report Ready (log: $WORK/relay.log)" relay_ready
 cmp -s <(curl -sf "$RELAY_URL/r/bench/small.bin") "$WORK/origin/small.bin" || die "the relay serves wrong bytes"
 curl -sf -o /dev/null -r 0-0 "$NGINX_URL/r/big.bin" || die "nginx does not serve the artifact"
 
+if [ -n "$BEFORE" ]; then
+    log "starting the ODI_BEFORE relay on a copy of the relay's data"
+    BRELAY_PORT=$(free_port)
+    cp -a "$WORK/net/bench-relay-data" "$WORK/net/before-relay-data"
+    sed -e "s#127.0.0.1:$RELAY_PORT#127.0.0.1:$BRELAY_PORT#" -e "s#bench-relay-data#before-relay-data#" \
+        "$WORK/net/relay.toml" > "$WORK/net/before-relay.toml"
+    ODI_LOG=warn "$BEFORE" agent --config "$WORK/net/before-relay.toml" > "$WORK/before-relay.log" 2>&1 &
+    BRELAY_PID=$!
+    PIDS+=("$BRELAY_PID")
+    BRELAY_URL="http://127.0.0.1:$BRELAY_PORT"
+    brelay_ready() { curl -sf "$BRELAY_URL/.odi/v1/status" | grep -q '"type":"Ready","status":true'; }
+    wait_for 600 "the ODI_BEFORE relay to report Ready (log: $WORK/before-relay.log)" brelay_ready
+    find "$WORK/net/before-relay-data" -type f -size +1000M -exec cat {} + > /dev/null
+fi
+
 # Both copies of the 1 GiB file in the page cache before measuring.
 cat "$WORK/origin/big.bin" > /dev/null
 find "$WORK/net/bench-relay-data" -type f -size +1000M -exec cat {} + > /dev/null
@@ -234,18 +263,26 @@ find "$WORK/net/bench-relay-data" -type f -size +1000M -exec cat {} + > /dev/nul
 # ---------------------------------------------------------------- 1. relay bytes/s
 if want 1; then
 log "1. relay vs nginx static: $RUNS x ${DUR}s each, wrk -t2 -c4"
-odi_bps=(); ngx_bps=(); odi_cpg=(); ngx_cpg=()
+odi_bps=(); ngx_bps=(); odi_cpg=(); ngx_cpg=(); bef_bps=(); bef_cpg=()
+sides=(odi nginx); [ -n "$BEFORE" ] && sides+=(before)
 for i in $(seq 1 "$RUNS"); do
-    order="odi nginx"; [ $((i % 2)) = 0 ] && order="nginx odi"
-    for who in $order; do
-        if [ "$who" = odi ]; then url="$RELAY_URL/r/bench/big.bin"; pid=$RELAY_PID; else url="$NGINX_URL/r/big.bin"; pid=$NGINX_PID; fi
+    for who in $(order_of "$i" "${sides[@]}"); do
+        case "$who" in
+            odi) url="$RELAY_URL/r/bench/big.bin"; pid=$RELAY_PID ;;
+            before) url="$BRELAY_URL/r/bench/big.bin"; pid=$BRELAY_PID ;;
+            *) url="$NGINX_URL/r/big.bin"; pid=$NGINX_PID ;;
+        esac
         c0=$(cpu_ticks "$pid")
         wrk_run -t2 -c4 -d"${DUR}s" --timeout 120s "$url"
         c1=$(cpu_ticks "$pid")
         read -r bytes dur _ errs _ _ <<<"$WRK"
         bps=$(calc "$bytes / ($dur / 1e6)")
         cpg=$(calc "(($c1 - $c0) / $TICK) / ($bytes / 1e9)") # server CPU seconds per GB sent
-        if [ "$who" = odi ]; then odi_bps+=("$bps"); odi_cpg+=("$cpg"); else ngx_bps+=("$bps"); ngx_cpg+=("$cpg"); fi
+        case "$who" in
+            odi) odi_bps+=("$bps"); odi_cpg+=("$cpg") ;;
+            before) bef_bps+=("$bps"); bef_cpg+=("$cpg") ;;
+            *) ngx_bps+=("$bps"); ngx_cpg+=("$cpg") ;;
+        esac
         detail "1 run $i $who $(fmt "$(calc "$bps / 1e9")" 3) GB/s, server CPU $(fmt "$cpg" 3) s/GB, errors=$errs"
     done
 done
@@ -253,6 +290,11 @@ O=$(printf '%s\n' "${odi_bps[@]}" | median); N=$(printf '%s\n' "${ngx_bps[@]}" |
 OC=$(printf '%s\n' "${odi_cpg[@]}" | median); NC=$(printf '%s\n' "${ngx_cpg[@]}" | median)
 add "$(printf '1. Relay bytes/s, 1 GiB artifact (wrk -t2 -c4, %ss x %s)\n   odi relay %s GB/s   nginx sendfile %s GB/s   ratio %sx  (target >= 0.90x: %s)\n   server CPU per GB sent: odi %s s, nginx %s s' \
     "$DUR" "$RUNS" "$(fmt "$(calc "$O/1e9")")" "$(fmt "$(calc "$N/1e9")")" "$(fmt "$R" 3)" "$(verdict "$R" 0.9)" "$(fmt "$OC" 3)" "$(fmt "$NC" 3)")"
+if [ -n "$BEFORE" ]; then
+    B=$(printf '%s\n' "${bef_bps[@]}" | median); BC=$(printf '%s\n' "${bef_cpg[@]}" | median)
+    add "$(printf '   ODI_BEFORE relay %s GB/s, server CPU %s s/GB   after/before ratio %sx' \
+        "$(fmt "$(calc "$B/1e9")")" "$(fmt "$BC" 3)" "$(fmt "$(calc "$O / $B")" 3)")"
+fi
 
 log "1b. memory under 64 concurrent downloads (${DUR}s each)"
 mem_under_load "$RELAY_PID" "$RELAY_URL/r/bench/big.bin"
@@ -277,21 +319,43 @@ routed() { [ "$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "$DIR_URL
 wait_for 600 "the directory to redirect to the relay (log: $WORK/directory.log)" routed
 [ "$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "$NGINX_URL/redirect/bench/small.bin")" = "302 $RELAY_URL/r/bench/small.bin" ] \
     || die "nginx does not redirect"
+if [ -n "$BEFORE" ]; then
+    log "starting the ODI_BEFORE directory on a copy of the directory's data"
+    BDIR_PORT=$(free_port)
+    cp -a "$WORK/net/bench-dir-data" "$WORK/net/before-dir-data"
+    rm -f "$WORK/net/before-dir-data/stats.redb"
+    sed -e "s#127.0.0.1:$DIR_PORT#127.0.0.1:$BDIR_PORT#" -e "s#bench-dir-data#before-dir-data#" \
+        "$WORK/net/directory.toml" > "$WORK/net/before-directory.toml"
+    ODI_LOG=warn "$BEFORE" agent --config "$WORK/net/before-directory.toml" > "$WORK/before-directory.log" 2>&1 &
+    BDIR_PID=$!
+    PIDS+=("$BDIR_PID")
+    BDIR_URL="http://127.0.0.1:$BDIR_PORT"
+    brouted() { [ "$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "$BDIR_URL/r/bench/small.bin")" = "302 $RELAY_URL/r/bench/small.bin" ]; }
+    wait_for 600 "the ODI_BEFORE directory to redirect (log: $WORK/before-directory.log)" brouted
+fi
 sleep 2
 
 log "2. directory vs nginx return 302: $RUNS x ${DUR}s each, wrk -t2 -c64 --latency"
-odi_rps=(); ngx_rps=(); odi_p99=(); ngx_p99=(); odi_cpr=(); ngx_cpr=()
+odi_rps=(); ngx_rps=(); odi_p99=(); ngx_p99=(); odi_cpr=(); ngx_cpr=(); bef_rps=(); bef_cpr=()
+sides=(odi nginx); [ -n "$BEFORE" ] && sides+=(before)
 for i in $(seq 1 "$RUNS"); do
-    order="odi nginx"; [ $((i % 2)) = 0 ] && order="nginx odi"
-    for who in $order; do
-        if [ "$who" = odi ]; then url="$DIR_URL/r/bench/small.bin"; pid=$DIR_PID; else url="$NGINX_URL/redirect/bench/small.bin"; pid=$NGINX_PID; fi
+    for who in $(order_of "$i" "${sides[@]}"); do
+        case "$who" in
+            odi) url="$DIR_URL/r/bench/small.bin"; pid=$DIR_PID ;;
+            before) url="$BDIR_URL/r/bench/small.bin"; pid=$BDIR_PID ;;
+            *) url="$NGINX_URL/redirect/bench/small.bin"; pid=$NGINX_PID ;;
+        esac
         c0=$(cpu_ticks "$pid")
         wrk_run -t2 -c64 -d"${DUR}s" --timeout 10s --latency "$url"
         c1=$(cpu_ticks "$pid")
         read -r _ dur reqs errs _ p99 <<<"$WRK"
         rps=$(calc "$reqs / ($dur / 1e6)")
         cpr=$(calc "(($c1 - $c0) / $TICK) * 1e6 / $reqs") # server CPU microseconds per redirect
-        if [ "$who" = odi ]; then odi_rps+=("$rps"); odi_p99+=("$p99"); odi_cpr+=("$cpr"); else ngx_rps+=("$rps"); ngx_p99+=("$p99"); ngx_cpr+=("$cpr"); fi
+        case "$who" in
+            odi) odi_rps+=("$rps"); odi_p99+=("$p99"); odi_cpr+=("$cpr") ;;
+            before) bef_rps+=("$rps"); bef_cpr+=("$cpr") ;;
+            *) ngx_rps+=("$rps"); ngx_p99+=("$p99"); ngx_cpr+=("$cpr") ;;
+        esac
         detail "2 run $i $who $(fmt "$rps" 0) req/s, p99 $(fmt "$(calc "$p99/1000")" 2) ms, server CPU $(fmt "$cpr" 1) us/redirect, errors=$errs"
     done
 done
@@ -302,8 +366,15 @@ add "$(printf '2. Directory redirects/s (wrk -t2 -c64 --latency, %ss x %s)\n   o
     "$DUR" "$RUNS" "$(fmt "$O" 0)" "$(fmt "$(calc "$OP/1000")")" "$(fmt "$N" 0)" "$(fmt "$(calc "$NP/1000")")" "$(fmt "$R" 3)" "$(verdict "$R" 1.0)" \
     "$(fmt "$OC" 1)" "$(fmt "$NC" 1)" "$(fmt "$(calc "$NC / $OC")")")"
 
+if [ -n "$BEFORE" ]; then
+    B=$(printf '%s\n' "${bef_rps[@]}" | median); BC=$(printf '%s\n' "${bef_cpr[@]}" | median)
+    add "$(printf '   ODI_BEFORE directory %s req/s, server CPU %s us/redirect   after/before ratio %sx' \
+        "$(fmt "$B" 0)" "$(fmt "$BC" 1)" "$(fmt "$(calc "$O / $B")" 3)")"
+fi
+
 # The servers are not needed any more: stop them so the CPU figures below run alone.
 stop "$DIR_PID"; stop "$RELAY_PID"; stop "$NGINX_PID"
+[ -z "$BEFORE" ] || { stop "$BDIR_PID"; stop "$BRELAY_PID"; }
 
 fi
 

@@ -18,15 +18,15 @@ pub enum ConfigError {
     /// The file could not be read.
     #[error("{path}: {source}")]
     Read {
-        /// The file.
+        /// The configuration file, as passed to [`Config::load`].
         path: PathBuf,
-        /// Why.
+        /// What the operating system said.
         source: std::io::Error,
     },
     /// TOML or unknown fields.
     #[error("{path}: {message}")]
     Parse {
-        /// The file.
+        /// The configuration file, as passed to [`Config::load`].
         path: PathBuf,
         /// What serde said.
         message: String,
@@ -34,9 +34,9 @@ pub enum ConfigError {
     /// A value is out of range or malformed.
     #[error("{path}: {field}: {message}")]
     Invalid {
-        /// The file.
+        /// The configuration file, as passed to [`Config::validate`].
         path: PathBuf,
-        /// Which field.
+        /// Dotted TOML key of the bad value, like `reconcile.concurrency`.
         field: String,
         /// What is wrong.
         message: String,
@@ -54,7 +54,7 @@ pub enum Mode {
 }
 
 impl Mode {
-    /// Lowercase name.
+    /// The spelling of the `mode` key in the file; also what the status document and logs show.
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Relay => "relay",
@@ -182,16 +182,16 @@ pub struct RawDirectory {
     pub max_links: Option<usize>,
 }
 
-/// Validated configuration.
+/// Validated configuration: defaults filled in, paths resolved against the file's folder.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Role.
+    /// Decides whether the agent starts as a relay or a directory; fixed for the process.
     pub mode: Mode,
-    /// Node name.
+    /// The key of this node's entry in the network repository, checked as a safe name.
     pub name: String,
-    /// Data folder.
+    /// Holds `network.git`, `state.json` and `store/` (and a directory's `stats.redb`).
     pub data_dir: PathBuf,
-    /// Listen addresses.
+    /// At least one; each address gets its own listener with the same TLS and limits.
     pub listen: Vec<SocketAddr>,
     /// Threads serving the connections of each listen address.
     pub http_threads: usize,
@@ -199,44 +199,44 @@ pub struct Config {
     pub max_connections: usize,
     /// Connections served at once for one client address (`usize::MAX`: no limit).
     pub max_connections_per_address: usize,
-    /// Repository URL.
+    /// A `://` URL as written, or a local path resolved against the config file's folder.
     pub repo_url: String,
-    /// Branch.
+    /// Branch to follow (default `main`); only fast-forwards of it are applied.
     pub branch: String,
-    /// Pinned root keys.
+    /// At least one; the root chain is verified from these (base64 or `.pub` files).
     pub root_keys: Vec<PublicKey>,
-    /// Pull interval.
+    /// Time between pulls, at least 100ms; jittered by 10% so a fleet does not pull in lockstep.
     pub pull_interval: Duration,
-    /// Token for the sync trigger.
+    /// Bearer token of `POST /.odi/v1/sync`, 16 characters or more; `None`: no trigger (404).
     pub trigger_token: Option<String>,
     /// Extra CA for the repository.
     pub repo_ca_pem: Option<Vec<u8>>,
-    /// TLS files.
+    /// Certificate and key for HTTPS on every listen address; `None` serves plain HTTP.
     pub tls: Option<TlsFiles>,
-    /// Parallel downloads.
+    /// Downloads the reconcile loop runs at once (1 to 256, default 4).
     pub concurrency: usize,
-    /// Stall timeout.
+    /// A download is aborted when headers or the next body chunk take longer (default 30s).
     pub stall_timeout: Duration,
     /// Scrub interval; zero disables.
     pub scrub_interval: Duration,
     /// Retry delay for failed downloads.
     pub retry_after: Duration,
-    /// Directory settings.
+    /// Validated `[directory]`; filled with defaults in relay mode too, where nothing reads it.
     pub directory: DirectoryConfig,
 }
 
 /// Validated `[directory]`.
 #[derive(Debug, Clone)]
 pub struct DirectoryConfig {
-    /// Probe interval.
+    /// Time between probe rounds, jittered by 10% (default 30s); probe timeouts derive from it.
     pub probe_interval: Duration,
     /// Prefix to region, longest prefix wins.
     pub regions: Vec<(IpNet, String)>,
-    /// MaxMind database path.
+    /// A MaxMind database; this build cannot read one, so a directory refuses to start.
     pub geoip_db: Option<PathBuf>,
-    /// Trusted proxies.
+    /// Peers whose `X-Forwarded-For` decides a client's region; a bare address is a /32 or /128.
     pub trusted_proxies: Vec<IpNet>,
-    /// Hot threshold per hour.
+    /// An artifact with more downloads than this in the last hour is hot (default 100).
     pub hot_threshold: u64,
     /// Extra replicas for hot artifacts.
     pub hot_extra_replicas: u32,

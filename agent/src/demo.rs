@@ -79,9 +79,9 @@ pub const DIRECTORIES: [(&str, &str, &str); 2] =
 /// One relay's offer in the demo.
 #[derive(Debug, Clone, Copy)]
 pub struct RelaySpec {
-    /// Name.
+    /// Its name in the network, the node table and the `agents/<name>/` folder.
     pub name: &'static str,
-    /// Region.
+    /// Written into its relay file and shown in the node table; `eu` or `us`, as directories.
     pub region: &'static str,
     /// Quota in MiB; different per relay, so the assignment's weighting shows.
     pub quota_mib: u64,
@@ -91,7 +91,7 @@ pub struct RelaySpec {
     pub directories: &'static [&'static str],
 }
 
-/// The relays.
+/// The three relays the demo network declares, each started as its own agent.
 ///
 /// `pypi` (tag `python`) and `maven` (tag `java`) have exactly two subscribers each, so with
 /// two replicas each of those relays holds the whole catalog: the simple index links the
@@ -134,7 +134,7 @@ pub enum DemoError {
     /// A file or folder.
     #[error("{path}: {reason}")]
     Io {
-        /// Which.
+        /// The demo folder, or the file or folder in it, that could not be created or written.
         path: PathBuf,
         /// Why (not `source`: the message already says it, and anyhow would repeat it).
         reason: std::io::Error,
@@ -145,9 +145,9 @@ pub enum DemoError {
     /// The entry point's address is taken.
     #[error("cannot listen on {addr}: {reason} (choose another with --listen)")]
     Listen {
-        /// The address.
+        /// The `--listen` address, bound once up front so a taken port fails before any work.
         addr: SocketAddr,
-        /// Why.
+        /// What the operating system said.
         reason: std::io::Error,
     },
     /// A catalog layout is wrong (a bug in a layout function).
@@ -156,7 +156,7 @@ pub enum DemoError {
     /// Writing the network.
     #[error("writing the network: {0}")]
     Build(#[from] BuildError),
-    /// git.
+    /// Setting the git identity in the demo repository, so a person can commit to it.
     #[error("git: {0}")]
     Git(#[from] git2::Error),
     /// The origin server.
@@ -168,15 +168,15 @@ pub enum DemoError {
     /// An agent could not be started.
     #[error("cannot start {name}: {reason}")]
     Spawn {
-        /// Node.
+        /// The node whose `odi agent` process could not be started.
         name: String,
-        /// Why.
+        /// What the operating system said.
         reason: std::io::Error,
     },
     /// An agent exited while the network was starting.
     #[error("{name} (pid {pid}) exited during start-up ({status}); see its log {}{tail}", log.display())]
     Exited {
-        /// Node.
+        /// The first node found to have exited; the rest are stopped as the demo gives up.
         name: String,
         /// Its process id.
         pid: u32,
@@ -190,7 +190,7 @@ pub enum DemoError {
     /// An agent did not become Ready in time.
     #[error("{name} did not become ready within {}s ({why}); see its log {}{tail}", timeout.as_secs(), log.display())]
     NotReady {
-        /// Node.
+        /// The first node still not Ready at the deadline (others may be waiting too).
         name: String,
         /// The last reason it gave.
         why: String,
@@ -591,6 +591,8 @@ async fn wait_ready(
     timeout: Duration,
     bar: &ProgressBar,
 ) -> Result<(), DemoError> {
+    // Not `fetch::http_client`: the demo's nodes are on loopback, so this client never goes
+    // through a proxy from the environment, which that builder honours for real networks.
     let client = reqwest::Client::builder()
         .no_proxy()
         .timeout(Duration::from_secs(2))
@@ -812,7 +814,7 @@ impl Drop for WorkDir {
     }
 }
 
-/// SIGINT or SIGTERM.
+/// SIGINT or SIGTERM; installed before any child starts, so a Ctrl-C always stops them.
 #[derive(Debug)]
 struct StopSignal {
     int: tokio::signal::unix::Signal,

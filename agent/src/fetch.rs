@@ -254,7 +254,8 @@ pub enum ClientRole {
 
 /// The one reqwest client builder of the agent: rustls, a connect timeout, `odi/VERSION` as
 /// user agent, no automatic decompression (hashes are over the bytes as sent), `TCP_NODELAY`,
-/// and redirects as `role` needs them. `timeout` bounds a whole request when given.
+/// and redirects as `role` needs them. `timeout` bounds a whole request when given. Proxies
+/// from the environment (`HTTPS_PROXY`, `NO_PROXY`) are honoured, as operators expect.
 pub fn http_client(
     role: ClientRole,
     connect_timeout: Duration,

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use crate::reconcile::{Failure, Outcome};
 
-/// One condition.
+/// One Kubernetes-style condition; every document carries all three kinds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Condition {
     /// `Ready`, `Reconciling` or `Stalled`.
@@ -19,16 +19,16 @@ pub struct Condition {
     pub status: bool,
     /// CamelCase reason, stable for alerting.
     pub reason: String,
-    /// For people.
+    /// Detail for people, like the first failed download; alert on `reason`, not on this.
     pub message: String,
 }
 
-/// Store figures.
+/// What the node's disk holds now, from the store's index (compare [`ShareStatus`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoreStatus {
-    /// Complete objects.
+    /// Verified objects under `objects/`; partial downloads are not counted.
     pub objects: usize,
-    /// Their bytes.
+    /// Sum of those objects' sizes in bytes.
     pub bytes: u64,
     /// Bytes of downloads in progress.
     pub partial_bytes: u64,
@@ -39,9 +39,9 @@ pub struct StoreStatus {
 /// What the node should hold at the applied commit.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShareStatus {
-    /// Artifacts wanted.
+    /// Live artifacts assigned to this relay, or in this directory's catalogs.
     pub artifacts: usize,
-    /// Their bytes.
+    /// Sum of their sizes in bytes, from the catalogs, whether stored or not.
     pub bytes: u64,
     /// Wanted but not stored.
     pub missing: usize,
@@ -52,11 +52,11 @@ pub struct ShareStatus {
 pub struct StatusDoc {
     /// `relay` or `directory`.
     pub mode: String,
-    /// Node name.
+    /// The node's name in the network repository, from its configuration.
     pub name: String,
-    /// Agent version.
+    /// The agent's crate version (`CARGO_PKG_VERSION`).
     pub version: String,
-    /// Applied commit.
+    /// Full hex id of the commit the node serves; `None` until one has been verified.
     pub commit: Option<String>,
     /// When it was applied (RFC 3339).
     pub applied_at: Option<String>,
@@ -64,9 +64,9 @@ pub struct StatusDoc {
     pub conditions: Vec<Condition>,
     /// The last error of any kind, for people.
     pub last_error: Option<String>,
-    /// Store figures.
+    /// What the node's disk holds now.
     pub store: StoreStatus,
-    /// Share figures.
+    /// What it should hold at the applied commit, and how much of that is missing.
     pub share: ShareStatus,
     /// Downloads that failed in the last round.
     #[serde(default)]
@@ -104,7 +104,7 @@ pub struct DirectoryStatus {
 /// One relay as a directory sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RelayEntry {
-    /// Relay name.
+    /// The relay's name in the network repository.
     pub name: String,
     /// Its public URL.
     pub url: String,

@@ -135,7 +135,7 @@ impl Syncer {
         Ok((syncer, applied))
     }
 
-    /// The applied commit.
+    /// Full hex id of the last applied commit; `None` until the first one is verified.
     pub fn applied_commit(&self) -> Option<&str> {
         self.state.commit.as_deref()
     }

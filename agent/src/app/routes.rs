@@ -41,25 +41,32 @@ const HANDLER_BUDGET: Duration = Duration::from_secs(30);
 
 /// The agent's router for `role`.
 pub fn router(role: &Role) -> Router {
+    // The agent API, the same in both modes; a directory adds its own below.
+    let v1 = Router::new()
+        .route("/status", get(status))
+        .route("/inventory", get(inventory))
+        .route("/sync", post(sync_now))
+        .route("/blob/{sha256}", get(blob));
     let common = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .route("/.odi/v1/status", get(status))
-        .route("/.odi/v1/inventory", get(inventory))
-        .route("/.odi/v1/sync", post(sync_now))
-        .route("/.odi/v1/blob/{sha256}", get(blob))
+        .nest("/.odi/v1", v1)
         .with_state(role.clone());
     let mode = match role {
         Role::Relay(r) => Router::new()
             .route("/r/", get(relay::serve))
             .route("/r/{*path}", get(relay::serve))
             .with_state(r.clone()),
-        Role::Directory(d) => Router::new()
-            .route("/r/", get(directory::serve))
-            .route("/r/{*path}", get(directory::serve))
-            .route("/.odi/v1/hot", get(directory::hot))
-            .route("/.odi/v1/stats", get(directory::stats))
-            .with_state(d.clone()),
+        Role::Directory(d) => {
+            let v1 = Router::new()
+                .route("/hot", get(directory::hot))
+                .route("/stats", get(directory::stats));
+            Router::new()
+                .route("/r/", get(directory::serve))
+                .route("/r/{*path}", get(directory::serve))
+                .nest("/.odi/v1", v1)
+                .with_state(d.clone())
+        }
     };
     layers::standard(common.merge(mode).fallback(not_found), HANDLER_BUDGET)
 }

@@ -19,7 +19,7 @@ pub struct PlanArgs {
     pub commit: Option<String>,
     /// Commit to compare against.
     pub base: Option<String>,
-    /// Pinned root keys.
+    /// `--pin` values: base64 keys or `.pub` files; none trusts the lowest root version found.
     pub pins: Vec<String>,
     /// Print JSON.
     pub json: bool,

@@ -16,7 +16,7 @@ pub struct ValidateArgs {
     pub commit: Option<String>,
     /// A base commit: serials must rise relative to it, and `commit` must descend from it.
     pub since: Option<String>,
-    /// Pinned root keys.
+    /// `--pin` values: base64 keys or `.pub` files; none trusts the lowest root version found.
     pub pins: Vec<String>,
 }
 

@@ -10,7 +10,7 @@ pub const CONTENT_TYPE: &str = "application/metalink4+xml";
 /// One `<url>` of a Metalink file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetaUrl<'a> {
-    /// The URL.
+    /// An absolute URL the whole file can be fetched from; XML-escaped when rendered.
     pub url: &'a str,
     /// Region, sent as the `location` attribute when it is a two-letter code.
     pub location: Option<&'a str>,

@@ -37,7 +37,7 @@ pub enum ProbeError {
     /// No connection or no answer in time.
     #[error("{what}: unreachable: {message}")]
     Unreachable {
-        /// Which request.
+        /// Which request: `status`, `inventory` or `content`.
         what: &'static str,
         /// What the client said.
         message: String,
@@ -45,23 +45,23 @@ pub enum ProbeError {
     /// A non-success status.
     #[error("{what}: answered HTTP {status}")]
     Status {
-        /// Which request.
+        /// Which request: `status`, `inventory` or `content`.
         what: &'static str,
-        /// The status.
+        /// The HTTP status code the relay answered with.
         status: u16,
     },
     /// A body over its size cap.
     #[error("{what}: answer larger than {limit} bytes")]
     TooLarge {
-        /// Which request.
+        /// Which request: `status`, `inventory` or `content`.
         what: &'static str,
-        /// The cap.
+        /// The size cap in bytes; the body is not read past it.
         limit: usize,
     },
     /// An answer that makes no sense.
     #[error("{what}: {message}")]
     Invalid {
-        /// Which request.
+        /// Which request: `status`, `inventory` or `content`.
         what: &'static str,
         /// What is wrong.
         message: String,
@@ -71,7 +71,7 @@ pub enum ProbeError {
     Content {
         /// `catalog/path`.
         artifact: String,
-        /// What differed.
+        /// What differed: the Content-Range, the ETag, the length or the bytes (with the offset).
         message: String,
     },
 }
@@ -105,7 +105,8 @@ pub struct Probed {
 /// One relay's probe settings.
 #[derive(Debug, Clone, Copy)]
 pub struct ProbeSettings {
-    /// Per-request timeout.
+    /// Timeout of each request; the inventory gets four times as long. Derived from the
+    /// probe interval.
     pub timeout: Duration,
 }
 

@@ -28,7 +28,7 @@ pub type Held = HashMap<(String, String), [u8; 32]>;
 /// A relay that may serve an artifact.
 #[derive(Debug)]
 pub struct Candidate {
-    /// Relay name.
+    /// The relay's name in the network; also the key of its redirect counter.
     pub relay: Box<str>,
     /// Relay region as written in its file.
     pub region: Box<str>,
@@ -56,19 +56,19 @@ pub struct Group {
 /// One routable artifact.
 #[derive(Debug)]
 pub struct Entry {
-    /// Catalog.
+    /// Catalog name; with `path`, how the artifact is looked up in the view's network.
     pub catalog: Box<str>,
     /// Path in the catalog.
     pub path: Box<str>,
-    /// SHA-256.
+    /// From the applied commit; every candidate's last passing probe listed these bytes.
     pub sha256: [u8; 32],
-    /// Size.
+    /// Exact length in bytes from the catalog; the Metalink `<size>`.
     pub size: u64,
-    /// Publication time.
+    /// When the artifact was published, for the Metalink `<published>`; `None` when not given.
     pub published: Option<OffsetDateTime>,
     /// Healthy relays that hold it, in assignment (HRW) order.
     pub candidates: Vec<Candidate>,
-    /// Download counter.
+    /// This artifact's counter in [`Stats`], kept across rebuilds; one hit per GET routed.
     pub counter: Arc<Counter>,
     groups: Vec<Group>,
     digest: HeaderValue,
@@ -99,9 +99,9 @@ pub struct BuildInput<'a> {
     pub me: &'a str,
     /// Healthy relays and what they hold.
     pub healthy: &'a HashMap<String, Arc<Held>>,
-    /// Client regions.
+    /// Turns relay regions into the ids that candidates are grouped by for client regions.
     pub regions: &'a RegionMap,
-    /// Counters.
+    /// Hands out the artifact and relay counters, which outlive any one table.
     pub stats: &'a Stats,
 }
 
@@ -230,7 +230,8 @@ impl Table {
         self.index.get(raw_path).map(|&i| &self.entries[i as usize])
     }
 
-    /// Every entry.
+    /// Every live artifact of this directory's catalogs; `candidates` is empty when no
+    /// healthy relay holds one.
     pub fn entries(&self) -> &[Entry] {
         &self.entries
     }

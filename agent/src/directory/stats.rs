@@ -39,7 +39,7 @@ pub enum StatsError {
     Db {
         /// The database file.
         path: PathBuf,
-        /// Why.
+        /// What redb said.
         source: redb::Error,
     },
 }
@@ -63,7 +63,7 @@ impl Counter {
         self.n.fetch_add(1, Relaxed);
     }
 
-    /// The count.
+    /// Downloads counted, including those persisted before a restart; flushes do not reset it.
     pub fn get(&self) -> u64 {
         self.n.load(Relaxed)
     }
@@ -281,9 +281,9 @@ pub struct Stats {
 /// One artifact's figures in `/.odi/v1/stats`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ArtifactStat {
-    /// Catalog.
+    /// Name of the catalog the artifact belongs to.
     pub catalog: String,
-    /// Path.
+    /// The artifact's path inside its catalog, as in the catalog file.
     pub path: String,
     /// Downloads since statistics began.
     pub downloads: u64,

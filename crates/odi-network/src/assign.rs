@@ -66,9 +66,9 @@ pub fn score(relay_key: u64, weight: f64, artifact_key: u64) -> f64 {
 /// One placed artifact.
 #[derive(Debug, Clone)]
 pub struct Placement {
-    /// Catalog name.
+    /// Catalog name; with `path`, the key of [`Assignment::placement`] and of the HRW hash.
     pub catalog: String,
-    /// Artifact path.
+    /// Path in the catalog; hashed with `catalog`, so a renamed artifact may move relays.
     pub path: String,
     /// Size in bytes.
     pub size: u64,
@@ -81,11 +81,11 @@ pub struct Placement {
 /// A relay's share.
 #[derive(Debug, Clone)]
 pub struct Share {
-    /// Relay name.
+    /// The relay's name; hashed into its HRW key, so renaming a relay reshuffles its share.
     pub name: String,
-    /// Its quota.
+    /// The relay's quota in bytes, copied from its relay file.
     pub quota: u64,
-    /// Bytes assigned.
+    /// Sum of the sizes of the artifacts in this share; never more than `quota`.
     pub assigned_bytes: u64,
     /// Indices into [`Assignment::placements`].
     pub artifacts: Vec<u32>,

@@ -19,18 +19,18 @@ pub enum BuildError {
     /// A file could not be written.
     #[error("{path}: {source}")]
     Io {
-        /// Which.
+        /// The file or folder being written, created or removed.
         path: PathBuf,
-        /// Why.
+        /// What the operating system said.
         source: std::io::Error,
     },
-    /// Signing failed.
+    /// A key could not be generated or read back, or signing failed.
     #[error(transparent)]
     Signature(#[from] SignatureError),
-    /// Serialising failed.
+    /// A file did not serialise to TOML; the string is its path in the repository.
     #[error("serialising {0}: {1}")]
     Toml(String, toml::ser::Error),
-    /// git failed.
+    /// [`commit_all`] could not open, create or commit to the repository.
     #[error("git: {0}")]
     Git(#[from] git2::Error),
 }
@@ -67,11 +67,11 @@ impl Key {
 /// A network under construction.
 #[derive(Debug)]
 pub struct NetworkBuilder {
-    /// Root keys.
+    /// Keys listed in the root file; each signs it, as `<root file>.<key name>.minisig`.
     pub root_keys: Vec<Key>,
-    /// Root threshold.
+    /// Root signatures required, written into the root file; all root keys sign regardless.
     pub threshold: u32,
-    /// Root serial.
+    /// Serial of the root file, which is also its name: `trust/roots/<serial>.toml`.
     pub root_serial: u64,
     /// The key delegated every network path.
     pub maintainer: Key,

@@ -23,7 +23,7 @@ pub enum GitError {
     /// The commit's tree breaks a rule (links, submodules, oversized files).
     #[error("commit {commit}: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     BadTree {
-        /// The commit read.
+        /// Full hex id of the commit whose tree was refused.
         commit: String,
         /// What was wrong.
         problems: Vec<Problem>,

@@ -21,7 +21,7 @@ use crate::trust::{self, Root, TrustAnchor, TrustState};
 /// A verified network and the trust state to persist once it is applied.
 #[derive(Debug, Clone)]
 pub struct Loaded {
-    /// The network.
+    /// What the commit declares, with every signature, serial and cross-reference checked.
     pub network: Network,
     /// High-water marks including this commit's documents.
     pub state: TrustState,

@@ -53,12 +53,12 @@ impl Catalog {
     }
 }
 
-/// One artifact.
+/// One artifact of a catalog at this commit, live or expunged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Artifact {
     /// Path in the catalog.
     pub path: ArtifactPath,
-    /// Exact size.
+    /// Exact length in bytes; a download of any other length is refused.
     pub size: u64,
     /// SHA-256 of the bytes.
     pub sha256: Sha256,
@@ -71,36 +71,36 @@ pub struct Artifact {
 /// A directory server.
 #[derive(Debug, Clone)]
 pub struct Directory {
-    /// Name.
+    /// Equals the stem of `directories/<name>.toml`; the key in [`Network::directories`].
     pub name: String,
     /// Public base URL.
     pub url: Url,
-    /// Region code.
+    /// Region code like `eu`; a directory referencing this one prefers it for that region.
     pub region: String,
     /// Directory or meta-directory.
     pub kind: DirectoryKind,
-    /// Catalogs held.
+    /// Catalogs it holds whole; each exists in the network, none for a meta-directory.
     pub catalogs: Vec<String>,
     /// Linked peers (same catalogs, byte sync).
     pub links: Vec<String>,
-    /// Referenced directories.
+    /// Directories it redirects to for catalogs it does not hold; never itself.
     pub references: Vec<String>,
 }
 
 /// A relay offer.
 #[derive(Debug, Clone)]
 pub struct Relay {
-    /// Name.
+    /// Equals the stem of `relays/<name>.toml`; the key in [`Network::relays`].
     pub name: String,
     /// Public base URL.
     pub url: Url,
-    /// Region code.
+    /// Region code; directories rank same-region relays first for a client of that region.
     pub region: String,
-    /// Operator contact.
+    /// How to reach the operator; for people, no agent reads it.
     pub contact: String,
     /// Disk offered; also the assignment weight.
     pub quota: ByteSize,
-    /// Fill bandwidth limit.
+    /// Cap on the relay's total download rate while filling its store; `None`: no cap.
     pub bandwidth: Option<Rate>,
     /// Directories it works with.
     pub directories: Vec<String>,

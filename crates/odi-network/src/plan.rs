@@ -12,11 +12,11 @@ use crate::raw::DirectoryKind;
 /// One artifact a node holds.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct Held {
-    /// Catalog.
+    /// Catalog name; with `path` and `sha256`, what [`diff`] compares.
     pub catalog: String,
-    /// Path.
+    /// Path of the artifact inside its catalog.
     pub path: String,
-    /// Bytes.
+    /// Exact size in bytes, from the catalog; summed into `total_bytes`.
     pub size: u64,
     /// SHA-256, hex.
     pub sha256: String,
@@ -25,7 +25,7 @@ pub struct Held {
 /// What a node holds at one commit.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodePlan {
-    /// Node name.
+    /// The relay or directory the plan is for, as named in the network.
     pub node: String,
     /// `relay`, `directory` or `meta`.
     pub role: &'static str,
@@ -37,9 +37,9 @@ pub struct NodePlan {
     pub quota: Option<u64>,
     /// For a directory: artifacts of its catalogs that no relay has room for.
     pub unplaced: usize,
-    /// Links and references of a directory.
+    /// Directories a directory syncs bytes with; empty for a relay.
     pub links: Vec<String>,
-    /// Referenced directories.
+    /// Directories a directory redirects to for catalogs it does not hold; empty for a relay.
     pub references: Vec<String>,
 }
 
@@ -109,7 +109,7 @@ pub fn plan(
 /// What a node would do moving from `before` to `after`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct PlanDiff {
-    /// To download.
+    /// Held after but not before: new artifacts, or a path whose bytes changed.
     pub download: Vec<Held>,
     /// To delete (no longer assigned, or expunged).
     pub delete: Vec<Held>,

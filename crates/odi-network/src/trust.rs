@@ -19,15 +19,15 @@ pub const ROOTS_DIR: &str = "trust/roots/";
 /// A verified root.
 #[derive(Debug, Clone)]
 pub struct Root {
-    /// Version.
+    /// Version: the N of `trust/roots/<N>.toml`; versions in a commit are consecutive.
     pub serial: u64,
-    /// Expiry.
+    /// From this instant on, a commit whose newest root this is fails to load.
     pub expires: OffsetDateTime,
     /// Distinct key signatures needed.
     pub threshold: usize,
     /// Root keys by name.
     pub keys: Vec<(String, PublicKey)>,
-    /// Path delegations.
+    /// Who may sign which network files; a file no delegation covers is refused.
     pub delegations: Vec<DelegationRule>,
 }
 
@@ -36,7 +36,7 @@ pub struct Root {
 pub struct DelegationRule {
     /// Holder's name.
     pub name: String,
-    /// Their key.
+    /// The key that a covered file's `.minisig` must verify with.
     pub key: PublicKey,
     /// Folder prefixes (ending in `/`) or exact file paths.
     pub paths: Vec<String>,
@@ -85,9 +85,9 @@ pub struct TrustAnchor {
 /// The last root an agent trusted, persisted so the next root must chain from it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RootPin {
-    /// Its version.
+    /// The trusted root's serial; a commit whose newest root is lower is a rollback.
     pub serial: u64,
-    /// Its threshold.
+    /// How many of `keys` must sign the next root, and this one again in later commits.
     pub threshold: usize,
     /// Its keys (base64).
     pub keys: Vec<String>,
