@@ -10,7 +10,8 @@
 #   2. directory redirects/s and p99 vs nginx `return 302`, wrk -t2 -c64 --latency;
 #   3. sha256 of a 1 GiB file (page cache) the way the agent hashes vs `openssl dgst -sha256`,
 #      one core and all cores;
-#   4. `odi validate` and `odi plan` on a network of 100,000 artifacts and 1,000 relays.
+#   4. `odi validate` and `odi plan` on a network of 100,000 artifacts and 1,000 relays (with a
+#      snapshot role).
 #
 # Everything listens on 127.0.0.1 only, every wait is bounded, every process started here is
 # stopped on exit (also on Ctrl-C), and the scratch folder (/tmp/odi-bench.*) is removed
@@ -420,9 +421,13 @@ fi
 # ---------------------------------------------------------------- 4. validate + plan
 if want 4; then
 log "4. validate + plan at 100,000 artifacts / 1,000 relays"
-timeout 600 "$EX/scale" "$WORK/scale" 100000 1000 > "$WORK/scale.log" 2>&1 || die "scale example failed: $(tail -5 "$WORK/scale.log")"
+timeout 600 "$EX/scale" "$WORK/scale" 100000 1000 snapshot > "$WORK/scale.log" 2>&1 || die "scale example failed: $(tail -5 "$WORK/scale.log")"
 "$ODI" validate "$WORK/scale" > /dev/null 2>&1 || die "the generated network does not validate"
-val=(); valc=(); plan=()
+if [ -n "$BEFORE" ]; then
+    # The same network without a snapshot role, which an older build can read.
+    timeout 600 "$EX/scale" "$WORK/scale-plain" 100000 1000 > "$WORK/scale-plain.log" 2>&1 || die "scale example failed"
+fi
+val=(); valc=(); plan=(); bplan=()
 # timed COMMAND...: sets T to its wall-clock seconds.
 timed() { local t0 t1; t0=$(now_ns); timeout 120 "$@" > /dev/null 2>&1 || die "$* failed"; t1=$(now_ns); T=$(calc "($t1 - $t0) / 1e9"); }
 for i in $(seq 1 "$RUNS"); do
@@ -430,10 +435,18 @@ for i in $(seq 1 "$RUNS"); do
     timed "$ODI" validate --commit HEAD "$WORK/scale"; valc+=("$T")
     timed "$ODI" plan --node relay-0007 "$WORK/scale"; plan+=("$T")
     detail "4 run $i validate=${val[-1]}s validate-commit=${valc[-1]}s plan=${plan[-1]}s"
+    if [ -n "$BEFORE" ]; then
+        timed "$BEFORE" plan --node relay-0007 "$WORK/scale-plain"; bplan+=("$T")
+        detail "4 run $i ODI_BEFORE plan (no snapshot role)=${bplan[-1]}s"
+    fi
 done
 V=$(printf '%s\n' "${val[@]}" | median); VC=$(printf '%s\n' "${valc[@]}" | median); PL=$(printf '%s\n' "${plan[@]}" | median)
 add "$(printf '4. Network of 100,000 artifacts and 1,000 relays (wall clock of the odi binary, median of %s)\n   odi plan --node relay-0007 (verifies + loads + assigns + plans) %s s   vs target 2 s: %sx of budget  (target < 2 s: %s)\n   odi validate (work tree) %s s, odi validate --commit HEAD (git objects) %s s' \
     "$RUNS" "$(fmt "$PL")" "$(fmt "$(calc "$PL / 2")")" "$(verdict "$PL" 2 lt)" "$(fmt "$V")" "$(fmt "$VC")")"
+if [ -n "$BEFORE" ]; then
+    BP=$(printf '%s\n' "${bplan[@]}" | median)
+    add "$(printf '   ODI_BEFORE plan of the same network without a snapshot role %s s   after (with snapshot) / before ratio %sx' "$(fmt "$BP")" "$(fmt "$(calc "$PL / $BP")" 3)")"
+fi
 
 fi
 

@@ -43,6 +43,8 @@ def schema_for(path: str):
     parts = path.split("/")
     if len(parts) == 3 and parts[0] == "trust" and parts[1] == "roots":
         return "root.schema.json"
+    if path == "trust/snapshot.toml":
+        return "snapshot.schema.json"
     if len(parts) == 3 and parts[0] == "catalogs" and parts[2] == "catalog.toml":
         return "catalog.schema.json"
     if len(parts) >= 3 and parts[0] == "catalogs":

@@ -17,4 +17,6 @@ else
   odi=(target/release/odi)
 fi
 echo "validating HEAD against $base"
-"${odi[@]}" validate . --commit HEAD --since "$base"
+# The snapshot lists the documents after the merge (ci/snapshot-workflow.example.yml writes it),
+# so a pull request is checked without it.
+"${odi[@]}" validate . --commit HEAD --since "$base" --without-snapshot

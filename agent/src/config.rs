@@ -118,6 +118,24 @@ pub struct RawRepository {
     /// Extra CA certificates (PEM) for an https repository with a private CA.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// What to do once the applied commit's snapshot or root has expired and no fresh commit
+    /// arrives: `serve` (the default) keeps serving the last good state, `refuse` answers
+    /// artifact requests with 503 until a fresh commit is applied.
+    #[serde(default)]
+    pub on_expiry: OnExpiry,
+}
+
+/// What an agent serves once the trust of its applied commit has expired.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnExpiry {
+    /// Availability: keep serving the last good state (the bytes are still verified against
+    /// its catalogs), and say so (Stalled condition, metric, log). A frozen repository can
+    /// then keep an artifact expunged after the freeze available; see docs/security.adoc.
+    #[default]
+    Serve,
+    /// Integrity: answer artifact requests with 503 until a fresh snapshot and root arrive.
+    Refuse,
 }
 
 fn default_branch() -> String {
@@ -209,6 +227,8 @@ pub struct Config {
     pub pull_interval: Duration,
     /// Bearer token of `POST /.odi/v1/sync`, 16 characters or more; `None`: no trigger (404).
     pub trigger_token: Option<String>,
+    /// What to serve once the applied commit's trust has expired.
+    pub on_expiry: OnExpiry,
     /// Extra CA for the repository.
     pub repo_ca_pem: Option<Vec<u8>>,
     /// Certificate and key for HTTPS on every listen address; `None` serves plain HTTP.
@@ -409,6 +429,7 @@ impl Config {
             root_keys,
             pull_interval,
             trigger_token,
+            on_expiry: raw.repository.on_expiry,
             repo_ca_pem,
             tls: raw.tls.map(|t| TlsFiles { cert: rel(&t.cert), key: rel(&t.key) }),
             concurrency,

@@ -343,7 +343,11 @@ pub fn demo_network(
     origin_base: &str,
     url_of: impl Fn(&str) -> String,
 ) -> Result<NetworkBuilder, DemoError> {
-    let mut b = NetworkBuilder::new()?;
+    // With a snapshot role, as a real network has: the demo's nodes verify the snapshot of
+    // every commit (valid for a day; a demo that runs longer reports SnapshotExpired and, by
+    // the default policy, keeps serving).
+    let mut b = NetworkBuilder::new()?.with_snapshot()?;
+    b.snapshot_valid = time::Duration::days(1);
     for c in catalogs {
         b.catalogs.insert(c.name.clone(), c.file(origin_base, REPLICAS));
     }

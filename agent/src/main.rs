@@ -34,6 +34,10 @@ enum Command {
         /// version is trusted as found.
         #[arg(long = "pin")]
         pins: Vec<String>,
+        /// Leave out the snapshot checks: for a pull request, whose snapshot the network's CI
+        /// writes after the merge (agents always check it).
+        #[arg(long)]
+        without_snapshot: bool,
     },
     /// Show what a relay or directory would hold (and, with --base, download and delete).
     Plan {
@@ -98,12 +102,56 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Write and sign trust/snapshot.toml: every signed document of the work tree, with a
+    /// raised serial and a short expiry (what the network's CI runs after each merge and on a
+    /// schedule). The key must be one of the snapshot role's keys in the newest root.
+    Snapshot {
+        /// The snapshot role's secret key (`ODI_KEY_PASSWORD` unlocks an encrypted one).
+        #[arg(long)]
+        key: PathBuf,
+        /// Network repository folder.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// How long the snapshot stays fresh, like 7d or 12h: agents refuse it after that.
+        #[arg(long, default_value = "7d")]
+        expires: String,
+        /// Only add this key's signature to the snapshot as it is (k-of-n snapshot roles).
+        #[arg(long)]
+        sign_only: bool,
+    },
+    /// Draft and sign root versions.
+    Root {
+        #[command(subcommand)]
+        command: RootCommand,
+    },
     /// Write the JSON Schemas of every file kind into a folder.
     Schemas {
         /// Folder to write `<kind>.schema.json` into, created if missing; existing files are
         /// overwritten.
         #[arg(default_value = "schemas")]
         dir: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RootCommand {
+    /// Write trust/roots/<N+1>.toml from the newest root N, to edit and then sign.
+    New {
+        /// Network repository folder.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Validity of the new root, like 365d.
+        #[arg(long, default_value = "365d")]
+        expires: String,
+    },
+    /// Add one key holder's signature to the newest root (a key of it or of the one before).
+    Sign {
+        /// A root key's secret key.
+        #[arg(long)]
+        key: PathBuf,
+        /// Network repository folder.
+        #[arg(default_value = ".")]
+        path: PathBuf,
     },
 }
 
@@ -125,8 +173,8 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Validate { path, commit, since, pins } => {
-            cmd::validate::run(&ValidateArgs { path, commit, since, pins })?
+        Command::Validate { path, commit, since, pins, without_snapshot } => {
+            cmd::validate::run(&ValidateArgs { path, commit, since, pins, without_snapshot })?
         }
         Command::Plan { node, path, commit, base, pins, json, verbose } => {
             cmd::plan::run(&PlanArgs { path, node, commit, base, pins, json, verbose })?
@@ -155,6 +203,28 @@ fn run(command: Command) -> anyhow::Result<()> {
                 .context("starting the async runtime")?;
             let text = rt.block_on(odi_agent::cmd::status::fetch_and_render(&url, json))?;
             print!("{text}");
+        }
+        Command::Snapshot { key, path, expires, sign_only } => {
+            let valid = cmd::trust::parse_validity(&expires)?;
+            let r = cmd::trust::snapshot(&path, &key, valid, sign_only)?;
+            println!(
+                "snapshot serial {}: {} documents, expires {}; signed into {}",
+                r.serial,
+                r.documents,
+                odi_agent::status::rfc3339(r.expires),
+                r.signature.display()
+            );
+        }
+        Command::Root { command: RootCommand::New { path, expires } } => {
+            let out = cmd::trust::root_new(&path, cmd::trust::parse_validity(&expires)?)?;
+            println!(
+                "wrote {}; edit it, then sign with `odi root sign --key <root key>`",
+                out.display()
+            );
+        }
+        Command::Root { command: RootCommand::Sign { key, path } } => {
+            let out = cmd::trust::root_sign(&path, &key)?;
+            println!("wrote {}", out.display());
         }
         Command::Demo { listen, dir } => {
             odi_agent::demo::run(odi_agent::demo::DemoOptions { listen, dir })?

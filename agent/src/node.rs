@@ -59,6 +59,9 @@ pub struct Node {
     pub reconcile_now: Notify,
     /// The HTTP client and limits every download uses.
     pub fetcher: Fetcher,
+    /// Artifact requests are refused because the applied commit's trust expired and the
+    /// policy says so (see [`crate::config::OnExpiry`]); set by the sync loop.
+    pub refusing: std::sync::atomic::AtomicBool,
     view: ArcSwapOption<View>,
 }
 
@@ -73,6 +76,7 @@ impl Node {
             health: Mutex::new(Health::default()),
             sync_now: Notify::new(),
             reconcile_now: Notify::new(),
+            refusing: std::sync::atomic::AtomicBool::new(false),
             view: ArcSwapOption::empty(),
         }
     }

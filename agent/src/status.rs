@@ -176,6 +176,19 @@ pub struct Health {
     pub last_round: Option<(String, Outcome)>,
     /// Last error of any kind.
     pub last_error: Option<(OffsetDateTime, String)>,
+    /// Set while the applied commit's snapshot or root has expired.
+    pub expired: Option<Expired>,
+}
+
+/// The applied commit's trust has run out, and what the agent does about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expired {
+    /// `SnapshotExpired` or `RootExpired`.
+    pub reason: &'static str,
+    /// For people: what expired when, and what the agent does now.
+    pub message: String,
+    /// Artifact requests are refused (`on_expiry = "refuse"`).
+    pub refusing: bool,
 }
 
 impl Health {
@@ -195,6 +208,10 @@ impl Health {
         let round_for_commit =
             self.last_round.as_ref().filter(|(rc, _)| Some(rc.as_str()) == commit).map(|(_, o)| o);
         let ready = match (commit, round_for_commit) {
+            _ if self.expired.as_ref().is_some_and(|e| e.refusing) => {
+                let e = self.expired.as_ref().map(|e| e.message.clone()).unwrap_or_default();
+                c("Ready", false, "TrustExpired", e)
+            }
             (None, _) => c("Ready", false, "NoCommit", "no verified commit applied yet".into()),
             (Some(_), None) => {
                 c("Ready", false, "Reconciling", "reconciling the applied commit".into())
@@ -222,6 +239,13 @@ impl Health {
             c("Reconciling", false, "Idle", "waiting for a new commit or retry".into())
         };
         let stalled = match (&self.sync_error, round_for_commit.filter(|o| !o.complete())) {
+            // Expiry first: it changes what is served, and it explains the sync errors that
+            // usually come with it (a head with the same stale snapshot).
+            _ if self.expired.is_some() => {
+                let e = self.expired.as_ref().map(|e| (e.reason, e.message.clone()));
+                let (reason, message) = e.unwrap_or_default();
+                c("Stalled", true, reason, message)
+            }
             (Some((reason, message)), _) => c("Stalled", true, reason, message.clone()),
             (None, Some(o)) => c(
                 "Stalled",

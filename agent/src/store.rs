@@ -43,11 +43,42 @@ pub struct ObjectInfo {
     pub last_access: SystemTime,
 }
 
+/// The identity of an object file when its bytes were last hashed: a file with the same
+/// identity has not been written to since (a write moves `mtime` and `ctime`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+    ctime_ns: i128,
+}
+
+impl FileId {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt as _;
+        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime_ns: ns(meta.mtime(), meta.mtime_nsec()),
+            ctime_ns: ns(meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+}
+
 /// The store of one agent.
 #[derive(Debug)]
 pub struct Store {
     root: PathBuf,
     objects: Mutex<HashMap<[u8; 32], ObjectInfo>>,
+    /// Objects whose bytes were hashed (at download, by a scrub, or when first served) and the
+    /// file identity they had then. An object is served only while its identity matches;
+    /// otherwise it is hashed again first. Empty after a restart: each object is checked once.
+    verified: Mutex<HashMap<[u8; 32], FileId>>,
+    /// Wakes the reconcile loop when an object was quarantined, so it is fetched again.
+    quarantined: tokio::sync::Notify,
 }
 
 /// Result of re-hashing the store.
@@ -95,7 +126,12 @@ impl Store {
                 }
             }
         }
-        Ok(Self { root: root.to_owned(), objects: Mutex::new(objects) })
+        Ok(Self {
+            root: root.to_owned(),
+            objects: Mutex::new(objects),
+            verified: Mutex::default(),
+            quarantined: tokio::sync::Notify::new(),
+        })
     }
 
     fn index(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], ObjectInfo>> {
@@ -149,16 +185,58 @@ impl Store {
             .unwrap_or(0)
     }
 
-    /// Opens an object for serving and records the access.
+    /// Opens an object for serving and records the access. The bytes are hashed first unless
+    /// the file is unchanged since they last were; bytes that no longer match are quarantined
+    /// (and the reconcile loop woken to fetch them again) and `None` is returned, so a wrong
+    /// byte is never served.
     pub async fn open_object(&self, sha: &[u8; 32]) -> Option<tokio::fs::File> {
         if !self.contains(sha) {
             return None;
         }
-        let file = tokio::fs::File::open(self.object_path(sha)).await.ok()?;
+        let path = self.object_path(sha);
+        let file = tokio::fs::File::open(&path).await.ok()?;
+        let id = FileId::of(&file.metadata().await.ok()?);
+        if crate::locks::lock(&self.verified).get(sha) != Some(&id) {
+            match hash_file(&path).await {
+                Ok(got) if got == *sha => {
+                    crate::locks::lock(&self.verified).insert(*sha, id);
+                }
+                Ok(_) => {
+                    self.quarantine(sha, "when opened for serving");
+                    return None;
+                }
+                Err(_) => return None,
+            }
+        }
         if let Some(o) = self.index().get_mut(sha) {
             o.last_access = SystemTime::now();
         }
         Some(file)
+    }
+
+    /// Fires when an object was quarantined.
+    pub fn quarantined(&self) -> &tokio::sync::Notify {
+        &self.quarantined
+    }
+
+    /// Moves an object whose bytes do not match its name out of service.
+    fn quarantine(&self, sha: &[u8; 32], when: &str) {
+        self.index().remove(sha);
+        crate::locks::lock(&self.verified).remove(sha);
+        let path = self.object_path(sha);
+        let q = self.root.join("quarantine").join(format!("{}.{}", hex::encode(sha), unix_now()));
+        tracing::error!(object = %hex::encode(sha), when, "stored bytes do not match their hash; quarantined");
+        if std::fs::rename(&path, &q).is_err() {
+            let _ = std::fs::remove_file(&path);
+        }
+        self.quarantined.notify_one();
+    }
+
+    /// Records that `sha`'s file, as it is now, holds the right bytes.
+    fn mark_verified(&self, sha: &[u8; 32]) {
+        if let Ok(meta) = std::fs::metadata(self.object_path(sha)) {
+            crate::locks::lock(&self.verified).insert(*sha, FileId::of(&meta));
+        }
     }
 
     /// Moves a verified, fsynced partial download into place and makes the rename durable.
@@ -171,6 +249,8 @@ impl Store {
         std::fs::rename(&from, &to).map_err(err(&to))?;
         std::fs::File::open(&fan).and_then(|d| d.sync_all()).map_err(err(&fan))?;
         self.index().insert(*sha, ObjectInfo { size, last_access: SystemTime::now() });
+        // Verified while it was downloaded.
+        self.mark_verified(sha);
         Ok(())
     }
 
@@ -178,6 +258,7 @@ impl Store {
     pub fn remove(&self, sha: &[u8; 32]) -> Result<(), StoreError> {
         let path = self.object_path(sha);
         self.index().remove(sha);
+        crate::locks::lock(&self.verified).remove(sha);
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -203,23 +284,20 @@ impl Store {
         let mut report = ScrubReport::default();
         for (sha, _) in self.list() {
             let path = self.object_path(&sha);
+            // The identity before hashing: a write during the hash must not be marked good.
+            let before = std::fs::metadata(&path).ok().map(|m| FileId::of(&m));
             let ok = match hash_file(&path).await {
                 Ok(got) => got == sha,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(_) => false,
             };
             report.checked += 1;
-            if !ok {
-                self.index().remove(&sha);
-                let q = self.root.join("quarantine").join(format!(
-                    "{}.{}",
-                    hex::encode(sha),
-                    unix_now()
-                ));
-                tracing::error!(object = %hex::encode(sha), "stored bytes do not match their hash; quarantined");
-                if std::fs::rename(&path, &q).is_err() {
-                    let _ = std::fs::remove_file(&path);
+            if ok {
+                if let Some(id) = before {
+                    crate::locks::lock(&self.verified).insert(sha, id);
                 }
+            } else {
+                self.quarantine(&sha, "by the scrub");
                 report.quarantined += 1;
             }
             if !pause.is_zero() {

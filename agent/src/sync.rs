@@ -76,6 +76,10 @@ pub struct Applied {
 struct StateFile {
     commit: Option<String>,
     trust: TrustState,
+    /// When `commit` was verified. A restart re-verifies it as of then: expiry that passed
+    /// since is reported and handled by policy (`on_expiry`), never by serving nothing.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    verified_at: Option<OffsetDateTime>,
 }
 
 /// Where and what to follow.
@@ -123,8 +127,10 @@ impl Syncer {
         let applied = match syncer.state.commit.clone() {
             Some(c) => {
                 let oid = Oid::from_str(&c).map_err(|e| SyncError::Git(e.into()))?;
-                // The marks already include this commit, which passes again (same serials, same bytes).
-                Some(syncer.verify(oid)?.0)
+                // The marks already include this commit, which passes again (same serials, same
+                // bytes), as of the time it was first verified.
+                let at = syncer.state.verified_at.unwrap_or_else(OffsetDateTime::now_utc);
+                Some(syncer.verify(oid, at)?.0)
             }
             None => None,
         };
@@ -140,9 +146,9 @@ impl Syncer {
         self.state.commit.as_deref()
     }
 
-    fn verify(&self, oid: Oid) -> Result<(Applied, TrustState), SyncError> {
+    fn verify(&self, oid: Oid, now: OffsetDateTime) -> Result<(Applied, TrustState), SyncError> {
         let tree = git::read_commit(&self.repo, oid)?;
-        let loaded = load(&tree, &self.config.anchor, &self.state.trust, OffsetDateTime::now_utc())
+        let loaded = load(&tree, &self.config.anchor, &self.state.trust, now)
             .map_err(|problems| SyncError::Invalid { commit: oid.to_string(), problems })?;
         Ok((
             Applied {
@@ -170,8 +176,10 @@ impl Syncer {
                 });
             }
         }
-        let (applied, trust) = self.verify(head)?;
-        let next = StateFile { commit: Some(applied.commit.clone()), trust };
+        let now = OffsetDateTime::now_utc();
+        let (applied, trust) = self.verify(head, now)?;
+        let next =
+            StateFile { commit: Some(applied.commit.clone()), trust, verified_at: Some(now) };
         write_state(&state_path(&self.config.data_dir), &next)?;
         self.state = next;
         tracing::info!(commit = %applied.commit, "applied new commit");

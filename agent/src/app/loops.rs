@@ -8,10 +8,62 @@ use odi_network::units::Rate;
 use tokio_util::sync::CancellationToken;
 
 use super::Role;
+use crate::config::OnExpiry;
 use crate::fetch::{self, RateLimiter};
 use crate::node::{jitter, lock, Node};
 use crate::reconcile::{self, Fetcher, Outcome};
+use crate::status::Expired;
 use crate::sync::{Applied, Syncer};
+
+/// Longest time between two looks at the applied commit's expiry, whatever the pull interval.
+const EXPIRY_CHECK: Duration = Duration::from_secs(60);
+
+/// Notices when the applied commit's snapshot or root has expired (a frozen or stale
+/// repository, or a root nobody renewed) and applies the `on_expiry` policy: the status,
+/// metrics and a log line say so either way.
+pub(super) fn check_expiry(node: &Node) {
+    let Some(view) = node.view() else { return };
+    let (at, what) = view.network.expires();
+    let m = &node.metrics;
+    m.set(
+        "odi_trust_expiry_timestamp_seconds",
+        "When the applied commit's snapshot or root expires (Unix time).",
+        &[],
+        at.unix_timestamp() as f64,
+    );
+    let now = time::OffsetDateTime::now_utc();
+    let expired = at <= now;
+    m.set(
+        "odi_trust_expired",
+        "1 while the applied commit's trust has expired.",
+        &[],
+        f64::from(u8::from(expired)),
+    );
+    let mut health = node.health();
+    let was = health.expired.is_some();
+    if !expired {
+        if was {
+            tracing::info!("the applied commit's trust is fresh again");
+        }
+        health.expired = None;
+        node.refusing.store(false, std::sync::atomic::Ordering::Relaxed);
+        return;
+    }
+    let refusing = node.config.on_expiry == OnExpiry::Refuse;
+    let doing = if refusing {
+        "refusing artifact requests until a fresh commit arrives (on_expiry = \"refuse\")"
+    } else {
+        "still serving the last good state (on_expiry = \"serve\")"
+    };
+    let reason = if what == "snapshot" { "SnapshotExpired" } else { "RootExpired" };
+    let message = format!("the applied commit's {what} expired at {at}; {doing}");
+    if !was {
+        tracing::warn!(reason, %message, "trust expired");
+        health.error(message.clone());
+    }
+    health.expired = Some(Expired { reason, message, refusing });
+    node.refusing.store(refusing, std::sync::atomic::Ordering::Relaxed);
+}
 
 /// Installs a commit the syncer applied, keeping the hot extras in force.
 pub(super) async fn install_applied(node: &Arc<Node>, a: Applied) {
@@ -58,8 +110,9 @@ pub(super) async fn sync_loop(node: Arc<Node>, syncer: Syncer, shutdown: Cancell
             }
             Err(e) => tracing::error!(error = %e, "sync task panicked"),
         }
+        check_expiry(&node);
         tokio::select! {
-            () = tokio::time::sleep(jitter(node.config.pull_interval)) => {}
+            () = tokio::time::sleep(jitter(node.config.pull_interval).min(EXPIRY_CHECK)) => {}
             () = node.sync_now.notified() => {}
             () = shutdown.cancelled() => return,
         }
@@ -72,6 +125,8 @@ pub(super) async fn reconcile_loop(node: Arc<Node>, role: Role, shutdown: Cancel
         let wait = if retry { node.config.retry_after } else { Duration::from_secs(3600) };
         tokio::select! {
             () = node.reconcile_now.notified() => {}
+            // Rotted bytes were taken out of service: fetch them again.
+            () = node.store.quarantined().notified() => {}
             () = tokio::time::sleep(jitter(wait)) => {}
             () = shutdown.cancelled() => return,
         }

@@ -209,6 +209,9 @@ pub async fn start(
     };
     if let Some(a) = applied {
         loops::install_applied(&node, a).await;
+        // A commit resumed after its snapshot or root expired serves (or not) by policy from
+        // the first request on.
+        loops::check_expiry(&node);
     }
 
     let router = routes::router(&role);

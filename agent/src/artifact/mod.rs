@@ -49,6 +49,18 @@ impl LookupError {
     }
 }
 
+/// `503` while the node refuses artifact requests because its trust expired
+/// (`on_expiry = "refuse"`); `None` when it serves.
+pub fn refusal(node: &Node) -> Option<Response<Body>> {
+    if !node.refusing.load(std::sync::atomic::Ordering::Relaxed) {
+        return None;
+    }
+    let why = node.health().expired.as_ref().map(|e| e.message.clone()).unwrap_or_default();
+    let mut r = response::text(StatusCode::SERVICE_UNAVAILABLE, why);
+    r.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("300"));
+    Some(r)
+}
+
 /// Looks up `/r/<catalog>/<path>` in the applied commit.
 pub fn lookup<'v>(
     view: Option<&'v View>,

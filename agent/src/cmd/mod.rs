@@ -1,10 +1,12 @@
-//! The network tooling subcommands: `validate`, `plan`, `keygen`, `sign`, `schemas`. Each
+//! The network tooling subcommands: `validate`, `plan`, `keygen`, `sign`, `schemas`,
+//! `snapshot`, `root new|sign`. Each
 //! returns a typed error; `main` prints it with its causes and picks the exit code.
 
 pub mod keys;
 pub mod plan;
 pub mod source;
 pub mod status;
+pub mod trust;
 pub mod validate;
 
 /// Errors of the tooling subcommands.

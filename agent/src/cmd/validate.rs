@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use odi_network::{git, load, TrustState};
+use odi_network::{git, load, load_with, LoadOptions, TrustState};
 use time::OffsetDateTime;
 
 use super::{source, CmdError};
@@ -18,6 +18,8 @@ pub struct ValidateArgs {
     pub since: Option<String>,
     /// `--pin` values: base64 keys or `.pub` files; none trusts the lowest root version found.
     pub pins: Vec<String>,
+    /// Leave out the snapshot checks (a pull request, whose snapshot CI writes after merging).
+    pub without_snapshot: bool,
 }
 
 /// Runs the validation, printing a summary on success and problems on failure.
@@ -27,7 +29,9 @@ pub fn run(args: &ValidateArgs) -> Result<(), CmdError> {
     let mut state = TrustState::default();
     if let Some(base) = &args.since {
         let base_tree = source::read(&args.path, Some(base))?;
-        match load(&base_tree, &anchor, &TrustState::default(), now) {
+        // Only the base's serials matter here, not whether its snapshot is still fresh.
+        let base_options = LoadOptions { skip_snapshot: true };
+        match load_with(&base_tree, &anchor, &TrustState::default(), now, base_options) {
             Ok(l) => state = l.state,
             Err(p) => {
                 return Err(CmdError::Usage(format!(
@@ -45,12 +49,24 @@ pub fn run(args: &ValidateArgs) -> Result<(), CmdError> {
         }
     }
     let tree = source::read(&args.path, args.commit.as_deref())?;
-    match load(&tree, &anchor, &state, now) {
+    let options = LoadOptions { skip_snapshot: args.without_snapshot };
+    match load_with(&tree, &anchor, &state, now, options) {
         Ok(loaded) => {
             let n = &loaded.network;
             let artifacts: usize = n.catalogs.values().map(|c| c.artifacts.len()).sum();
+            let snapshot = match (&n.snapshot, &n.root.snapshot) {
+                (Some(s), _) => {
+                    format!(
+                        ", snapshot serial {} until {}",
+                        s.serial,
+                        crate::status::rfc3339(s.expires)
+                    )
+                }
+                (None, Some(_)) => ", snapshot not checked".to_owned(),
+                (None, None) => ", no snapshot role".to_owned(),
+            };
             println!(
-                "ok: {} catalogs, {artifacts} artifacts, {} directories, {} relays (root serial {})",
+                "ok: {} catalogs, {artifacts} artifacts, {} directories, {} relays (root serial {}{snapshot})",
                 n.catalogs.len(),
                 n.directories.len(),
                 n.relays.len(),

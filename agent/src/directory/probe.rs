@@ -3,9 +3,14 @@
 //! exactly the inventory items whose SHA-256 equals the directory's applied commit, so a relay
 //! that lags behind is only ever routed artifacts it lists with the bytes clients expect.
 //!
-//! Content checks compare a random byte range of a few artifacts the relay claims with the same
-//! range of the directory's own verified copy. They rotate through the relay's holdings round
-//! by round, so every claimed artifact is checked every `ceil(n / CHECKS_PER_ROUND)` rounds.
+//! Content checks compare byte ranges of what the relay claims with the same ranges of the
+//! directory's own verified copy. Every claimed artifact is cut into windows of `CHECK_BYTES`;
+//! each round checks the next `CHECKS_PER_ROUND` windows of the sequence of all of them (in a
+//! stable order), so a relay holding `W` windows in all has every byte compared once every
+//! `ceil(W / CHECKS_PER_ROUND)` rounds: damage anywhere is found within that many rounds, and
+//! in any one round with probability at least `CHECKS_PER_ROUND / W` (for a relay holding one
+//! 8 MiB object: 64 windows, found within 16 rounds, 1 in 16 per round). Damage a relay can see
+//! itself (a file changed on disk) is caught sooner, by the relay, when it next opens the file.
 
 use std::collections::HashMap;
 use std::io::SeekFrom;
@@ -13,7 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use odi_network::model::Relay;
-use rand::Rng as _;
 use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
 
@@ -24,8 +28,8 @@ use crate::wire::Inventory;
 
 /// Content checks per relay per round.
 pub const CHECKS_PER_ROUND: usize = 4;
-/// Longest byte range compared per check.
-pub const CHECK_BYTES: u64 = 32 * 1024;
+/// Window size: the longest byte range compared per check.
+pub const CHECK_BYTES: u64 = 128 * 1024;
 /// Largest status document read.
 const MAX_STATUS: usize = 1 << 20;
 /// Largest inventory read (about 400,000 artifacts).
@@ -254,13 +258,22 @@ async fn probe_inner(
         })
         .collect();
     checkable.sort_by(|a, b| a.0.cmp(b.0));
-    let n = checkable.len().min(CHECKS_PER_ROUND);
+    // Window `g` of the whole sequence: artifact `i` owns windows `starts[i]..starts[i + 1]`.
+    let mut starts = Vec::with_capacity(checkable.len() + 1);
+    let mut total = 0usize;
+    for (_, _, size) in &checkable {
+        starts.push(total);
+        total += usize::try_from(size.div_ceil(CHECK_BYTES)).unwrap_or(usize::MAX).max(1);
+    }
+    let n = total.min(CHECKS_PER_ROUND);
     let mut checks = 0;
-    for i in 0..n {
-        let (key, sha, size) = checkable[(cursor + i) % checkable.len()];
+    for k in 0..n {
+        let g = (cursor + k) % total;
+        let i = starts.partition_point(|&s| s <= g) - 1;
+        let (key, sha, size) = checkable[i];
         let label = format!("{}/{}", key.0, key.1);
-        let len = size.min(CHECK_BYTES);
-        let offset = if size > len { rand::thread_rng().gen_range(0..=size - len) } else { 0 };
+        let offset = (g - starts[i]) as u64 * CHECK_BYTES;
+        let len = (size - offset).min(CHECK_BYTES);
         let Some(ours) = read_range(store, sha, offset, len).await else { continue };
         let url = artifact_url(&relay.url, &key.0, &key.1).ok_or_else(|| ProbeError::Invalid {
             what: "content",
@@ -269,14 +282,15 @@ async fn probe_inner(
         check_range(client, url, &label, sha, offset, size, &ours, s.timeout).await?;
         checks += 1;
     }
-    let next = if checkable.is_empty() { 0 } else { (cursor + n) % checkable.len() };
+    let next = if total == 0 { 0 } else { (cursor + n) % total };
     Ok((Probed { commit: inv.commit, listed: inv.artifacts.len(), held, checks }, next))
 }
 
 /// The directory's own bytes `offset..offset+len` of an object; `None` if it is gone (garbage
 /// collected meanwhile), in which case the check is skipped rather than blamed on the relay.
 async fn read_range(store: &Store, sha: &[u8; 32], offset: u64, len: u64) -> Option<Vec<u8>> {
-    let mut f = tokio::fs::File::open(store.object_path(sha)).await.ok()?;
+    // Through the store, so the directory's own copy is verified before it judges a relay's.
+    let mut f = store.open_object(sha).await?;
     f.seek(SeekFrom::Start(offset)).await.ok()?;
     let mut buf = vec![0u8; usize::try_from(len).ok()?];
     f.read_exact(&mut buf).await.ok()?;
@@ -317,7 +331,9 @@ async fn check_range(
             }
         }
         200 if whole => {}
-        status => return Err(ProbeError::Status { what: "content", status }),
+        // A relay that does not serve what it lists (it may have found its own copy damaged
+        // and sent the request on) gets no clients for it.
+        status => return Err(content(format!("answered HTTP {status} for bytes it lists"))),
     }
     if let Some(etag) = resp.headers().get(http::header::ETAG).and_then(|v| v.to_str().ok()) {
         let want = crate::http::file::etag(sha);

@@ -44,6 +44,9 @@ pub async fn serve(
     req: Parts,
 ) -> Response<Body> {
     let (node, dir) = (&dir.node, &*dir);
+    if let Some(r) = crate::artifact::refusal(node) {
+        return r;
+    }
     let path = req.uri.path();
     let (key, meta4) = match path.strip_suffix(META4_SUFFIX) {
         Some(p) => (p, true),
@@ -70,6 +73,9 @@ impl PlainAnswer for DirectoryMode {
 
 fn answer_plain(dir: &DirectoryMode, req: &PlainRequest<'_>, out: &mut Vec<u8>) -> bool {
     let node = &dir.node;
+    if node.refusing.load(std::sync::atomic::Ordering::Relaxed) {
+        return false;
+    }
     // A query may carry `odi-via` (a bounce from a relay); `.meta4` is a document.
     if req.query.is_some()
         || !req.path.starts_with(ARTIFACT_PREFIX)

@@ -13,4 +13,5 @@ mod relay;
 mod schemas;
 mod sync;
 mod tls;
+mod trust;
 mod validate;

@@ -159,7 +159,11 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("create DIR");
 
     let t = Instant::now();
-    let b = generate(artifacts, relays);
+    let mut b = generate(artifacts, relays);
+    // `snapshot` as a fourth argument adds a snapshot role, as a production network has.
+    if args.get(3).is_some_and(|a| a == "snapshot") {
+        b = b.with_snapshot().expect("snapshot key");
+    }
     b.write(&dir).expect("write network");
     commit_all(&dir, "generated network").expect("commit");
     println!("generated {artifacts} artifacts, {relays} relays into {} in {:.2?} (not part of the target)", dir.display(), t.elapsed());

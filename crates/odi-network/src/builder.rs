@@ -33,6 +33,9 @@ pub enum BuildError {
     /// [`commit_all`] could not open, create or commit to the repository.
     #[error("git: {0}")]
     Git(#[from] git2::Error),
+    /// The snapshot could not list a document (a document this builder wrote is unreadable).
+    #[error("snapshot: {0}")]
+    Snapshot(String),
 }
 
 /// A named key pair held in memory.
@@ -64,6 +67,21 @@ impl Key {
     }
 }
 
+/// A delegation of paths to several keys, `threshold` of which must sign.
+#[derive(Debug)]
+pub struct GroupDelegation {
+    /// The delegation's name.
+    pub name: String,
+    /// Its keys; each signs into `<file>.<key name>.minisig`.
+    pub keys: Vec<Key>,
+    /// Signatures required.
+    pub threshold: u32,
+    /// Paths covered.
+    pub paths: Vec<String>,
+    /// How many of `keys` (the first ones) sign the files this builder writes under `paths`.
+    pub signers: usize,
+}
+
 /// A network under construction.
 #[derive(Debug)]
 pub struct NetworkBuilder {
@@ -85,9 +103,29 @@ pub struct NetworkBuilder {
     pub directories: BTreeMap<String, DirectoryFile>,
     /// Relay files by name.
     pub relays: BTreeMap<String, RelayFile>,
+    /// Paths delegated to the maintainer key.
+    pub maintainer_paths: Vec<String>,
+    /// Validity of the root written, from the moment it is written.
+    pub root_valid: time::Duration,
+    /// Delegations to several keys with a threshold (k of n).
+    pub groups: Vec<GroupDelegation>,
+    /// The snapshot role's key; `None` writes a network without a snapshot role.
+    pub snapshot_key: Option<Key>,
+    /// Validity of each snapshot written, from the moment it is written.
+    pub snapshot_valid: time::Duration,
+    /// The next snapshot serial: raised on every [`NetworkBuilder::tree`], so each written
+    /// snapshot supersedes the last.
+    snapshot_serial: std::sync::atomic::AtomicU64,
 }
 
 impl NetworkBuilder {
+    /// Adds a snapshot role with a fresh key: every tree written then carries a signed
+    /// `trust/snapshot.toml` valid for `snapshot_valid` (7 days unless changed).
+    pub fn with_snapshot(mut self) -> Result<Self, BuildError> {
+        self.snapshot_key = Some(Key::generate("snapshot")?);
+        Ok(self)
+    }
+
     /// A network with one root key, one maintainer key and no files.
     pub fn new() -> Result<Self, BuildError> {
         Ok(Self {
@@ -100,6 +138,12 @@ impl NetworkBuilder {
             releases: BTreeMap::new(),
             directories: BTreeMap::new(),
             relays: BTreeMap::new(),
+            maintainer_paths: vec!["catalogs/".into(), "directories/".into(), "relays/".into()],
+            root_valid: time::Duration::days(365),
+            groups: Vec::new(),
+            snapshot_key: None,
+            snapshot_valid: time::Duration::days(7),
+            snapshot_serial: std::sync::atomic::AtomicU64::new(1),
         })
     }
 
@@ -107,19 +151,34 @@ impl NetworkBuilder {
     pub fn root_file(&self) -> RootFile {
         let mut delegations = vec![Delegation {
             name: self.maintainer.name.clone(),
-            public: self.maintainer.public().to_owned(),
-            paths: vec!["catalogs/".into(), "directories/".into(), "relays/".into()],
+            public: Some(self.maintainer.public().to_owned()),
+            paths: self.maintainer_paths.clone(),
+            ..Default::default()
         }];
+        for g in &self.groups {
+            delegations.push(Delegation {
+                name: g.name.clone(),
+                keys: g
+                    .keys
+                    .iter()
+                    .map(|k| RootKey { name: k.name.clone(), public: k.public().to_owned() })
+                    .collect(),
+                threshold: Some(g.threshold),
+                paths: g.paths.clone(),
+                ..Default::default()
+            });
+        }
         for (k, paths) in &self.extra_delegations {
             delegations.push(Delegation {
                 name: k.name.clone(),
-                public: k.public().to_owned(),
+                public: Some(k.public().to_owned()),
                 paths: paths.clone(),
+                ..Default::default()
             });
         }
         RootFile {
             serial: self.root_serial,
-            expires: Timestamp(time::OffsetDateTime::now_utc() + time::Duration::days(365)),
+            expires: Timestamp(now_secs() + self.root_valid),
             threshold: self.threshold,
             keys: self
                 .root_keys
@@ -127,6 +186,10 @@ impl NetworkBuilder {
                 .map(|k| RootKey { name: k.name.clone(), public: k.public().to_owned() })
                 .collect(),
             delegations,
+            snapshot: self.snapshot_key.as_ref().map(|k| crate::raw::RoleKeys {
+                threshold: 1,
+                keys: vec![RootKey { name: k.name.clone(), public: k.public().to_owned() }],
+            }),
         }
     }
 
@@ -162,14 +225,51 @@ impl NetworkBuilder {
             let p = format!("relays/{name}.toml");
             docs.push((p.clone(), ser(&p, r)?));
         }
+        let covers = |paths: &[String], path: &str| {
+            paths.iter().any(|p| {
+                if p.ends_with('/') {
+                    path.starts_with(p.as_str())
+                } else {
+                    path == p
+                }
+            })
+        };
         for (path, text) in docs {
+            if covers(&self.maintainer_paths, &path) {
+                let sig = self.maintainer.sign(text.as_bytes())?;
+                tree.insert(format!("{path}.minisig"), sig.into_bytes());
+            }
+            for g in self.groups.iter().filter(|g| covers(&g.paths, &path)) {
+                for k in g.keys.iter().take(g.signers) {
+                    let sig = k.sign(text.as_bytes())?;
+                    tree.insert(format!("{path}.{}.minisig", k.name), sig.into_bytes());
+                }
+            }
+            tree.insert(path, text.into_bytes());
+        }
+        if let Some(key) = &self.snapshot_key {
+            let documents = crate::trust::list_documents(&tree)
+                .map_err(|p| BuildError::Snapshot(p.to_string()))?;
+            let serial = self.snapshot_serial.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let file = crate::raw::SnapshotFile {
+                serial,
+                expires: Timestamp(now_secs() + self.snapshot_valid),
+                documents,
+            };
+            let path = crate::trust::SNAPSHOT_PATH;
+            let text = ser(path, &file)?;
             tree.insert(
-                format!("{path}.minisig"),
-                self.maintainer.sign(text.as_bytes())?.into_bytes(),
+                format!("{path}.{}.minisig", key.name),
+                key.sign(text.as_bytes())?.into_bytes(),
             );
             tree.insert(path, text.into_bytes());
         }
         Ok(tree)
+    }
+
+    /// The serial the next snapshot gets; tests set it to replay an older one.
+    pub fn set_snapshot_serial(&self, serial: u64) {
+        self.snapshot_serial.store(serial, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Writes the network files into `dir` (replacing the network folders' contents).
@@ -192,7 +292,9 @@ impl NetworkBuilder {
             .root_keys
             .iter()
             .chain(std::iter::once(&self.maintainer))
-            .chain(self.extra_delegations.iter().map(|(k, _)| k));
+            .chain(self.extra_delegations.iter().map(|(k, _)| k))
+            .chain(self.snapshot_key.iter())
+            .chain(self.groups.iter().flat_map(|g| g.keys.iter()));
         for k in all {
             for (ext, text) in [("key", &k.files.secret_file), ("pub", &k.files.public_file)] {
                 let p = dir.join(format!("{}.{ext}", k.name));
@@ -202,6 +304,12 @@ impl NetworkBuilder {
         }
         Ok(())
     }
+}
+
+/// Now, to the second (TOML dates in these files carry no fractions).
+fn now_secs() -> time::OffsetDateTime {
+    let now = time::OffsetDateTime::now_utc();
+    now.replace_nanosecond(0).unwrap_or(now)
 }
 
 /// Writes files of a tree under `dir`.

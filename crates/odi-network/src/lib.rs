@@ -17,7 +17,7 @@ pub mod tree;
 pub mod trust;
 pub mod units;
 
-pub use load::{load, Loaded};
+pub use load::{load, load_with, LoadOptions, Loaded};
 pub use model::Network;
 pub use problem::{Problem, Problems};
 pub use tree::Tree;

@@ -40,7 +40,7 @@ fn classify(path: &str) -> Result<Option<Kind>, &'static str> {
     if path.ends_with(".md") {
         return Ok(None);
     }
-    if path.starts_with(trust::ROOTS_DIR) {
+    if path.starts_with(trust::ROOTS_DIR) || path == trust::SNAPSHOT_PATH {
         return Ok(None); // the trust module reads these
     }
     if path.ends_with(".minisig") {
@@ -62,9 +62,9 @@ fn classify(path: &str) -> Result<Option<Kind>, &'static str> {
             .map(|stem| Some(Kind::Relay { stem }))
             .ok_or("unexpected file: relays/ holds only <name>.toml files"),
         ["catalogs", _] => Err("unexpected file: catalogs/ holds one folder per catalog"),
-        ["trust", ..] => {
-            Err("unexpected file: trust/ holds only roots/<serial>.toml and their signatures")
-        }
+        ["trust", ..] => Err(
+            "unexpected file: trust/ holds only roots/<serial>.toml, snapshot.toml and their signatures",
+        ),
         _ => Err("unexpected file in a network folder"),
     }
 }
@@ -92,23 +92,56 @@ impl Doc {
     }
 }
 
-/// Verifies and loads the network in `tree`.
-///
-/// `state` is what the caller applied before (empty for a first load or for `odi validate`);
-/// the returned [`Loaded::state`] is the state to persist if the caller applies this commit.
+/// How much of a commit [`load_with`] checks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// Leave out the snapshot role's checks: for a pull request, whose snapshot the network's
+    /// CI writes only after the merge. Agents never set this.
+    pub skip_snapshot: bool,
+}
+
+/// Verifies and loads the network in `tree`, with every check (see [`load_with`]).
 pub fn load(
     tree: &Tree,
     anchor: &TrustAnchor,
     state: &TrustState,
     now: OffsetDateTime,
 ) -> Result<Loaded, Problems> {
+    load_with(tree, anchor, state, now, LoadOptions::default())
+}
+
+/// Verifies and loads the network in `tree`.
+///
+/// `state` is what the caller applied before (empty for a first load or for `odi validate`);
+/// the returned [`Loaded::state`] is the state to persist if the caller applies this commit.
+pub fn load_with(
+    tree: &Tree,
+    anchor: &TrustAnchor,
+    state: &TrustState,
+    now: OffsetDateTime,
+    options: LoadOptions,
+) -> Result<Loaded, Problems> {
     let root = trust::verify_root(tree, anchor, state, now).map_err(Problems)?;
     let mut problems = Vec::new();
 
-    // Signature files must sign something.
+    let verified =
+        if options.skip_snapshot { Ok(None) } else { trust::verify_snapshot(tree, &root, now) };
+    let snapshot = match verified {
+        Ok(s) => s,
+        Err(p) => {
+            problems.extend(p);
+            None
+        }
+    };
+
+    // Signature files must sign something: `<file>.minisig` or `<file>.<key name>.minisig`.
     for (path, _) in tree.iter() {
         if let Some(signed) = path.strip_suffix(".minisig") {
-            if !path.starts_with(trust::ROOTS_DIR) && tree.get(signed).is_none() {
+            let by_name = signed.rsplit_once('.').map(|(f, _)| f).filter(|f| tree.get(f).is_some());
+            if !path.starts_with(trust::ROOTS_DIR)
+                && tree.get(signed).is_none()
+                && by_name.is_none()
+            {
                 problems.push(Problem::file(
                     path,
                     format!("signature for {signed}, which does not exist"),
@@ -127,40 +160,65 @@ pub fn load(
     }
 
     // Signatures and parsing dominate the cost on big catalogs, and files are independent.
-    type Parsed<'t> = Result<(String, Kind, Doc, &'t [u8]), Problem>;
+    type Parsed<'t> = (String, &'t [u8], Result<(Kind, Doc), Problem>);
     let results: Vec<Parsed<'_>> = docs_in
         .into_par_iter()
         .map(|(path, bytes, kind)| {
-            trust::verify_delegated(tree, &root, path, bytes)?;
-            let doc = match &kind {
-                Kind::Catalog { .. } => Doc::Catalog(parse(path, bytes)?),
-                Kind::Release { .. } => Doc::Release(parse(path, bytes)?),
-                Kind::Directory { .. } => Doc::Directory(parse(path, bytes)?),
-                Kind::Relay { .. } => Doc::Relay(parse(path, bytes)?),
-            };
-            Ok((path.to_owned(), kind, doc, bytes))
+            let r = trust::verify_delegated(tree, &root, path, bytes).and_then(|()| {
+                Ok(match &kind {
+                    Kind::Catalog { .. } => Doc::Catalog(parse(path, bytes)?),
+                    Kind::Release { .. } => Doc::Release(parse(path, bytes)?),
+                    Kind::Directory { .. } => Doc::Directory(parse(path, bytes)?),
+                    Kind::Relay { .. } => Doc::Relay(parse(path, bytes)?),
+                })
+            });
+            (path.to_owned(), bytes, r.map(|doc| (kind, doc)))
         })
         .collect();
 
     let mut next_state = TrustState { root: Some(root.pin()), serials: BTreeMap::new() };
     let mut docs = Vec::new();
-    for r in results {
+    // (path, serial, bytes) of every signed document, for the snapshot comparison.
+    let mut listed: Vec<(String, u64, &[u8])> = Vec::new();
+    // Documents that failed their own checks: reported for that, not as missing.
+    let mut failed = BTreeSet::new();
+    for (path, bytes, r) in results {
         match r {
-            Ok((path, kind, doc, bytes)) => {
+            Ok((kind, doc)) => {
                 if let Err(p) = state.check_serial(&path, doc.serial(), bytes, &mut next_state) {
                     problems.push(p);
                 }
+                listed.push((path.clone(), doc.serial(), bytes));
                 docs.push((path, kind, doc));
             }
-            Err(p) => problems.push(p),
+            Err(p) => {
+                problems.push(p);
+                failed.insert(path);
+            }
         }
+    }
+    if let Some(snap) = &snapshot {
+        if let Some(bytes) = tree.get(trust::SNAPSHOT_PATH) {
+            let r = state.check_serial(trust::SNAPSHOT_PATH, snap.serial, bytes, &mut next_state);
+            problems.extend(r.err());
+        }
+        for (path, bytes) in tree.under(trust::ROOTS_DIR) {
+            let serial = path.strip_prefix(trust::ROOTS_DIR).and_then(|n| n.strip_suffix(".toml"));
+            if let Some(serial) = serial.and_then(|n| n.parse::<u64>().ok()) {
+                listed.push((path.to_owned(), serial, bytes));
+            }
+        }
+        let refs = listed.iter().map(|(p, s, b)| (p.as_str(), *s, *b));
+        let found = trust::check_against_snapshot(snap, refs);
+        problems.extend(found.into_iter().filter(|p| !failed.contains(&p.file)));
     }
     // Keep marks of documents that disappeared, so that re-adding an old signed copy fails.
     for (path, mark) in &state.serials {
         next_state.serials.entry(path.clone()).or_insert(*mark);
     }
 
-    let network = build(root, docs, &mut problems);
+    let mut network = build(root, docs, &mut problems);
+    network.snapshot = snapshot;
     if problems.is_empty() {
         Ok(Loaded { network, state: next_state })
     } else {
@@ -503,7 +561,13 @@ fn build(root: Root, docs: Vec<(String, Kind, Doc)>, problems: &mut Vec<Problem>
         }
     }
 
-    Network { root, catalogs: out_catalogs, directories: out_dirs, relays: out_relays }
+    Network {
+        root,
+        catalogs: out_catalogs,
+        directories: out_dirs,
+        relays: out_relays,
+        snapshot: None,
+    }
 }
 
 /// References form a graph; a cycle could bounce a client between directories forever.

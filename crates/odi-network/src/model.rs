@@ -22,6 +22,19 @@ pub struct Network {
     pub directories: BTreeMap<String, Directory>,
     /// Relays by name.
     pub relays: BTreeMap<String, Relay>,
+    /// The verified snapshot, when the root has a snapshot role.
+    pub snapshot: Option<crate::trust::Snapshot>,
+}
+
+impl Network {
+    /// When this network's trust runs out: the earlier of the root's and the snapshot's
+    /// expiry, and which of the two it is (`"root"` or `"snapshot"`).
+    pub fn expires(&self) -> (OffsetDateTime, &'static str) {
+        match &self.snapshot {
+            Some(s) if s.expires < self.root.expires => (s.expires, "snapshot"),
+            _ => (self.root.expires, "root"),
+        }
+    }
 }
 
 /// A catalog with all its release files merged.

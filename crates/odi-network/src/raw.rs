@@ -103,6 +103,48 @@ pub struct RootFile {
     /// Which keys may sign which paths of the repository.
     #[serde(default)]
     pub delegations: Vec<Delegation>,
+    /// The snapshot role: keys that sign `trust/snapshot.toml`, the list of every signed
+    /// document of a commit. When present, agents apply only commits that match a fresh
+    /// snapshot, so a repository host cannot delete, add back or freeze documents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<RoleKeys>,
+}
+
+/// Keys of a role and how many of them must sign.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RoleKeys {
+    /// Distinct keys of `keys` that must sign.
+    pub threshold: u32,
+    /// The role's keys; each signs into `<file>.<name>.minisig`.
+    pub keys: Vec<RootKey>,
+}
+
+/// `trust/snapshot.toml`: every signed document of a commit with its serial and SHA-256,
+/// signed by the snapshot role, with a short expiry that the network's CI renews.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotFile {
+    /// Raised on every change, renewal included; agents refuse a lower one.
+    pub serial: u64,
+    /// After this instant no agent applies a commit with this snapshot: a copy of the
+    /// repository that stopped moving is noticed.
+    pub expires: Timestamp,
+    /// Every signed document of the commit, sorted by path.
+    #[serde(default)]
+    pub documents: Vec<SnapshotEntry>,
+}
+
+/// One document in a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotEntry {
+    /// Repository path, such as `catalogs/hello/catalog.toml`.
+    pub path: String,
+    /// The document's `serial`.
+    pub serial: u64,
+    /// SHA-256 of the document's bytes.
+    pub sha256: Sha256,
 }
 
 /// One root key.
@@ -115,15 +157,23 @@ pub struct RootKey {
     pub public: String,
 }
 
-/// A key allowed to sign some paths.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// Keys allowed to sign some paths: one key (`public`), or `threshold` of several (`keys`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Delegation {
-    /// Who holds the key (for messages).
+    /// Who holds the key or keys (for messages).
     pub name: String,
-    /// Minisign public key, base64.
-    pub public: String,
-    /// Paths the key may sign: `catalogs/example/` (a folder, with the trailing slash) or
+    /// The one minisign public key, base64; its signature is `<file>.minisig`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public: Option<String>,
+    /// Several keys instead of `public`; each signs into `<file>.<name>.minisig` (or, for one
+    /// of them, `<file>.minisig`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<RootKey>,
+    /// Distinct keys of `keys` that must sign (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<u32>,
+    /// Paths the keys may sign: `catalogs/example/` (a folder, with the trailing slash) or
     /// `relays/r1.toml` (one file).
     pub paths: Vec<String>,
 }

@@ -1,7 +1,7 @@
 //! JSON Schemas of every file kind, generated from the raw types so they cannot drift from
 //! what the agents parse. `schemas/*.schema.json` are these, written by `odi schemas`.
 
-use crate::raw::{CatalogFile, DirectoryFile, RelayFile, ReleaseFile, RootFile};
+use crate::raw::{CatalogFile, DirectoryFile, RelayFile, ReleaseFile, RootFile, SnapshotFile};
 
 /// (file name in `schemas/`, pretty JSON) for every file kind.
 pub fn all() -> Vec<(&'static str, String)> {
@@ -16,6 +16,7 @@ pub fn all() -> Vec<(&'static str, String)> {
         ("release.schema.json", one::<ReleaseFile>()),
         ("directory.schema.json", one::<DirectoryFile>()),
         ("relay.schema.json", one::<RelayFile>()),
+        ("snapshot.schema.json", one::<SnapshotFile>()),
     ]
 }
 
@@ -27,6 +28,7 @@ pub fn for_path(path: &str) -> Option<&'static str> {
     let parts: Vec<&str> = path.split('/').collect();
     Some(match parts.as_slice() {
         ["trust", "roots", _] => "root.schema.json",
+        ["trust", "snapshot.toml"] => "snapshot.schema.json",
         ["catalogs", _, "catalog.toml"] => "catalog.schema.json",
         ["catalogs", _, ..] => "release.schema.json",
         ["directories", _] => "directory.schema.json",

@@ -152,6 +152,13 @@ impl SecretKey {
         Ok(Self(sk))
     }
 
+    /// The public half, to find which role or delegation key this is.
+    pub fn public(&self) -> Result<PublicKey, SignatureError> {
+        let pk = minisign::PublicKey::from_secret_key(&self.0)
+            .map_err(|e| SignatureError::Signing(format!("cannot derive the public key: {e}")))?;
+        PublicKey::parse(&pk.to_base64())
+    }
+
     /// Signs `data` (prehashed, like `minisign -S`), returning the `.minisig` text.
     pub fn sign(&self, data: &[u8], trusted_comment: &str) -> Result<String, SignatureError> {
         let sig =

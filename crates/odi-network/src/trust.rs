@@ -29,18 +29,35 @@ pub struct Root {
     pub keys: Vec<(String, PublicKey)>,
     /// Who may sign which network files; a file no delegation covers is refused.
     pub delegations: Vec<DelegationRule>,
+    /// The snapshot role, when the network has one: then every commit must carry a fresh
+    /// snapshot that matches its tree.
+    pub snapshot: Option<RoleRule>,
 }
 
-/// One delegation: a key and the paths it may sign.
+/// One delegation: keys, how many of them must sign, and the paths they may sign.
 #[derive(Debug, Clone)]
 pub struct DelegationRule {
-    /// Holder's name.
+    /// The delegation's name, for messages.
     pub name: String,
-    /// The key that a covered file's `.minisig` must verify with.
-    pub key: PublicKey,
+    /// Its keys by name; a single-key delegation has one, named after the delegation.
+    pub keys: Vec<(String, PublicKey)>,
+    /// Distinct keys that must sign a file (1 to `keys.len()`).
+    pub threshold: usize,
     /// Folder prefixes (ending in `/`) or exact file paths.
     pub paths: Vec<String>,
 }
+
+/// Keys of a role (the snapshot role) and their threshold.
+#[derive(Debug, Clone)]
+pub struct RoleRule {
+    /// Keys by name; each signs into `<file>.<name>.minisig`.
+    pub keys: Vec<(String, PublicKey)>,
+    /// Distinct keys that must sign.
+    pub threshold: usize,
+}
+
+/// Where the snapshot lives.
+pub const SNAPSHOT_PATH: &str = "trust/snapshot.toml";
 
 impl DelegationRule {
     /// Whether this delegation covers `path`.
@@ -244,10 +261,58 @@ fn parse_root(path: &str, bytes: &[u8]) -> Result<Root, Vec<Problem>> {
                 problems.push(Problem::field(path, field, format!("`{p}` must be a folder (ending in `/`) or file under catalogs/, directories/ or relays/")));
             }
         }
-        if let Some(key) = parse_key(format!("delegations[{i}].public"), &d.public, &mut problems) {
-            delegations.push(DelegationRule { name: d.name.clone(), key, paths: d.paths.clone() });
+        let mut keys = Vec::new();
+        match (&d.public, d.keys.is_empty()) {
+            (Some(public), true) => {
+                if let Some(k) =
+                    parse_key(format!("delegations[{i}].public"), public, &mut problems)
+                {
+                    keys.push((d.name.clone(), k));
+                }
+            }
+            (None, false) => {
+                let role = role_keys(path, &format!("delegations[{i}]"), &d.keys, &mut problems);
+                keys.extend(role);
+            }
+            _ => problems.push(Problem::field(
+                path,
+                format!("delegations[{i}]"),
+                "give either `public` (one key) or `keys` (several, with `threshold`)",
+            )),
         }
+        let threshold = d.threshold.unwrap_or(1) as usize;
+        if !keys.is_empty() && (threshold == 0 || threshold > keys.len()) {
+            problems.push(Problem::field(
+                path,
+                format!("delegations[{i}].threshold"),
+                format!(
+                    "threshold {threshold} must be between 1 and the number of keys ({})",
+                    keys.len()
+                ),
+            ));
+        }
+        delegations.push(DelegationRule {
+            name: d.name.clone(),
+            keys,
+            threshold,
+            paths: d.paths.clone(),
+        });
     }
+    let snapshot = raw.snapshot.as_ref().map(|r| {
+        let keys = role_keys(path, "snapshot", &r.keys, &mut problems);
+        let threshold = r.threshold as usize;
+        if threshold == 0 || threshold > keys.len().max(1) || keys.is_empty() {
+            problems.push(Problem::field(
+                path,
+                "snapshot.threshold",
+                format!(
+                    "threshold {threshold} must be between 1 and the number of keys ({})",
+                    keys.len()
+                ),
+            ));
+        }
+        RoleRule { keys, threshold }
+    });
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -257,7 +322,93 @@ fn parse_root(path: &str, bytes: &[u8]) -> Result<Root, Vec<Problem>> {
         threshold: raw.threshold as usize,
         keys,
         delegations,
+        snapshot,
     })
+}
+
+/// The keys of a role or a several-key delegation, named and distinct.
+fn role_keys(
+    path: &str,
+    field: &str,
+    keys: &[crate::raw::RootKey],
+    problems: &mut Vec<Problem>,
+) -> Vec<(String, PublicKey)> {
+    let mut out: Vec<(String, PublicKey)> = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        let name_ok = !k.name.is_empty()
+            && k.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !name_ok {
+            problems.push(Problem::field(
+                path,
+                format!("{field}.keys[{i}].name"),
+                format!(
+                    "`{}` must be letters, digits, `-` or `_` (it names a signature file)",
+                    k.name
+                ),
+            ));
+        }
+        match PublicKey::parse(&k.public) {
+            Ok(key) => {
+                if out.iter().any(|(n, other)| *other == key || *n == k.name) {
+                    problems.push(Problem::field(
+                        path,
+                        format!("{field}.keys[{i}]"),
+                        "the same key or name is listed twice",
+                    ));
+                }
+                out.push((k.name.clone(), key));
+            }
+            Err(e) => problems.push(Problem::field(
+                path,
+                format!("{field}.keys[{i}].public"),
+                e.to_string(),
+            )),
+        }
+    }
+    out
+}
+
+/// The signature files that may sign `path`: `<path>.minisig` and `<path>.<name>.minisig` for
+/// each key name given, those present in the tree.
+fn signature_files<'t>(tree: &'t Tree, path: &str, names: &[&str]) -> Vec<(String, &'t str)> {
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    let candidates = std::iter::once(format!("{path}.minisig"))
+        .chain(names.iter().map(|n| format!("{path}.{n}.minisig")));
+    for sig_path in candidates {
+        if !seen.insert(sig_path.clone()) {
+            continue;
+        }
+        if let Some(bytes) = tree.get(&sig_path) {
+            out.push((sig_path, std::str::from_utf8(bytes).unwrap_or("")));
+        }
+    }
+    out
+}
+
+/// Which of `keys` signed `data` in any of `sigs`, by key name; and the first error that was
+/// not merely "another key" (a legacy or malformed signature), to report.
+fn signed_by(
+    data: &[u8],
+    sigs: &[(String, &str)],
+    keys: &[(String, PublicKey)],
+) -> (BTreeSet<String>, Option<String>) {
+    let mut names = BTreeSet::new();
+    let mut error = None;
+    for (sig_path, sig) in sigs {
+        for (name, k) in keys {
+            match k.verify(data, sig) {
+                Ok(()) => {
+                    names.insert(name.clone());
+                }
+                Err(SignatureError::UnexpectedKey(_)) => {}
+                Err(e) => {
+                    error.get_or_insert_with(|| format!("{sig_path}: {e}"));
+                }
+            }
+        }
+    }
+    (names, error)
 }
 
 /// Finds and verifies the current root: the chain of versions from what the agent already
@@ -380,33 +531,209 @@ pub fn verify_root(
     Ok(root)
 }
 
-/// Checks the signature beside a delegated file.
+/// Checks the signatures beside a delegated file: some delegation covering `path` must be
+/// satisfied by a threshold of its keys. The error lists, for each covering delegation, who
+/// signed and whose signatures are still missing.
 pub fn verify_delegated(tree: &Tree, root: &Root, path: &str, data: &[u8]) -> Result<(), Problem> {
-    let sig_path = format!("{path}.minisig");
-    let Some(sig) = tree.get(&sig_path) else {
-        return Err(Problem::file(path, format!("missing signature {sig_path}")));
-    };
-    let sig = std::str::from_utf8(sig).map_err(|_| Problem::file(&sig_path, "is not UTF-8"))?;
-    let mut signers = root.signers_for(path).peekable();
-    if signers.peek().is_none() {
+    let covering: Vec<&DelegationRule> = root.signers_for(path).collect();
+    if covering.is_empty() {
         return Err(Problem::file(path, "no delegation in the root covers this path"));
     }
-    let mut last = None;
-    for d in signers {
-        match d.key.verify(data, sig) {
-            Ok(()) => return Ok(()),
-            Err(SignatureError::UnexpectedKey(id)) => {
-                last = Some(SignatureError::UnexpectedKey(id))
-            }
-            Err(e) => {
+    let names: Vec<&str> =
+        covering.iter().flat_map(|d| d.keys.iter().map(|(n, _)| n.as_str())).collect();
+    let sigs = signature_files(tree, path, &names);
+    if sigs.is_empty() {
+        return Err(Problem::file(path, format!("missing signature {path}.minisig")));
+    }
+    let mut reports = Vec::new();
+    let allowed: BTreeSet<&str> =
+        covering.iter().flat_map(|d| d.keys.iter().map(|(_, k)| k.id())).collect();
+    let foreign: BTreeSet<String> = sigs
+        .iter()
+        .filter_map(|(_, sig)| crate::signature::signature_key_id(sig))
+        .filter(|id| !allowed.contains(id.as_str()))
+        .collect();
+    for id in &foreign {
+        reports.push(format!("signed by key {id}, which is not allowed to sign this file"));
+    }
+    for d in &covering {
+        let (signed, error) = signed_by(data, &sigs, &d.keys);
+        if signed.len() >= d.threshold {
+            return Ok(());
+        }
+        if let Some(e) = error {
+            if d.keys.len() == 1 {
                 return Err(Problem::file(
                     path,
                     format!("{e} (checked with the key of delegation `{}`)", d.name),
-                ))
+                ));
             }
+            reports.push(e);
+        }
+        reports.push(missing_report(&d.name, d.threshold, &d.keys, &signed, path));
+    }
+    Err(Problem::file(path, reports.join("; ")))
+}
+
+/// "signed by 1 of 3 keys of delegation `x` (threshold 2); still missing: ..." for messages.
+fn missing_report(
+    what: &str,
+    threshold: usize,
+    keys: &[(String, PublicKey)],
+    signed: &BTreeSet<String>,
+    path: &str,
+) -> String {
+    let missing: Vec<String> = keys
+        .iter()
+        .filter(|(n, _)| !signed.contains(n))
+        .map(|(n, k)| format!("{n} (key {}, into {path}.{n}.minisig)", k.id()))
+        .collect();
+    if keys.len() == 1 {
+        return format!("no signature by the key of delegation `{what}` (key {})", keys[0].1.id());
+    }
+    format!(
+        "signed by {} of {} keys of {what} (threshold {threshold}); signatures still possible from: {}",
+        signed.len(),
+        keys.len(),
+        missing.join(", ")
+    )
+}
+
+/// A verified snapshot.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Its serial; never goes down for an agent.
+    pub serial: u64,
+    /// When it stops being fresh.
+    pub expires: OffsetDateTime,
+    /// Listed documents by path: (serial, SHA-256).
+    pub documents: BTreeMap<String, (u64, [u8; 32])>,
+}
+
+/// Verifies `trust/snapshot.toml` when the root has a snapshot role: signed by a threshold of
+/// the role's keys, not expired at `now`. `Ok(None)` when the root has no snapshot role.
+pub fn verify_snapshot(
+    tree: &Tree,
+    root: &Root,
+    now: OffsetDateTime,
+) -> Result<Option<Snapshot>, Vec<Problem>> {
+    let Some(role) = &root.snapshot else { return Ok(None) };
+    let path = SNAPSHOT_PATH;
+    let Some(bytes) = tree.get(path) else {
+        return Err(vec![Problem::file(path, "missing: the root names a snapshot role, so every commit needs a snapshot (odi snapshot)")]);
+    };
+    let names: Vec<&str> = role.keys.iter().map(|(n, _)| n.as_str()).collect();
+    let sigs = signature_files(tree, path, &names);
+    let (signed, error) = signed_by(bytes, &sigs, &role.keys);
+    if signed.len() < role.threshold {
+        let mut msg =
+            missing_report("the snapshot role", role.threshold, &role.keys, &signed, path);
+        if sigs.is_empty() {
+            msg = format!("no signature; {msg}");
+        }
+        if let Some(e) = error {
+            msg = format!("{e}; {msg}");
+        }
+        return Err(vec![Problem::file(path, msg)]);
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| vec![Problem::file(path, "is not UTF-8")])?;
+    let raw: crate::raw::SnapshotFile =
+        toml::from_str(text).map_err(|e| vec![problem::from_toml(path, text, &e)])?;
+    if raw.expires.0 <= now {
+        return Err(vec![Problem::field(path, "expires", format!("snapshot expired at {} (the repository stopped being refreshed: a frozen or stale copy?)", raw.expires.0))]);
+    }
+    let mut documents = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (i, d) in raw.documents.iter().enumerate() {
+        if documents.insert(d.path.clone(), (d.serial, d.sha256.0)).is_some() {
+            problems.push(Problem::field(
+                path,
+                format!("documents[{i}].path"),
+                format!("`{}` is listed twice", d.path),
+            ));
         }
     }
-    Err(Problem::file(path, last.map_or_else(|| "no valid signature".into(), |e| e.to_string())))
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Some(Snapshot { serial: raw.serial, expires: raw.expires.0, documents }))
+}
+
+/// The snapshot entries of `tree`: every document [`is_snapshot_document`] names, sorted by
+/// path, with its serial and SHA-256. What `odi snapshot` writes and builders sign.
+pub fn list_documents(tree: &Tree) -> Result<Vec<crate::raw::SnapshotEntry>, Problem> {
+    #[derive(serde::Deserialize)]
+    struct Serial {
+        serial: u64,
+    }
+    let mut out = Vec::new();
+    for (path, bytes) in tree.iter() {
+        if !is_snapshot_document(path) {
+            continue;
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| Problem::file(path, "is not UTF-8"))?;
+        // Only the serial is read here: the document's own checks are `load`'s business.
+        let value: toml::Table =
+            toml::from_str(text).map_err(|e| problem::from_toml(path, text, &e))?;
+        let serial = toml::Value::Table(value)
+            .try_into::<Serial>()
+            .map_err(|_| Problem::field(path, "serial", "missing or not a number"))?
+            .serial;
+        let sha256 = crate::raw::Sha256(sha2::Sha256::digest(bytes).into());
+        out.push(crate::raw::SnapshotEntry { path: path.to_owned(), serial, sha256 });
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+/// Whether a path is a document the snapshot lists: every `.toml` under `catalogs/`,
+/// `directories/`, `relays/` and `trust/roots/`.
+pub fn is_snapshot_document(path: &str) -> bool {
+    path.ends_with(".toml")
+        && (path.starts_with("catalogs/")
+            || path.starts_with("directories/")
+            || path.starts_with("relays/")
+            || path.starts_with(ROOTS_DIR))
+}
+
+/// Compares the tree's documents (path, serial, bytes) with the snapshot: every difference
+/// is a problem naming the path.
+pub fn check_against_snapshot<'a>(
+    snapshot: &Snapshot,
+    docs: impl IntoIterator<Item = (&'a str, u64, &'a [u8])>,
+) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut seen = BTreeSet::new();
+    for (path, serial, bytes) in docs {
+        seen.insert(path.to_owned());
+        let sha: [u8; 32] = sha2::Sha256::digest(bytes).into();
+        match snapshot.documents.get(path) {
+            None => problems.push(Problem::file(
+                path,
+                format!("not listed in {SNAPSHOT_PATH} (added without the snapshot role?)"),
+            )),
+            Some((s, _)) if *s != serial => problems.push(Problem::field(
+                path,
+                "serial",
+                format!("serial {serial}, but {SNAPSHOT_PATH} lists {s}"),
+            )),
+            Some((_, h)) if *h != sha => problems.push(Problem::file(
+                path,
+                format!(
+                    "content differs from {SNAPSHOT_PATH} (SHA-256 {}, listed {})",
+                    hex::encode(sha),
+                    hex::encode(h)
+                ),
+            )),
+            Some(_) => {}
+        }
+    }
+    for path in snapshot.documents.keys() {
+        if !seen.contains(path) {
+            problems.push(Problem::file(path, format!("missing: listed in {SNAPSHOT_PATH} but not in the tree (deleted without the snapshot role?)")));
+        }
+    }
+    problems
 }
 
 #[cfg(test)]
