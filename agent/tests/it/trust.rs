@@ -375,3 +375,153 @@ fn minisign_signatures_count_for_every_role() {
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("trust/snapshot.toml") && out.contains("legacy"), "{out}");
 }
+
+/// A relay that lists an artifact with the right hash but serves `bytes` for it (with exact
+/// single ranges, as a real relay does): what the directory's content checks are for.
+async fn lying_relay(
+    port: u16,
+    name: &'static str,
+    catalog: &'static str,
+    path: &'static str,
+    listed_sha: String,
+    bytes: std::sync::Arc<Vec<u8>>,
+    commit: std::sync::Arc<std::sync::Mutex<String>>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let (bytes, commit, sha) = (bytes.clone(), commit.clone(), listed_sha.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+                let target = head.split(' ').nth(1).unwrap_or("/").to_owned();
+                let json = |v: serde_json::Value| {
+                    let body = v.to_string();
+                    format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()).into_bytes()
+                };
+                let commit = commit.lock().unwrap().clone();
+                let out: Vec<u8> = if target == "/.odi/v1/status" {
+                    json(serde_json::json!({"name": name, "mode": "relay", "commit": commit}))
+                } else if target == "/.odi/v1/inventory" {
+                    json(serde_json::json!({"name": name, "commit": commit, "artifacts": [
+                        {"catalog": catalog, "path": path, "sha256": sha, "size": bytes.len()}]}))
+                } else if target == format!("/r/{catalog}/{path}") {
+                    let range =
+                        head.lines().find_map(|l| l.strip_prefix("range: bytes=")).and_then(|r| {
+                            let (a, b) = r.trim().split_once('-')?;
+                            Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?))
+                        });
+                    match range {
+                        Some((a, b)) if a <= b && b < bytes.len() => {
+                            let mut o = format!("HTTP/1.1 206 Partial Content\r\ncontent-length: {}\r\ncontent-range: bytes {a}-{b}/{}\r\nconnection: close\r\n\r\n", b - a + 1, bytes.len()).into_bytes();
+                            o.extend_from_slice(&bytes[a..=b]);
+                            o
+                        }
+                        _ => {
+                            let mut o = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", bytes.len()).into_bytes();
+                            o.extend_from_slice(&bytes);
+                            o
+                        }
+                    }
+                } else {
+                    b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        .to_vec()
+                };
+                let _ = sock.write_all(&out).await;
+            });
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_serving_16_wrong_bytes_of_8_mib_is_out_within_the_stated_rounds() {
+    const MIB8: usize = 8 << 20;
+    let good = odi_agent::demo::catalogs::generated_bytes("big.bin", MIB8);
+    let mut bad = good.clone();
+    // Far into the object, so that many passing rounds come first.
+    let at = 5 * (1 << 20) + 12_345;
+    for b in &mut bad[at..at + 16] {
+        *b ^= 0xff;
+    }
+    let mut b = support::small_network();
+    b.catalogs.insert(
+        "big".into(),
+        odi_network::raw::CatalogFile {
+            serial: 1,
+            name: "big".into(),
+            description: "one large artifact".into(),
+            origins: vec!["https://origin.invalid/".into()],
+            replicas: 1,
+            artifacts: vec![support::entry("big.bin", &good)],
+            ..Default::default()
+        },
+    );
+    b.directories.get_mut("dir-a").unwrap().catalogs.push("big".into());
+    let mut liar = b.relays["relay-1"].clone();
+    liar.name = "liar".into();
+    liar.catalogs = vec!["big".into()];
+    liar.tags = vec![];
+    liar.quota = odi_network::units::ByteSize(64 << 20);
+    b.relays.insert("liar".into(), liar);
+    let mut files = support::artifact_bytes();
+    files.push(("big.bin".into(), good.clone()));
+    let net = TestNet::new(b, files).await;
+    let commit = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sha = support::sha256_hex(&good);
+    lying_relay(
+        net.ports["liar"],
+        "liar",
+        "big",
+        "big.bin",
+        sha,
+        std::sync::Arc::new(bad),
+        commit.clone(),
+    )
+    .await;
+    let dir = net.start("dir-a").await;
+    let base = net.url("dir-a");
+    ready(&base).await;
+    *commit.lock().unwrap() = status(&base).await.unwrap().commit.unwrap();
+
+    let liar_state = || async {
+        let s = status(&base).await?;
+        s.directory?.relays.into_iter().find(|r| r.name == "liar")
+    };
+    eventually("the liar passes its first probes", WAIT, || async {
+        liar_state().await.is_some_and(|r| r.healthy)
+    })
+    .await;
+    eventually("the liar is caught", WAIT, || async {
+        liar_state().await.is_some_and(|r| !r.healthy && r.last_probe.is_some())
+    })
+    .await;
+    let r = liar_state().await.unwrap();
+    let reason = r.reason.unwrap_or_default();
+    assert!(reason.contains("content check of big/big.bin"), "{reason}");
+    // Stated in docs/security.adoc: every byte within ceil(W / 4) rounds, W = 64 windows.
+    let metrics =
+        client().get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    let passed: u64 = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("odi_probes_total{")
+                && l.contains("relay=\"liar\"")
+                && l.contains("outcome=\"ok\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0);
+    let windows = MIB8.div_ceil(128 << 10) as u64;
+    assert!(
+        passed >= 1 && passed <= windows / 4,
+        "{passed} passing rounds before the damage was found"
+    );
+    dir.stop().await;
+}
