@@ -21,9 +21,20 @@ ls "$repo"/org/apache/maven/plugins/maven-dependency-plugin/*/maven-dependency-p
 [ -d "$repo/junit/junit/4.x" ] || need+=(junit4)
 command -v apt-get >/dev/null || need+=(apt)
 command -v dpkg-deb >/dev/null || need+=(dpkg)
+command -v apt-ftparchive >/dev/null || need+=(apt-utils)
+command -v sha256sum >/dev/null || need+=(coreutils)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# Real Debian packages for the apt import test (agent/tests/it/publish.rs): fetched once from
+# the distribution's mirrors with apt itself, kept under target/ (not committed).
+debs="$(dirname "$0")/../target/test-data/debs"
+if ! ls "$debs"/hello_*.deb "$debs"/sl_*.deb >/dev/null 2>&1; then
+  mkdir -p "$debs"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  ( cd "$debs" && { apt-get download -qq hello sl 2>/dev/null || { $SUDO apt-get update -qq && apt-get download -qq hello sl; }; } )
 fi

@@ -119,6 +119,26 @@ enum Command {
         #[arg(long)]
         sign_only: bool,
     },
+    /// Start a new network repository: keys (into KEYDIR, never the repository), the first
+    /// root, CI workflows, a README, and a first commit.
+    Init {
+        /// The new repository folder (created; must be empty).
+        dir: PathBuf,
+        /// Where the secret keys go; refused when inside DIR.
+        #[arg(long)]
+        keys: PathBuf,
+        /// Root keys to generate.
+        #[arg(long, default_value_t = 1)]
+        root_keys: usize,
+        /// Root key signatures a new root version needs.
+        #[arg(long, default_value_t = 1)]
+        threshold: usize,
+    },
+    /// Publish: create catalogs, add and import artifacts, expunge.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
     /// Draft and sign root versions.
     Root {
         #[command(subcommand)]
@@ -130,6 +150,105 @@ enum Command {
         /// overwritten.
         #[arg(default_value = "schemas")]
         dir: PathBuf,
+    },
+}
+
+/// Options every publishing command takes.
+#[derive(Debug, clap::Args)]
+struct Publish {
+    /// The maintainer's secret key the documents are signed with (`ODI_KEY_PASSWORD`
+    /// unlocks an encrypted one).
+    #[arg(long)]
+    key: PathBuf,
+    /// The network repository.
+    #[arg(long, default_value = ".")]
+    repo: PathBuf,
+    /// The snapshot key: re-sign trust/snapshot.toml after the change (otherwise run
+    /// `odi snapshot`, or let the network's CI do it after the merge).
+    #[arg(long)]
+    snapshot_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum CatalogCommand {
+    /// Create catalogs/NAME/catalog.toml.
+    New {
+        /// Catalog name (the folder name, and the first path segment of its URLs).
+        name: String,
+        /// Where relays pull the bytes from (https://, http:// or file://); repeatable.
+        #[arg(long = "origin", required = true)]
+        origins: Vec<String>,
+        /// A tag relays subscribe by, like `python`; repeatable.
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Relays that hold each artifact.
+        #[arg(long, default_value_t = 2)]
+        replicas: u32,
+        /// One line for people.
+        #[arg(long, default_value = "")]
+        description: String,
+        #[command(flatten)]
+        publish: Publish,
+    },
+    /// Hash files and folders (all cores) and list them in the catalog.
+    Add {
+        /// Catalog name.
+        name: String,
+        /// Files and folders; a folder's files are listed by their path inside it.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// List them in catalogs/NAME/releases/RELEASE.toml instead of catalog.toml.
+        #[arg(long)]
+        release: Option<String>,
+        /// Put the catalog paths under this folder, like `1.0`.
+        #[arg(long, default_value = "")]
+        prefix: String,
+        /// Publication time (RFC 3339), served as Last-Modified by every relay.
+        #[arg(long)]
+        published: Option<String>,
+        /// Allow other bytes under a path already listed (normally refused: published paths
+        /// are immutable).
+        #[arg(long)]
+        replace: bool,
+        #[command(flatten)]
+        publish: Publish,
+    },
+    /// List the artifacts of an index that carries hashes: `sha256sums` (GNU or BSD
+    /// `sha256sum` output), `apt` (a Debian repository: Release, Packages, Sources, pool) or
+    /// `dir` (a local folder, hashed).
+    Import {
+        /// Catalog name.
+        name: String,
+        /// `sha256sums`, `apt` or `dir`.
+        #[arg(long)]
+        format: String,
+        /// The index: a file or http(s) URL (sha256sums), the repository root holding `dists/`
+        /// (apt, a folder or URL), or a folder (dir).
+        #[arg(long)]
+        from: String,
+        /// apt: the distributions to import (`dists/<DIST>/`); repeatable.
+        #[arg(long = "dist", default_value = "stable")]
+        dists: Vec<String>,
+        /// Release files of at most this many entries are written.
+        #[arg(long, default_value_t = odi_agent::cmd::catalog::DEFAULT_MAX_PER_FILE)]
+        max_per_file: usize,
+        /// Read every file and check it against the index before listing anything.
+        #[arg(long)]
+        verify: bool,
+        #[command(flatten)]
+        publish: Publish,
+    },
+    /// Withdraw an artifact: agents delete it and directories answer 410 with the reason.
+    Expunge {
+        /// Catalog name.
+        name: String,
+        /// The artifact's path in the catalog.
+        path: String,
+        /// Why (a security defect, a corrupted upload); shown to clients.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        publish: Publish,
     },
 }
 
@@ -153,6 +272,84 @@ enum RootCommand {
         #[arg(default_value = ".")]
         path: PathBuf,
     },
+}
+
+fn catalog(command: CatalogCommand) -> anyhow::Result<()> {
+    use odi_agent::cmd::catalog as c;
+    let (report, publish) = match command {
+        CatalogCommand::New { name, origins, tags, replicas, description, publish } => {
+            let signer = c::Signer::load(&publish.key)?;
+            (
+                c::new(&publish.repo, &name, &description, &origins, &tags, replicas, &signer)?,
+                publish,
+            )
+        }
+        CatalogCommand::Add { name, paths, release, prefix, published, replace, publish } => {
+            let signer = c::Signer::load(&publish.key)?;
+            let published = published
+                .map(|p| {
+                    time::OffsetDateTime::parse(&p, &time::format_description::well_known::Rfc3339)
+                        .map(odi_network::raw::Timestamp)
+                        .map_err(|e| anyhow::anyhow!("--published {p}: {e}"))
+                })
+                .transpose()?;
+            let mut files = Vec::new();
+            for p in &paths {
+                files.extend(c::walk(p)?);
+            }
+            let entries = c::hash_files(files, &prefix)?;
+            let r = c::list(
+                &publish.repo,
+                &name,
+                entries,
+                release.as_deref(),
+                None,
+                published,
+                replace,
+                &signer,
+            )?;
+            (r, publish)
+        }
+        CatalogCommand::Import { name, format, from, dists, max_per_file, verify, publish } => {
+            let signer = c::Signer::load(&publish.key)?;
+            let entries = match format.as_str() {
+                "sha256sums" => {
+                    let e = c::read_sums(&from)?;
+                    if verify {
+                        c::verify_entries(&from, &e)?;
+                    }
+                    e
+                }
+                "dir" => c::hash_files(c::walk(std::path::Path::new(&from))?, "")?,
+                "apt" => {
+                    let source = odi_agent::cmd::apt::Source::new(&from)?;
+                    odi_agent::cmd::apt::import(&source, &dists)?
+                }
+                other => anyhow::bail!(
+                    "--format {other}: this build imports `sha256sums`, `apt` and `dir`"
+                ),
+            };
+            let split = Some((format.as_str(), max_per_file));
+            (c::list(&publish.repo, &name, entries, None, split, None, false, &signer)?, publish)
+        }
+        CatalogCommand::Expunge { name, path, reason, publish } => {
+            let signer = c::Signer::load(&publish.key)?;
+            (c::expunge(&publish.repo, &name, &path, &reason, &signer)?, publish)
+        }
+    };
+    println!("{}", c::describe(&report));
+    if let Some(k) = &publish.snapshot_key {
+        if !report.written.is_empty() {
+            let r = cmd::trust::snapshot(&publish.repo, k, time::Duration::days(7), false)?;
+            println!(
+                "snapshot serial {}: {} documents; signed into {}",
+                r.serial,
+                r.documents,
+                r.signature.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -215,6 +412,26 @@ fn run(command: Command) -> anyhow::Result<()> {
                 r.signature.display()
             );
         }
+        Command::Init { dir, keys, root_keys, threshold } => {
+            let done = cmd::init::init(&dir, &keys, root_keys, threshold)?;
+            println!("a new network in {} (commit {})", done.repo.display(), done.commit);
+            for (role, path) in &done.keys {
+                println!("  secret key {role}: {}", path.display());
+            }
+            let mk = keys.join("maintainer.key");
+            println!(
+                "next steps:
+  cd {}
+  odi catalog new NAME --origin URL --key {}
+  odi catalog add NAME FILES... --key {} --snapshot-key {}
+  odi validate . && git add -A && git commit -m 'first catalog'",
+                dir.display(),
+                mk.display(),
+                mk.display(),
+                keys.join("snapshot.key").display()
+            );
+        }
+        Command::Catalog { command } => catalog(command)?,
         Command::Root { command: RootCommand::New { path, expires } } => {
             let out = cmd::trust::root_new(&path, cmd::trust::parse_validity(&expires)?)?;
             println!(

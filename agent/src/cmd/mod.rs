@@ -2,6 +2,9 @@
 //! `snapshot`, `root new|sign`. Each
 //! returns a typed error; `main` prints it with its causes and picks the exit code.
 
+pub mod apt;
+pub mod catalog;
+pub mod init;
 pub mod keys;
 pub mod plan;
 pub mod source;

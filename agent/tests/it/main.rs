@@ -9,6 +9,7 @@ mod demo;
 mod directory;
 mod federation;
 mod flood;
+mod publish;
 mod relay;
 mod schemas;
 mod sync;
