@@ -312,6 +312,9 @@ fn catalog(command: CatalogCommand) -> anyhow::Result<()> {
         }
         CatalogCommand::Import { name, format, from, dists, max_per_file, verify, publish } => {
             let signer = c::Signer::load(&publish.key)?;
+            if verify && format != "sha256sums" {
+                anyhow::bail!("--verify: this build checks files for --format sha256sums only");
+            }
             let entries = match format.as_str() {
                 "sha256sums" => {
                     let e = c::read_sums(&from)?;
