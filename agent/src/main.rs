@@ -118,6 +118,10 @@ enum Command {
         /// Only add this key's signature to the snapshot as it is (k-of-n snapshot roles).
         #[arg(long)]
         sign_only: bool,
+        /// A document the last snapshot listed that is meant to be deleted; repeatable.
+        /// Without it a missing document is refused, so a pushed deletion is never signed.
+        #[arg(long = "remove")]
+        remove: Vec<String>,
     },
     /// Start a new network repository: keys (into KEYDIR, never the repository), the first
     /// root, CI workflows, a README, and a first commit.
@@ -343,7 +347,7 @@ fn catalog(command: CatalogCommand) -> anyhow::Result<()> {
     println!("{}", c::describe(&report));
     if let Some(k) = &publish.snapshot_key {
         if !report.written.is_empty() {
-            let r = cmd::trust::snapshot(&publish.repo, k, time::Duration::days(7), false)?;
+            let r = cmd::trust::snapshot(&publish.repo, k, time::Duration::days(7), false, &[])?;
             println!(
                 "snapshot serial {}: {} documents; signed into {}",
                 r.serial,
@@ -404,9 +408,9 @@ fn run(command: Command) -> anyhow::Result<()> {
             let text = rt.block_on(odi_agent::cmd::status::fetch_and_render(&url, json))?;
             print!("{text}");
         }
-        Command::Snapshot { key, path, expires, sign_only } => {
+        Command::Snapshot { key, path, expires, sign_only, remove } => {
             let valid = cmd::trust::parse_validity(&expires)?;
-            let r = cmd::trust::snapshot(&path, &key, valid, sign_only)?;
+            let r = cmd::trust::snapshot(&path, &key, valid, sign_only, &remove)?;
             println!(
                 "snapshot serial {}: {} documents, expires {}; signed into {}",
                 r.serial,

@@ -76,7 +76,7 @@ pub struct Store {
     /// Objects whose bytes were hashed (at download, by a scrub, or when first served) and the
     /// file identity they had then. An object is served only while its identity matches;
     /// otherwise it is hashed again first. Empty after a restart: each object is checked once.
-    verified: Mutex<HashMap<[u8; 32], FileId>>,
+    verified: std::sync::Arc<Mutex<HashMap<[u8; 32], FileId>>>,
     /// Wakes the reconcile loop when an object was quarantined, so it is fetched again.
     quarantined: tokio::sync::Notify,
 }
@@ -129,7 +129,7 @@ impl Store {
         Ok(Self {
             root: root.to_owned(),
             objects: Mutex::new(objects),
-            verified: Mutex::default(),
+            verified: std::sync::Arc::default(),
             quarantined: tokio::sync::Notify::new(),
         })
     }
@@ -197,15 +197,26 @@ impl Store {
         let file = tokio::fs::File::open(&path).await.ok()?;
         let id = FileId::of(&file.metadata().await.ok()?);
         if crate::locks::lock(&self.verified).get(sha) != Some(&id) {
-            match hash_file(&path).await {
-                Ok(got) if got == *sha => {
-                    crate::locks::lock(&self.verified).insert(*sha, id);
+            // Hashed and recorded on a blocking thread that finishes even if this request is
+            // dropped (a client gone, a handler budget spent), so the work is never wasted.
+            let (verified, p, want) = (self.verified.clone(), path.clone(), *sha);
+            let checked = tokio::task::spawn_blocking(move || {
+                let good = hash_file_blocking(&p).ok().map(|got| got == want);
+                if good == Some(true) {
+                    crate::locks::lock(&verified).insert(want, id);
                 }
-                Ok(_) => {
+                good
+            })
+            .await
+            .ok()
+            .flatten();
+            match checked {
+                Some(true) => {}
+                Some(false) => {
                     self.quarantine(sha, "when opened for serving");
                     return None;
                 }
-                Err(_) => return None,
+                None => return None,
             }
         }
         if let Some(o) = self.index().get_mut(sha) {

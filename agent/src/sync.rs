@@ -129,7 +129,10 @@ impl Syncer {
                 let oid = Oid::from_str(&c).map_err(|e| SyncError::Git(e.into()))?;
                 // The marks already include this commit, which passes again (same serials, same
                 // bytes), as of the time it was first verified.
-                let at = syncer.state.verified_at.unwrap_or_else(OffsetDateTime::now_utc);
+                // A state file from before `verified_at` was kept: the commit was verified when it
+                // was applied, at a time not recorded; checking expiry as of the epoch resumes it
+                // rather than serving nothing (the expiry is then reported by the sync loop).
+                let at = syncer.state.verified_at.unwrap_or(OffsetDateTime::UNIX_EPOCH);
                 Some(syncer.verify(oid, at)?.0)
             }
             None => None,

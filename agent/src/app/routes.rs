@@ -125,6 +125,9 @@ async fn sync_now(State(role): State<Role>, req: Parts) -> Response<Body> {
 /// linked directories from each other).
 async fn blob(State(role): State<Role>, Path(hex): Path<String>, req: Parts) -> Response<Body> {
     let node = role.node();
+    if let Some(r) = crate::artifact::refusal(node) {
+        return r;
+    }
     let mut sha = [0u8; 32];
     if hex.len() != 64 || hex::decode_to_slice(&hex, &mut sha).is_err() {
         return response::text(StatusCode::BAD_REQUEST, "expected /.odi/v1/blob/<64 hex digits>");

@@ -129,7 +129,13 @@ pub fn init(
     std::fs::write(dir.join("README.md"), README).map_err(io_err(dir))?;
     std::fs::write(dir.join(".gitignore"), "# Secret keys never belong here.\n*.key\n")
         .map_err(io_err(dir))?;
-    super::trust::snapshot(dir, &key_dir.join("snapshot.key"), time::Duration::days(7), false)?;
+    super::trust::snapshot(
+        dir,
+        &key_dir.join("snapshot.key"),
+        time::Duration::days(7),
+        false,
+        &[],
+    )?;
     let commit = odi_network::builder::commit_all(dir, "A new ODI network (odi init)")
         .map_err(|e| CmdError::Usage(format!("git: {e}")))?;
     Ok(Initialised { repo: dir.to_owned(), keys: written, commit: commit.to_string() })

@@ -79,6 +79,7 @@ pub fn snapshot(
     key_path: &Path,
     valid_for: time::Duration,
     sign_only: bool,
+    remove: &[String],
 ) -> Result<SnapshotReport, CmdError> {
     let tree = Tree::from_worktree(repo).map_err(|p| {
         CmdError::Usage(p.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
@@ -118,6 +119,25 @@ pub fn snapshot(
         Some(b) => serial_of(SNAPSHOT_PATH, b)?,
         None => 0,
     };
+    // A document the last snapshot listed and the tree no longer has is a deletion: never
+    // signed on the strength of the tree alone (anyone who can push can delete files), only
+    // when the key holder names it. The CI that renews the snapshot never does.
+    if let Some(b) = tree.get(SNAPSHOT_PATH) {
+        let old: SnapshotFile = toml::from_str(&String::from_utf8_lossy(b))
+            .map_err(|e| CmdError::Usage(format!("{SNAPSHOT_PATH}: {e}")))?;
+        let gone: Vec<&str> = old
+            .documents
+            .iter()
+            .map(|d| d.path.as_str())
+            .filter(|p| !documents.iter().any(|d| d.path == *p) && !remove.iter().any(|r| r == p))
+            .collect();
+        if !gone.is_empty() {
+            return Err(CmdError::Usage(format!(
+                "documents listed in the last snapshot are missing from the tree: {}; a deletion is signed only when named with --remove PATH",
+                gone.join(", ")
+            )));
+        }
+    }
     let expires = OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .unwrap_or_else(|_| OffsetDateTime::now_utc())

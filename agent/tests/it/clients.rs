@@ -852,33 +852,7 @@ async fn apt_installs_a_package_from_the_repository() {
     .unwrap();
     // apt with only this repository and its own lists and caches; dpkg's database is the
     // system's (a real install, purged at the end).
-    let apt = |sub: &[&str]| {
-        let mut c = cmd("apt-get");
-        c.env("DEBIAN_FRONTEND", "noninteractive");
-        for (k, v) in [
-            ("Dir::Etc::SourceList", state.join("sources.list")),
-            ("Dir::Etc::SourceParts", state.join("sources.list.d")),
-            ("Dir::Etc::PreferencesParts", state.join("preferences.d")),
-            ("Dir::State::Lists", state.join("lists")),
-            ("Dir::Cache", state.join("cache")),
-            ("Dir::Cache::Archives", state.join("archives")),
-        ] {
-            c.arg("-o").arg(format!("{k}={}", v.display()));
-        }
-        for o in [
-            "Acquire::http::Proxy=DIRECT",
-            "Acquire::Languages=none",
-            "Acquire::Retries=0",
-            "APT::Keep-Downloaded-Packages=true",
-            "DPkg::Lock::Timeout=60",
-        ] {
-            c.args(["-o", o]);
-        }
-        // Root drops to `_apt` for downloads, which cannot read a private temp folder.
-        c.args(["-o", if root { "APT::Sandbox::User=root" } else { "Debug::NoLocking=1" }]);
-        c.args(sub);
-        c
-    };
+    let apt = |sub: &[&str]| support::apt_get(&state, root, sub);
     let r = run_ok("apt-get update", apt(&["update"])).await;
     assert!(
         !r.stdout.contains("Err:") && !r.stderr.contains("W:"),

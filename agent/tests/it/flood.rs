@@ -22,18 +22,28 @@ const PROBES: usize = 20;
 
 /// Keeps `FLOOD` silent connections to `target` open from `sources` (round robin), reopening
 /// each one shortly after the server closes it, until `stop`. Counts reopenings.
-fn flood(target: SocketAddr, sources: usize, stop: &CancellationToken) -> Arc<AtomicU64> {
+fn flood(
+    target: SocketAddr,
+    sources: usize,
+    stop: &CancellationToken,
+) -> (Arc<AtomicU64>, Arc<AtomicU64>) {
     let reopened = Arc::new(AtomicU64::new(0));
+    let open = Arc::new(AtomicU64::new(0));
     for i in 0..FLOOD {
         let src = IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1 + (i % sources) as u8));
-        let (stop, reopened) = (stop.clone(), reopened.clone());
+        let (stop, reopened, open) = (stop.clone(), reopened.clone(), open.clone());
         tokio::spawn(async move {
             while !stop.is_cancelled() {
                 if let Ok(mut s) = connect_from(src, target).await {
+                    open.fetch_add(1, Ordering::Relaxed);
                     let mut buf = [0u8; 64];
-                    tokio::select! {
-                        _ = async { while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {} } => {}
-                        () = stop.cancelled() => return,
+                    let stopped = tokio::select! {
+                        _ = async { while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {} } => false,
+                        () = stop.cancelled() => true,
+                    };
+                    open.fetch_sub(1, Ordering::Relaxed);
+                    if stopped {
+                        return;
                     }
                     reopened.fetch_add(1, Ordering::Relaxed);
                 }
@@ -44,7 +54,7 @@ fn flood(target: SocketAddr, sources: usize, stop: &CancellationToken) -> Arc<At
             }
         });
     }
-    reopened
+    (reopened, open)
 }
 
 /// Makes `PROBES` normal requests from 127.0.0.1 while the flood runs; each must be answered
@@ -63,9 +73,16 @@ async fn probe(addr: SocketAddr, what: &str, request: &str) {
 async fn under_flood(net: &TestNet, name: &str, sources: usize, request: &str) {
     let addr = net.addr(name);
     let stop = CancellationToken::new();
-    let reopened = flood(addr, sources, &stop);
-    // Let the flood take what it can before measuring.
+    let (reopened, open) = flood(addr, sources, &stop);
+    // Let the flood take what it can before measuring. What the server holds at once is
+    // bounded by its limits (128 per address, 4,096 in all): most of that must be taken.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let expected = FLOOD.min(sources * 128).min(4096) as u64;
+    let held = open.load(Ordering::Relaxed);
+    assert!(
+        held >= expected / 2,
+        "{name}: only {held} flood connections open at once, {expected} possible"
+    );
     probe(addr, name, request).await;
     stop.cancel();
     assert!(

@@ -441,7 +441,7 @@ async fn a_real_debian_repository_is_imported_and_installed_from_through_a_direc
         == "0";
     let r = tokio::task::spawn_blocking({
         let st = state.clone();
-        move || run(apt_get(&st, root, &["update"]))
+        move || run(support::apt_get(&st, root, &["update"]))
     })
     .await
     .unwrap();
@@ -454,8 +454,9 @@ async fn a_real_debian_repository_is_imported_and_installed_from_through_a_direc
         // A real install of GNU hello from the real package, through the directory.
         let st = state.clone();
         let install = ["install", "-y", "--reinstall", "--no-install-recommends", "hello"];
-        let r =
-            tokio::task::spawn_blocking(move || run(apt_get(&st, root, &install))).await.unwrap();
+        let r = tokio::task::spawn_blocking(move || run(support::apt_get(&st, root, &install)))
+            .await
+            .unwrap();
         let installed = r.code == 0 && r.stdout.contains("Setting up hello");
         let _ = run({
             let mut c = Command::new("dpkg");
@@ -466,7 +467,7 @@ async fn a_real_debian_repository_is_imported_and_installed_from_through_a_direc
     } else {
         let st = state.clone();
         let r = tokio::task::spawn_blocking(move || {
-            let mut c = apt_get(&st, root, &["download", "hello"]);
+            let mut c = support::apt_get(&st, root, &["download", "hello"]);
             c.current_dir(&st);
             run(c)
         })
@@ -475,36 +476,4 @@ async fn a_real_debian_repository_is_imported_and_installed_from_through_a_direc
         assert_eq!(r.code, 0, "apt-get download hello:\n{}", r.both());
     }
     dir.stop().await;
-}
-
-/// `apt-get` with only the repository in `state/sources.list`, its own lists and caches, and no
-/// proxy (everything is on loopback); as root it installs for real.
-fn apt_get(state: &Path, root: bool, sub: &[&str]) -> Command {
-    let mut c = Command::new("apt-get");
-    c.env("DEBIAN_FRONTEND", "noninteractive");
-    for v in ["http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"] {
-        c.env_remove(v);
-    }
-    for (k, v) in [
-        ("Dir::Etc::SourceList", state.join("sources.list")),
-        ("Dir::Etc::SourceParts", state.join("sources.list.d")),
-        ("Dir::Etc::PreferencesParts", state.join("preferences.d")),
-        ("Dir::State::Lists", state.join("lists")),
-        ("Dir::Cache", state.join("cache")),
-        ("Dir::Cache::Archives", state.join("archives")),
-    ] {
-        c.arg("-o").arg(format!("{k}={}", v.display()));
-    }
-    for o in [
-        "Acquire::http::Proxy=DIRECT",
-        "Acquire::Languages=none",
-        "Acquire::Retries=0",
-        "DPkg::Lock::Timeout=60",
-    ] {
-        c.args(["-o", o]);
-    }
-    // Root drops to `_apt` for downloads, which cannot read a private temp folder.
-    c.args(["-o", if root { "APT::Sandbox::User=root" } else { "Debug::NoLocking=1" }]);
-    c.args(sub);
-    c
 }

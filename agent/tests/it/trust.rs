@@ -86,7 +86,10 @@ async fn commits_that_do_not_match_the_snapshot_are_refused_naming_the_path() {
             "re-sign the snapshot with a key that is not a snapshot key",
             Box::new(|n: &TestNet| {
                 let p = n.repo.join("trust/snapshot.toml");
-                let text = std::fs::read_to_string(&p).unwrap().replace("serial = ", "serial = 9");
+                // Only the snapshot's own serial changes: the list still matches the tree, so
+                // the signature is all that can refuse it.
+                let text =
+                    std::fs::read_to_string(&p).unwrap().replacen("serial = ", "serial = 9", 1);
                 std::fs::write(&p, &text).unwrap();
                 let other = Key::generate("snapshot").unwrap();
                 std::fs::write(
@@ -95,7 +98,7 @@ async fn commits_that_do_not_match_the_snapshot_are_refused_naming_the_path() {
                 )
                 .unwrap();
             }),
-            "trust/snapshot.toml".into(),
+            "no signature by the key of the snapshot role".into(),
         ),
     ];
     for (what, attack, names) in &attacks {
@@ -127,6 +130,8 @@ async fn commits_that_do_not_match_the_snapshot_are_refused_naming_the_path() {
         })
     })
     .await;
+    assert_eq!(status(&base).await.unwrap().commit.as_deref(), Some(good.as_str()));
+    assert_eq!(get(&base, &path).await, (200, bytes.clone()), "still serving the last good state");
     dir.stop().await;
 }
 
@@ -248,7 +253,7 @@ async fn a_two_of_three_delegation_needs_two_signatures() {
     let (code, out) = support::validate(&repo, &[]);
     assert_eq!(code, 1, "one signature of two: {out}");
     assert!(
-        out.contains("signed by 1 of 3 keys of release managers (threshold 2)")
+        out.contains("signed by 1 of 3 keys of delegation `release managers` (threshold 2)")
             && out.contains("rm2")
             && out.contains("rm3"),
         "names the signatures still missing: {out}"
@@ -524,4 +529,39 @@ async fn a_relay_serving_16_wrong_bytes_of_8_mib_is_out_within_the_stated_rounds
         "{passed} passing rounds before the damage was found"
     );
     dir.stop().await;
+}
+
+#[test]
+fn odi_snapshot_never_signs_a_deletion_it_was_not_told_of() {
+    let b = support::small_network().with_snapshot().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = support::write_repo(&b, &tmp.path().join("net"));
+    let keys = tmp.path().join("keys");
+    b.write_keys(&keys).unwrap();
+    let key = keys.join("snapshot.key");
+    for p in ["relays/relay-1.toml", "relays/relay-1.toml.minisig"] {
+        std::fs::remove_file(repo.join(p)).unwrap();
+    }
+    // What the network's CI runs after a push: it refuses, naming the deleted document.
+    let r = support::run_odi(["snapshot", "--key", key.to_str().unwrap(), repo.to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{}", r.both());
+    assert!(
+        r.stderr.contains("relays/relay-1.toml") && r.stderr.contains("--remove"),
+        "{}",
+        r.both()
+    );
+    let (code, _) = support::validate(&repo, &[]);
+    assert_eq!(code, 1, "the unsigned deletion still fails validation");
+    // A key holder who means it names the deletion.
+    let r = support::run_odi([
+        "snapshot",
+        "--key",
+        key.to_str().unwrap(),
+        "--remove",
+        "relays/relay-1.toml",
+        repo.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.both());
+    let (code, out) = support::validate(&repo, &[]);
+    assert_eq!(code, 0, "{out}");
 }

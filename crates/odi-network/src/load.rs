@@ -40,8 +40,21 @@ fn classify(path: &str) -> Result<Option<Kind>, &'static str> {
     if path.ends_with(".md") {
         return Ok(None);
     }
-    if path.starts_with(trust::ROOTS_DIR) || path == trust::SNAPSHOT_PATH {
-        return Ok(None); // the trust module reads these
+    if let Some(name) = path.strip_prefix(trust::ROOTS_DIR) {
+        // Only `<serial>.toml` and its signatures: anything else would be read by nobody.
+        let serial = name.split('.').next().unwrap_or("");
+        let rest = &name[serial.len()..];
+        let ok = !serial.is_empty()
+            && serial.bytes().all(|b| b.is_ascii_digit())
+            && (rest == ".toml" || (rest.starts_with(".toml.") && rest.ends_with(".minisig")));
+        return if ok {
+            Ok(None)
+        } else {
+            Err("unexpected file: trust/roots/ holds only <serial>.toml and their signatures")
+        };
+    }
+    if path == trust::SNAPSHOT_PATH {
+        return Ok(None); // the trust module reads it
     }
     if path.ends_with(".minisig") {
         return Ok(None); // checked beside the file it signs

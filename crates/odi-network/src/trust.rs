@@ -570,7 +570,8 @@ pub fn verify_delegated(tree: &Tree, root: &Root, path: &str, data: &[u8]) -> Re
             }
             reports.push(e);
         }
-        reports.push(missing_report(&d.name, d.threshold, &d.keys, &signed, path));
+        let what = format!("delegation `{}`", d.name);
+        reports.push(missing_report(&what, d.threshold, &d.keys, &signed, path));
     }
     Err(Problem::file(path, reports.join("; ")))
 }
@@ -589,7 +590,7 @@ fn missing_report(
         .map(|(n, k)| format!("{n} (key {}, into {path}.{n}.minisig)", k.id()))
         .collect();
     if keys.len() == 1 {
-        return format!("no signature by the key of delegation `{what}` (key {})", keys[0].1.id());
+        return format!("no signature by the key of {what} (key {})", keys[0].1.id());
     }
     format!(
         "signed by {} of {} keys of {what} (threshold {threshold}); signatures still possible from: {}",

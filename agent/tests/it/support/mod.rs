@@ -340,3 +340,37 @@ pub fn add_delegation(
     });
     resign_root(builder, dir, 1);
 }
+
+/// `apt-get` with only the repository in `state/sources.list`, its own lists and caches
+/// (dpkg's database is the system's: as root it installs for real), and no proxy, since
+/// everything it fetches is on loopback.
+pub fn apt_get(state: &Path, root: bool, sub: &[&str]) -> Command {
+    let mut c = Command::new("apt-get");
+    c.env("DEBIAN_FRONTEND", "noninteractive").env("no_proxy", "*").env("NO_PROXY", "*");
+    for v in ["http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"] {
+        c.env_remove(v);
+    }
+    for (k, v) in [
+        ("Dir::Etc::SourceList", state.join("sources.list")),
+        ("Dir::Etc::SourceParts", state.join("sources.list.d")),
+        ("Dir::Etc::PreferencesParts", state.join("preferences.d")),
+        ("Dir::State::Lists", state.join("lists")),
+        ("Dir::Cache", state.join("cache")),
+        ("Dir::Cache::Archives", state.join("archives")),
+    ] {
+        c.arg("-o").arg(format!("{k}={}", v.display()));
+    }
+    for o in [
+        "Acquire::http::Proxy=DIRECT",
+        "Acquire::Languages=none",
+        "Acquire::Retries=0",
+        "APT::Keep-Downloaded-Packages=true",
+        "DPkg::Lock::Timeout=60",
+    ] {
+        c.args(["-o", o]);
+    }
+    // Root drops to `_apt` for downloads, which cannot read a private temp folder.
+    c.args(["-o", if root { "APT::Sandbox::User=root" } else { "Debug::NoLocking=1" }]);
+    c.args(sub);
+    c
+}
