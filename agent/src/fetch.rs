@@ -281,6 +281,23 @@ pub fn http_client(
     b.build().map_err(|source| FetchError::Client { source })
 }
 
+/// [`http_client`]'s blocking twin, for the tooling commands that read indexes and files
+/// (`odi catalog import`) outside any runtime; redirects as for downloads.
+pub fn blocking_client(timeout: Duration) -> Result<reqwest::blocking::Client, FetchError> {
+    reqwest::blocking::Client::builder()
+        .use_rustls_tls()
+        .user_agent(concat!("odi/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Limits::default().connect_timeout)
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::limited(MAX_REDIRECTS))
+        .no_gzip()
+        .no_brotli()
+        .no_deflate()
+        .no_zstd()
+        .build()
+        .map_err(|source| FetchError::Client { source })
+}
+
 /// The download client for [`fetch`].
 pub fn client(limits: &Limits) -> Result<reqwest::Client, FetchError> {
     http_client(ClientRole::Download, limits.connect_timeout, None)

@@ -93,9 +93,6 @@ fn want(net: &Network, relay: &Relay, catalog: &Catalog, artifact: &Artifact) ->
 /// relay does not hold them.
 pub async fn serve(State(relay): State<Arc<RelayMode>>, req: Parts) -> Response<Body> {
     let node = &relay.node;
-    if let Some(r) = artifact::refusal(node) {
-        return r;
-    }
     let view = node.view();
     let (artifact, parsed) = match lookup(view.as_deref(), req.uri.path()) {
         Ok(x) => x,

@@ -342,10 +342,20 @@ pub async fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
 
 /// [`hash_file`] for callers already off the async threads.
 pub fn hash_file_blocking(path: &Path) -> io::Result<[u8; 32]> {
+    hash_file_counting(path, |_| {}).map(|(_, sha)| sha)
+}
+
+/// [`hash_file_blocking`] that also returns the size and reports each chunk read to
+/// `on_read` (a progress bar, say).
+pub fn hash_file_counting(
+    path: &Path,
+    mut on_read: impl FnMut(u64),
+) -> io::Result<(u64, [u8; 32])> {
     use std::io::Read as _;
     let mut f = std::fs::File::open(path)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
     loop {
         let n = match f.read(&mut buf) {
             Ok(0) => break,
@@ -354,8 +364,10 @@ pub fn hash_file_blocking(path: &Path) -> io::Result<[u8; 32]> {
             Err(e) => return Err(e),
         };
         h.update(&buf[..n]);
+        size += n as u64;
+        on_read(n as u64);
     }
-    Ok(h.finalize().into())
+    Ok((size, h.finalize().into()))
 }
 
 #[cfg(test)]

@@ -20,7 +20,8 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
+use axum::middleware::Next;
 use axum::routing::{get, post};
 use axum::Router;
 use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
@@ -45,30 +46,49 @@ pub fn router(role: &Role) -> Router {
     let v1 = Router::new()
         .route("/status", get(status))
         .route("/inventory", get(inventory))
-        .route("/sync", post(sync_now))
-        .route("/blob/{sha256}", get(blob));
+        .route("/sync", post(sync_now));
     let common = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .nest("/.odi/v1", v1)
         .with_state(role.clone());
-    let mode = match role {
-        Role::Relay(r) => Router::new()
-            .route("/r/", get(relay::serve))
-            .route("/r/{*path}", get(relay::serve))
-            .with_state(r.clone()),
+    let blob = Router::new().route("/.odi/v1/blob/{sha256}", get(blob)).with_state(role.clone());
+    let (artifacts, own) = match role {
+        Role::Relay(r) => {
+            let a = Router::new()
+                .route("/r/", get(relay::serve))
+                .route("/r/{*path}", get(relay::serve))
+                .with_state(r.clone());
+            (a, Router::new())
+        }
         Role::Directory(d) => {
+            let a = Router::new()
+                .route("/r/", get(directory::serve))
+                .route("/r/{*path}", get(directory::serve))
+                .with_state(d.clone());
             let v1 = Router::new()
                 .route("/hot", get(directory::hot))
                 .route("/stats", get(directory::stats));
-            Router::new()
-                .route("/r/", get(directory::serve))
-                .route("/r/{*path}", get(directory::serve))
-                .nest("/.odi/v1", v1)
-                .with_state(d.clone())
+            (a, Router::new().nest("/.odi/v1", v1).with_state(d.clone()))
         }
     };
-    layers::standard(common.merge(mode).fallback(not_found), HANDLER_BUDGET)
+    // Every route that hands out artifact bytes, and only those, stops while the trust of the
+    // applied commit has expired and the policy says refuse.
+    let guard = axum::middleware::from_fn_with_state(role.node().clone(), refuse_when_expired);
+    let bytes = artifacts.merge(blob).route_layer(guard);
+    layers::standard(common.merge(own).merge(bytes).fallback(not_found), HANDLER_BUDGET)
+}
+
+/// `on_expiry = "refuse"`: 503 instead of bytes (see [`crate::artifact::refusal`]).
+async fn refuse_when_expired(
+    State(node): State<std::sync::Arc<crate::node::Node>>,
+    req: Request,
+    next: Next,
+) -> axum::response::Response {
+    match crate::artifact::refusal(&node) {
+        Some(r) => axum::response::IntoResponse::into_response(r),
+        None => next.run(req).await,
+    }
 }
 
 async fn not_found() -> Response<Body> {
@@ -125,9 +145,6 @@ async fn sync_now(State(role): State<Role>, req: Parts) -> Response<Body> {
 /// linked directories from each other).
 async fn blob(State(role): State<Role>, Path(hex): Path<String>, req: Parts) -> Response<Body> {
     let node = role.node();
-    if let Some(r) = crate::artifact::refusal(node) {
-        return r;
-    }
     let mut sha = [0u8; 32];
     if hex.len() != 64 || hex::decode_to_slice(&hex, &mut sha).is_err() {
         return response::text(StatusCode::BAD_REQUEST, "expected /.odi/v1/blob/<64 hex digits>");

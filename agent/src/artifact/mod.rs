@@ -50,7 +50,8 @@ impl LookupError {
 }
 
 /// `503` while the node refuses artifact requests because its trust expired
-/// (`on_expiry = "refuse"`); `None` when it serves.
+/// (`on_expiry = "refuse"`); `None` when it serves. The router applies it to every route
+/// that hands out bytes; the plain path declines while it holds.
 pub fn refusal(node: &Node) -> Option<Response<Body>> {
     if !node.refusing.load(std::sync::atomic::Ordering::Relaxed) {
         return None;

@@ -32,15 +32,7 @@ impl Source {
     /// `from`: the repository root, the folder holding `dists/` and `pool/`.
     pub fn new(from: &str) -> Result<Self, CmdError> {
         let remote = from.starts_with("http://") || from.starts_with("https://");
-        let client = if remote {
-            let c = reqwest::blocking::Client::builder()
-                .timeout(std::time::Duration::from_secs(120))
-                .build()
-                .map_err(|e| CmdError::Usage(e.to_string()))?;
-            Some(c)
-        } else {
-            None
-        };
+        let client = if remote { Some(super::catalog::client()?) } else { None };
         let base = if from.ends_with('/') { from.to_owned() } else { format!("{from}/") };
         Ok(Self { base, client })
     }

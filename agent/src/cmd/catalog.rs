@@ -439,22 +439,7 @@ pub fn hash_files(files: Vec<(String, PathBuf)>, prefix: &str) -> Result<Vec<New
 }
 
 fn hash_counting(path: &Path, bar: &indicatif::ProgressBar) -> Result<(u64, [u8; 32]), CmdError> {
-    use sha2::Digest as _;
-    use std::io::Read as _;
-    let mut f = std::fs::File::open(path).map_err(io_err(path))?;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = f.read(&mut buf).map_err(io_err(path))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        size += n as u64;
-        bar.inc(n as u64);
-    }
-    Ok((size, h.finalize().into()))
+    crate::store::hash_file_counting(path, |n| bar.inc(n)).map_err(io_err(path))
 }
 
 /// One line of `sha256sum` output, GNU (`<hex>  <path>`, `<hex> *<path>`) or BSD / `--tag`
@@ -485,16 +470,19 @@ pub fn parse_sum_line(line: &str) -> Result<Option<(String, [u8; 32])>, String> 
     Ok(Some((path.to_owned(), hex_of(hash)?)))
 }
 
+/// The client every remote read of the publishing commands uses, built once per command.
+pub(crate) fn client() -> Result<reqwest::blocking::Client, CmdError> {
+    crate::fetch::blocking_client(std::time::Duration::from_secs(120))
+        .map_err(|e| CmdError::Usage(e.to_string()))
+}
+
 /// Reads a `sha256sum` list from a file or an `http(s)://` URL; sizes come from the files
 /// beside a local list, or from a `HEAD` of each file beside a remote one.
 pub fn read_sums(from: &str) -> Result<Vec<NewEntry>, CmdError> {
     let remote = from.starts_with("http://") || from.starts_with("https://");
+    let client = client()?;
     let text = if remote {
-        let c = reqwest::blocking::Client::builder()
-            .timeout(std::time::Duration::from_secs(60))
-            .build()
-            .map_err(|e| CmdError::Usage(e.to_string()))?;
-        let r = c
+        let r = client
             .get(from)
             .send()
             .and_then(|r| r.error_for_status())
@@ -516,10 +504,6 @@ pub fn read_sums(from: &str) -> Result<Vec<NewEntry>, CmdError> {
         return Err(CmdError::Usage(problems.join("\n")));
     }
     let base_dir = Path::new(from).parent().map(Path::to_owned).unwrap_or_default();
-    let client = reqwest::blocking::Client::builder()
-        .timeout(std::time::Duration::from_secs(30))
-        .build()
-        .map_err(|e| CmdError::Usage(e.to_string()))?;
     out.into_iter()
         .map(|(path, sha256)| {
             let rel = path.trim_start_matches("./").to_owned();
@@ -550,12 +534,15 @@ pub fn read_sums(from: &str) -> Result<Vec<NewEntry>, CmdError> {
 pub fn verify_entries(from: &str, entries: &[NewEntry]) -> Result<(), CmdError> {
     let remote = from.starts_with("http://") || from.starts_with("https://");
     let base_dir = Path::new(from).parent().map(Path::to_owned).unwrap_or_default();
+    let client = client()?;
     for e in entries {
         let (size, sha) = if remote {
             use sha2::Digest as _;
             let base = url::Url::parse(from).map_err(|err| CmdError::Usage(err.to_string()))?;
             let url = base.join(&e.path).map_err(|err| CmdError::Usage(err.to_string()))?;
-            let bytes = reqwest::blocking::get(url.clone())
+            let bytes = client
+                .get(url.clone())
+                .send()
                 .and_then(|r| r.error_for_status())
                 .and_then(|r| r.bytes())
                 .map_err(|err| CmdError::Usage(format!("GET {url}: {err}")))?;

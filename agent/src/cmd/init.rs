@@ -85,10 +85,9 @@ pub fn init(
         .collect::<Result<_, CmdError>>()?;
     let maintainer = gen("maintainer")?;
     let snapshot = gen("snapshot")?;
-    let now = time::OffsetDateTime::now_utc();
     let root = RootFile {
         serial: 1,
-        expires: Timestamp(now.replace_nanosecond(0).unwrap_or(now) + time::Duration::days(365)),
+        expires: Timestamp(Timestamp::now().0 + time::Duration::days(365)),
         threshold: threshold as u32,
         keys: roots.clone(),
         delegations: vec![Delegation {

@@ -58,18 +58,6 @@ fn newest_root(tree: &Tree) -> Result<(u64, RootFile, Vec<u8>), CmdError> {
     Ok((newest, root, bytes))
 }
 
-fn serial_of(path: &str, bytes: &[u8]) -> Result<u64, CmdError> {
-    let text =
-        std::str::from_utf8(bytes).map_err(|_| CmdError::Usage(format!("{path} is not UTF-8")))?;
-    let value: toml::Value =
-        toml::from_str(text).map_err(|e| CmdError::Usage(format!("{path}: {e}")))?;
-    value
-        .get("serial")
-        .and_then(toml::Value::as_integer)
-        .and_then(|s| u64::try_from(s).ok())
-        .ok_or_else(|| CmdError::Usage(format!("{path}: no `serial`")))
-}
-
 /// `odi snapshot`: lists every signed document of the work tree at `repo`, raises the
 /// snapshot's serial, sets its expiry `valid_for` from now, and signs it with `key`, which must
 /// be one of the snapshot role's keys in the newest root. With `sign_only`, adds `key`'s
@@ -81,9 +69,7 @@ pub fn snapshot(
     sign_only: bool,
     remove: &[String],
 ) -> Result<SnapshotReport, CmdError> {
-    let tree = Tree::from_worktree(repo).map_err(|p| {
-        CmdError::Usage(p.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
-    })?;
+    let tree = super::source::read(repo, None)?;
     let (serial, root, _) = newest_root(&tree)?;
     let role = root.snapshot.as_ref().ok_or_else(|| {
         CmdError::Usage(format!("root {serial} has no snapshot role: add [snapshot] with keys and a threshold (odi root new)"))
@@ -115,21 +101,24 @@ pub fn snapshot(
         });
     }
     let documents = list_documents(&tree).map_err(|p| CmdError::Usage(p.to_string()))?;
-    let old_serial = match tree.get(SNAPSHOT_PATH) {
-        Some(b) => serial_of(SNAPSHOT_PATH, b)?,
-        None => 0,
+    let old: Option<SnapshotFile> = match tree.get(SNAPSHOT_PATH) {
+        Some(b) => Some(
+            toml::from_str(&String::from_utf8_lossy(b))
+                .map_err(|e| CmdError::Usage(format!("{SNAPSHOT_PATH}: {e}")))?,
+        ),
+        None => None,
     };
     // A document the last snapshot listed and the tree no longer has is a deletion: never
     // signed on the strength of the tree alone (anyone who can push can delete files), only
     // when the key holder names it. The CI that renews the snapshot never does.
-    if let Some(b) = tree.get(SNAPSHOT_PATH) {
-        let old: SnapshotFile = toml::from_str(&String::from_utf8_lossy(b))
-            .map_err(|e| CmdError::Usage(format!("{SNAPSHOT_PATH}: {e}")))?;
+    if let Some(old) = &old {
+        let now: std::collections::BTreeSet<&str> =
+            documents.iter().map(|d| d.path.as_str()).collect();
         let gone: Vec<&str> = old
             .documents
             .iter()
             .map(|d| d.path.as_str())
-            .filter(|p| !documents.iter().any(|d| d.path == *p) && !remove.iter().any(|r| r == p))
+            .filter(|p| !now.contains(p) && !remove.iter().any(|r| r == p))
             .collect();
         if !gone.is_empty() {
             return Err(CmdError::Usage(format!(
@@ -138,10 +127,8 @@ pub fn snapshot(
             )));
         }
     }
-    let expires = OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .unwrap_or_else(|_| OffsetDateTime::now_utc())
-        + valid_for;
+    let old_serial = old.map_or(0, |o| o.serial);
+    let expires = Timestamp::now().0 + valid_for;
     let file = SnapshotFile { serial: old_serial + 1, expires: Timestamp(expires), documents };
     let mut text = String::from(
         "# Written by `odi snapshot`: every signed document of this commit. Agents apply a commit\n\
@@ -175,15 +162,10 @@ pub fn snapshot(
 /// raised and the expiry `valid_for` from now, for people to edit (keys, delegations) and then
 /// sign with `odi root sign`. Returns the new file.
 pub fn root_new(repo: &Path, valid_for: time::Duration) -> Result<PathBuf, CmdError> {
-    let tree = Tree::from_worktree(repo).map_err(|p| {
-        CmdError::Usage(p.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
-    })?;
+    let tree = super::source::read(repo, None)?;
     let (serial, mut root, _) = newest_root(&tree)?;
     root.serial = serial + 1;
-    let now = OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .unwrap_or_else(|_| OffsetDateTime::now_utc());
-    root.expires = Timestamp(now + valid_for);
+    root.expires = Timestamp(Timestamp::now().0 + valid_for);
     let out = repo.join(format!("{ROOTS_DIR}{}.toml", root.serial));
     if out.exists() {
         return Err(CmdError::Usage(format!("{} exists", out.display())));
@@ -201,9 +183,7 @@ pub fn root_new(repo: &Path, valid_for: time::Duration) -> Result<PathBuf, CmdEr
 /// `odi root sign`: adds `key`'s signature to the newest root, as
 /// `trust/roots/<N>.toml.<name>.minisig` with the key's name in root N or N-1.
 pub fn root_sign(repo: &Path, key_path: &Path) -> Result<PathBuf, CmdError> {
-    let tree = Tree::from_worktree(repo).map_err(|p| {
-        CmdError::Usage(p.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
-    })?;
+    let tree = super::source::read(repo, None)?;
     let (serial, root, bytes) = newest_root(&tree)?;
     let (key, public) = load_key(key_path)?;
     let mut names = root.keys.clone();

@@ -44,9 +44,6 @@ pub async fn serve(
     req: Parts,
 ) -> Response<Body> {
     let (node, dir) = (&dir.node, &*dir);
-    if let Some(r) = crate::artifact::refusal(node) {
-        return r;
-    }
     let path = req.uri.path();
     let (key, meta4) = match path.strip_suffix(META4_SUFFIX) {
         Some(p) => (p, true),

@@ -178,7 +178,7 @@ impl NetworkBuilder {
         }
         RootFile {
             serial: self.root_serial,
-            expires: Timestamp(now_secs() + self.root_valid),
+            expires: Timestamp(Timestamp::now().0 + self.root_valid),
             threshold: self.threshold,
             keys: self
                 .root_keys
@@ -253,7 +253,7 @@ impl NetworkBuilder {
             let serial = self.snapshot_serial.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let file = crate::raw::SnapshotFile {
                 serial,
-                expires: Timestamp(now_secs() + self.snapshot_valid),
+                expires: Timestamp(Timestamp::now().0 + self.snapshot_valid),
                 documents,
             };
             let path = crate::trust::SNAPSHOT_PATH;
@@ -304,12 +304,6 @@ impl NetworkBuilder {
         }
         Ok(())
     }
-}
-
-/// Now, to the second (TOML dates in these files carry no fractions).
-fn now_secs() -> time::OffsetDateTime {
-    let now = time::OffsetDateTime::now_utc();
-    now.replace_nanosecond(0).unwrap_or(now)
 }
 
 /// Writes files of a tree under `dir`.

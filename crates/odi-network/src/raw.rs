@@ -13,6 +13,14 @@ use crate::units::{ByteSize, Rate};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(pub time::OffsetDateTime);
 
+impl Timestamp {
+    /// Now, to the second: what tools write (TOML dates here carry no fractions).
+    pub fn now() -> Self {
+        let now = time::OffsetDateTime::now_utc();
+        Timestamp(now.replace_nanosecond(0).unwrap_or(now))
+    }
+}
+
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
