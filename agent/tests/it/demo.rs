@@ -163,6 +163,7 @@ async fn hello_round(client: &reqwest::Client, base: &str, origin: &Path) -> Res
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_serves_survives_a_killed_relay_and_stops_every_node() {
+    let _heavy = crate::support::HEAVY.lock().await;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");
     let port = reserve_port();

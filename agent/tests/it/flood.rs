@@ -50,7 +50,7 @@ fn flood(
                 // Reopen soon, but do not spin: the point is holding slots, not a SYN flood
                 // (thousands of refused reconnections a second would only measure the CPU of a
                 // 2-core machine that runs other tests at the same time).
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::time::sleep(Duration::from_secs(2)).await;
             }
         });
     }
@@ -93,6 +93,7 @@ async fn under_flood(net: &TestNet, name: &str, sources: usize, request: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_floods_do_not_starve_real_clients() {
+    let _heavy = crate::support::HEAVY.lock().await;
     let net = TestNet::small().await;
     let dir = net.start("dir-a").await;
     let relay = net.start("relay-1").await;

@@ -374,3 +374,8 @@ pub fn apt_get(state: &Path, root: bool, sub: &[&str]) -> Command {
     c.args(sub);
     c
 }
+
+/// Held by the tests that load the whole machine (the demo's six agent processes, the flood's
+/// thousands of sockets), so that they never run at the same time as each other: on a 2-core
+/// machine either one starves the other's timing-sensitive checks.
+pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
