@@ -78,6 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             tags: vec!["bench".into()],
             origins: vec![format!("file://{}/", origin_dir.display())],
             replicas: 1,
+            import: None,
             artifacts,
         },
     );

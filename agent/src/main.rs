@@ -217,21 +217,23 @@ enum CatalogCommand {
         #[command(flatten)]
         publish: Publish,
     },
-    /// List the artifacts of an index that carries hashes: `sha256sums` (GNU or BSD
-    /// `sha256sum` output), `apt` (a Debian repository: Release, Packages, Sources, pool) or
-    /// `dir` (a local folder, hashed).
+    /// List the artifacts of an index that carries hashes, and record the import in the
+    /// catalog for `odi catalog sync`: `sha256sums` (GNU or BSD `sha256sum` output), `apt` (a
+    /// Debian repository), `pypi` (a simple index), `maven` (a repository tree) or `dir` (a
+    /// local folder, hashed).
     Import {
         /// Catalog name.
         name: String,
-        /// `sha256sums`, `apt` or `dir`.
+        /// `sha256sums`, `apt`, `pypi`, `maven` or `dir`.
         #[arg(long)]
-        format: String,
-        /// The index: a file or http(s) URL (sha256sums), the repository root holding `dists/`
-        /// (apt, a folder or URL), or a folder (dir).
+        format: odi_network::raw::ImportFormat,
+        /// The index: the list file or URL (sha256sums); the root holding `dists/` (apt) or
+        /// `simple/` (pypi); the repository root (maven); a folder (dir). Catalog paths are
+        /// relative to it (to the list's folder for sha256sums).
         #[arg(long)]
         from: String,
-        /// apt: the distributions to import (`dists/<DIST>/`); repeatable.
-        #[arg(long = "dist", default_value = "stable")]
+        /// apt: the distributions to import (`dists/<DIST>/`, default `stable`); repeatable.
+        #[arg(long = "dist")]
         dists: Vec<String>,
         /// Release files of at most this many entries are written.
         #[arg(long, default_value_t = odi_agent::cmd::catalog::DEFAULT_MAX_PER_FILE)]
@@ -239,6 +241,17 @@ enum CatalogCommand {
         /// Read every file and check it against the index before listing anything.
         #[arg(long)]
         verify: bool,
+        #[command(flatten)]
+        publish: Publish,
+    },
+    /// Import again from where the catalog records its import: list what the index gained and
+    /// the new bytes of its index files; refuse other bytes under a published path.
+    Sync {
+        /// Catalog name.
+        name: String,
+        /// Commit the changed documents (and the snapshot, with --snapshot-key).
+        #[arg(long)]
+        commit: bool,
         #[command(flatten)]
         publish: Publish,
     },
@@ -280,6 +293,7 @@ enum RootCommand {
 
 fn catalog(command: CatalogCommand) -> anyhow::Result<()> {
     use odi_agent::cmd::catalog as c;
+    let mut commit: Option<String> = None;
     let (report, publish) = match command {
         CatalogCommand::New { name, origins, tags, replicas, description, publish } => {
             let signer = c::Signer::load(&publish.key)?;
@@ -302,42 +316,37 @@ fn catalog(command: CatalogCommand) -> anyhow::Result<()> {
                 files.extend(c::walk(p)?);
             }
             let entries = c::hash_files(files, &prefix)?;
-            let r = c::list(
-                &publish.repo,
-                &name,
-                entries,
-                release.as_deref(),
-                None,
+            let opts = c::ListOptions {
+                release: release.as_deref(),
                 published,
                 replace,
-                &signer,
-            )?;
-            (r, publish)
+                ..c::ListOptions::default()
+            };
+            (c::list(&publish.repo, &name, entries, &opts, &signer)?, publish)
         }
         CatalogCommand::Import { name, format, from, dists, max_per_file, verify, publish } => {
             let signer = c::Signer::load(&publish.key)?;
-            if verify && format != "sha256sums" {
-                anyhow::bail!("--verify: this build checks files for --format sha256sums only");
+            let record = odi_network::raw::ImportRecord { format, from, dists };
+            let (r, warnings) =
+                cmd::import::import(&publish.repo, &name, record, max_per_file, verify, &signer)?;
+            for w in warnings {
+                eprintln!("warning: {w}");
             }
-            let entries = match format.as_str() {
-                "sha256sums" => {
-                    let e = c::read_sums(&from)?;
-                    if verify {
-                        c::verify_entries(&from, &e)?;
-                    }
-                    e
-                }
-                "dir" => c::hash_files(c::walk(std::path::Path::new(&from))?, "")?,
-                "apt" => {
-                    let source = odi_agent::cmd::apt::Source::new(&from)?;
-                    odi_agent::cmd::apt::import(&source, &dists)?
-                }
-                other => anyhow::bail!(
-                    "--format {other}: this build imports `sha256sums`, `apt` and `dir`"
-                ),
-            };
-            let split = Some((format.as_str(), max_per_file));
-            (c::list(&publish.repo, &name, entries, None, split, None, false, &signer)?, publish)
+            (r, publish)
+        }
+        CatalogCommand::Sync { name, commit: want_commit, publish } => {
+            let signer = c::Signer::load(&publish.key)?;
+            let (r, warnings) = cmd::import::sync(&publish.repo, &name, &signer)?;
+            for w in warnings {
+                eprintln!("warning: {w}");
+            }
+            if want_commit {
+                commit = Some(format!(
+                    "catalog {name}: sync ({} added, {} index files changed)",
+                    r.added, r.changed
+                ));
+            }
+            (r, publish)
         }
         CatalogCommand::Expunge { name, path, reason, publish } => {
             let signer = c::Signer::load(&publish.key)?;
@@ -345,8 +354,10 @@ fn catalog(command: CatalogCommand) -> anyhow::Result<()> {
         }
     };
     println!("{}", c::describe(&report));
+    let mut written = report.written.clone();
     if let Some(k) = &publish.snapshot_key {
         if !report.written.is_empty() {
+            written.push("trust/snapshot.toml".into());
             let r = cmd::trust::snapshot(&publish.repo, k, time::Duration::days(7), false, &[])?;
             println!(
                 "snapshot serial {}: {} documents; signed into {}",
@@ -354,6 +365,14 @@ fn catalog(command: CatalogCommand) -> anyhow::Result<()> {
                 r.documents,
                 r.signature.display()
             );
+        }
+    }
+    if let Some(message) = commit {
+        if report.written.is_empty() {
+            println!("nothing changed; nothing to commit");
+        } else {
+            let id = cmd::import::commit(&publish.repo, &written, &message)?;
+            println!("committed {id}: {message}");
         }
     }
     Ok(())

@@ -14,51 +14,8 @@ use std::io::Read as _;
 use sha2::Digest as _;
 
 use super::catalog::NewEntry;
+use super::remote::Source;
 use super::CmdError;
-
-/// Reads repository files from a local folder or an `http(s)://` base URL.
-pub struct Source {
-    base: String,
-    client: Option<reqwest::blocking::Client>,
-}
-
-impl std::fmt::Debug for Source {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Source").field("base", &self.base).finish()
-    }
-}
-
-impl Source {
-    /// `from`: the repository root, the folder holding `dists/` and `pool/`.
-    pub fn new(from: &str) -> Result<Self, CmdError> {
-        let remote = from.starts_with("http://") || from.starts_with("https://");
-        let client = if remote { Some(super::catalog::client()?) } else { None };
-        let base = if from.ends_with('/') { from.to_owned() } else { format!("{from}/") };
-        Ok(Self { base, client })
-    }
-
-    /// The bytes of `rel`, or `None` when it does not exist.
-    fn get(&self, rel: &str) -> Result<Option<Vec<u8>>, CmdError> {
-        let place = format!("{}{rel}", self.base);
-        match &self.client {
-            Some(c) => {
-                let r =
-                    c.get(&place).send().map_err(|e| CmdError::Usage(format!("{place}: {e}")))?;
-                if r.status() == reqwest::StatusCode::NOT_FOUND {
-                    return Ok(None);
-                }
-                let r =
-                    r.error_for_status().map_err(|e| CmdError::Usage(format!("{place}: {e}")))?;
-                Ok(Some(r.bytes().map_err(|e| CmdError::Usage(format!("{place}: {e}")))?.to_vec()))
-            }
-            None => match std::fs::read(&place) {
-                Ok(b) => Ok(Some(b)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(CmdError::Io { path: place.into(), source: e }),
-            },
-        }
-    }
-}
 
 /// One deb822 paragraph: field name (lowercase) to value, continuation lines joined with `\n`.
 type Stanza = BTreeMap<String, String>;

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 
-use odi_network::raw::{ArtifactEntry, CatalogFile, ReleaseFile, Sha256, Timestamp};
+use odi_network::raw::{ArtifactEntry, CatalogFile, ImportRecord, ReleaseFile, Sha256, Timestamp};
 use odi_network::safe_path::{check_name, ArtifactPath};
 use odi_network::signature::SecretKey;
 use rayon::prelude::*;
@@ -49,6 +49,8 @@ pub struct Report {
     pub unchanged: usize,
     /// Entries whose bytes were replaced (`--replace`) or that were expunged.
     pub changed: usize,
+    /// Paths still listed that the index no longer names (sync; left listed).
+    pub gone: usize,
     /// Documents written, repository-relative.
     pub written: Vec<String>,
 }
@@ -140,6 +142,7 @@ pub fn new(
         tags,
         origins: origins.to_vec(),
         replicas,
+        import: None,
         artifacts: Vec::new(),
     };
     write_signed(repo, &rel, &file, signer)?;
@@ -152,12 +155,22 @@ struct Docs {
     releases: BTreeMap<String, ReleaseFile>,
 }
 
-fn load_docs(repo: &Path, name: &str) -> Result<Docs, CmdError> {
+/// The catalog file of `name`, or an error saying how to create it.
+pub fn load_catalog(repo: &Path, name: &str) -> Result<CatalogFile, CmdError> {
     check_catalog_name(name)?;
     let rel = catalog_rel(name);
-    let catalog: CatalogFile = read_doc(repo, &rel)?.ok_or_else(|| {
+    read_doc(repo, &rel)?.ok_or_else(|| {
         CmdError::Usage(format!("no catalog `{name}` ({rel}); create it with `odi catalog new`"))
-    })?;
+    })
+}
+
+/// Every path catalog `name` lists, in its catalog file and release files.
+pub fn listed_paths(repo: &Path, name: &str) -> Result<Vec<String>, CmdError> {
+    Ok(load_docs(repo, name)?.index(name).into_keys().collect())
+}
+
+fn load_docs(repo: &Path, name: &str) -> Result<Docs, CmdError> {
+    let catalog = load_catalog(repo, name)?;
     let mut releases = BTreeMap::new();
     let dir = repo.join(format!("catalogs/{name}"));
     let mut stack = vec![dir.clone()];
@@ -237,21 +250,47 @@ pub struct NewEntry {
     pub sha256: [u8; 32],
 }
 
-/// Lists `entries` in catalog `name`: into `release` (created when missing) or, without one,
-/// the catalog file, or, with `max_per_file`, new release files `<prefix>-NNNN` of at most that
-/// many entries each. Listed paths with the same bytes are left alone; with other bytes they
-/// are refused unless `replace`.
-#[allow(clippy::too_many_arguments)]
+/// How [`list`] places and checks entries.
+#[derive(Default)]
+pub struct ListOptions<'a> {
+    /// Put new entries into `catalogs/NAME/releases/RELEASE.toml` (created when missing).
+    pub release: Option<&'a str>,
+    /// Without `release`: put new entries into release files `<prefix>-NNNN` of at most this
+    /// many entries each, filling the last existing one first (so a sync that finds one new
+    /// file changes one document). Without either, new entries go into the catalog file.
+    pub split: Option<(&'a str, usize)>,
+    /// Publication time of new and replaced entries.
+    pub published: Option<Timestamp>,
+    /// Allow other bytes under any listed path.
+    pub replace: bool,
+    /// Paths whose bytes may change without `replace`: an index format's own index files.
+    pub mutable: Option<&'a dyn Fn(&str) -> bool>,
+    /// Record (or update) how the catalog was imported.
+    pub record: Option<ImportRecord>,
+}
+
+impl std::fmt::Debug for ListOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListOptions")
+            .field("release", &self.release)
+            .field("split", &self.split)
+            .field("replace", &self.replace)
+            .field("mutable", &self.mutable.is_some())
+            .field("record", &self.record)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Lists `entries` in catalog `name`, placed as `opts` says. Listed paths with the same bytes
+/// are left alone; with other bytes they are refused, naming each, unless `opts` allows it.
 pub fn list(
     repo: &Path,
     name: &str,
     entries: Vec<NewEntry>,
-    release: Option<&str>,
-    split: Option<(&str, usize)>,
-    published: Option<Timestamp>,
-    replace: bool,
+    opts: &ListOptions<'_>,
     signer: &Signer,
 ) -> Result<Report, CmdError> {
+    let ListOptions { release, split, published, replace, mutable, .. } = *opts;
     let mut docs = load_docs(repo, name)?;
     let index = docs.index(name);
     let mut report = Report::default();
@@ -267,7 +306,7 @@ pub fn list(
         }
         match index.get(&e.path) {
             Some((_, sha)) if sha.0 == e.sha256 => report.unchanged += 1,
-            Some((rel, _)) if replace => {
+            Some((rel, _)) if replace || mutable.is_some_and(|m| m(&e.path)) => {
                 let list = docs.entries_mut(name, rel).ok_or_else(|| CmdError::Usage(format!("{rel}: not found")))?;
                 if let Some(a) = list.iter_mut().find(|a| a.path.as_str() == e.path) {
                     a.sha256 = Sha256(e.sha256);
@@ -310,11 +349,20 @@ pub fn list(
             }
             (None, Some((prefix, max))) => {
                 let max = max.max(1);
-                let first = (1..)
-                    .find(|i| {
-                        !docs.releases.contains_key(&release_rel(name, &format!("{prefix}-{i:04}")))
-                    })
-                    .unwrap_or(1);
+                let numbered = |i: usize| release_rel(name, &format!("{prefix}-{i:04}"));
+                let first =
+                    (1..).find(|&i| !docs.releases.contains_key(&numbered(i))).unwrap_or(1);
+                // Top up the last file before starting a new one.
+                if first > 1 {
+                    let last = numbered(first - 1);
+                    if let Some(file) = docs.releases.get_mut(&last) {
+                        let room = max.saturating_sub(file.artifacts.len()).min(fresh.len());
+                        if room > 0 {
+                            file.artifacts.extend(fresh.drain(..room));
+                            touched.push(last);
+                        }
+                    }
+                }
                 for (n, chunk) in (first..).zip(fresh.chunks(max)) {
                     let rel = release_rel(name, &format!("{prefix}-{n:04}"));
                     docs.releases.insert(
@@ -335,6 +383,12 @@ pub fn list(
                     touched.push(rel);
                 }
             }
+        }
+    }
+    if let Some(record) = &opts.record {
+        if docs.catalog.import.as_ref() != Some(record) {
+            docs.catalog.import = Some(record.clone());
+            touched.push(catalog_rel(name));
         }
     }
     touched.sort();
@@ -529,41 +583,15 @@ pub fn read_sums(from: &str) -> Result<Vec<NewEntry>, CmdError> {
         .collect()
 }
 
-/// `--verify`: downloads every file beside a remote list (or reads it beside a local one) and
-/// checks its size and hash; the first mismatch is an error naming the path.
-pub fn verify_entries(from: &str, entries: &[NewEntry]) -> Result<(), CmdError> {
-    let remote = from.starts_with("http://") || from.starts_with("https://");
-    let base_dir = Path::new(from).parent().map(Path::to_owned).unwrap_or_default();
-    let client = client()?;
-    for e in entries {
-        let (size, sha) = if remote {
-            use sha2::Digest as _;
-            let base = url::Url::parse(from).map_err(|err| CmdError::Usage(err.to_string()))?;
-            let url = base.join(&e.path).map_err(|err| CmdError::Usage(err.to_string()))?;
-            let bytes = client
-                .get(url.clone())
-                .send()
-                .and_then(|r| r.error_for_status())
-                .and_then(|r| r.bytes())
-                .map_err(|err| CmdError::Usage(format!("GET {url}: {err}")))?;
-            (bytes.len() as u64, sha2::Sha256::digest(&bytes).into())
-        } else {
-            hash_counting(&base_dir.join(&e.path), &indicatif::ProgressBar::hidden())?
-        };
-        if size != e.size || sha != e.sha256 {
-            return Err(CmdError::Usage(format!(
-                "{}: the bytes do not match the list (size {size}, SHA-256 {})",
-                e.path,
-                hex::encode(sha)
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// The result of a write, for people.
 pub fn describe(r: &Report) -> String {
     let mut s = format!("{} added, {} unchanged, {} changed", r.added, r.unchanged, r.changed);
+    if r.gone > 0 {
+        s.push_str(&format!(
+            ", {} listed but no longer in the index (left listed; `odi catalog expunge` withdraws)",
+            r.gone
+        ));
+    }
     for w in &r.written {
         s.push_str(&format!("\nwrote and signed {w}"));
     }

@@ -1,12 +1,16 @@
 //! The network tooling subcommands: `validate`, `plan`, `keygen`, `sign`, `schemas`,
-//! `snapshot`, `root new|sign`. Each
+//! `snapshot`, `root new|sign`, `init`, `catalog`. Each
 //! returns a typed error; `main` prints it with its causes and picks the exit code.
 
 pub mod apt;
 pub mod catalog;
+pub mod import;
 pub mod init;
 pub mod keys;
+pub mod maven;
 pub mod plan;
+pub mod pypi;
+pub mod remote;
 pub mod source;
 pub mod status;
 pub mod trust;

@@ -73,6 +73,7 @@ impl DemoCatalog {
             tags: self.tags.clone(),
             origins: vec![format!("{origin_base}{}/", self.name)],
             replicas,
+            import: None,
             artifacts: self.artifacts.clone(),
         }
     }

@@ -442,6 +442,7 @@ pub(crate) mod tests {
                 tags: vec![],
                 origins: vec!["https://origin.example/c/".into()],
                 replicas: relays.len() as u32,
+                import: None,
                 artifacts: vec![art("a.bin", 1), art("dir/b c.bin", 2)],
             },
         );

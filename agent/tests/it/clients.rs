@@ -248,6 +248,7 @@ fn network(content: &Content) -> NetworkBuilder {
                 tags: vec![tag.into()],
                 origins: vec!["https://origin.example.org/".into()],
                 replicas: 2,
+                import: None,
                 artifacts: content[catalog]
                     .iter()
                     .map(|(p, bytes)| support::entry(p, bytes))

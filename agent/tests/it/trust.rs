@@ -465,6 +465,7 @@ async fn a_relay_serving_16_wrong_bytes_of_8_mib_is_out_within_the_stated_rounds
             description: "one large artifact".into(),
             origins: vec!["https://origin.invalid/".into()],
             replicas: 1,
+            import: None,
             artifacts: vec![support::entry("big.bin", &good)],
             ..Default::default()
         },

@@ -59,6 +59,7 @@ pub fn generate(artifacts: usize, relays: usize) -> NetworkBuilder {
                 tags: vec![TAGS[c % TAGS.len()].into()],
                 origins: vec![format!("https://origin-{c}.example.org/")],
                 replicas: 2,
+                import: None,
                 artifacts: vec![],
             },
         );

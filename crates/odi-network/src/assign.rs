@@ -305,6 +305,7 @@ mod tests {
                 tags: vec!["t".into()],
                 origins: vec!["https://origin.example/".into()],
                 replicas,
+                import: None,
                 artifacts: vec![],
             },
         );

@@ -204,9 +204,75 @@ pub struct CatalogFile {
     /// How many relays hold each artifact.
     #[serde(default = "default_replicas")]
     pub replicas: u32,
+    /// Where `odi catalog sync` re-imports the artifacts from, written by `odi catalog
+    /// import`; absent for catalogs maintained by hand or with `odi catalog add`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import: Option<ImportRecord>,
     /// Artifacts listed here; large catalogs list them in release files instead.
     #[serde(default)]
     pub artifacts: Vec<ArtifactEntry>,
+}
+
+/// How a catalog's artifacts were imported, so a bot can import them again and propose only
+/// what changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImportRecord {
+    /// The index format.
+    pub format: ImportFormat,
+    /// The index: a URL, or a path as the maintainer gave it (relative to where sync runs).
+    pub from: String,
+    /// apt: the distributions imported (`dists/<name>/`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dists: Vec<String>,
+}
+
+/// The indexes `odi catalog import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ImportFormat {
+    /// GNU or BSD `sha256sum` output.
+    Sha256sums,
+    /// A Debian repository: Release, Packages, Sources and the pool.
+    Apt,
+    /// A Python simple index (PEP 503 HTML or PEP 691 JSON pages).
+    Pypi,
+    /// A Maven repository tree.
+    Maven,
+    /// A local folder, hashed.
+    Dir,
+}
+
+impl ImportFormat {
+    /// Every format, in the order help texts list them.
+    pub const ALL: [ImportFormat; 5] = [
+        ImportFormat::Sha256sums,
+        ImportFormat::Apt,
+        ImportFormat::Pypi,
+        ImportFormat::Maven,
+        ImportFormat::Dir,
+    ];
+
+    /// The name used in files and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            ImportFormat::Sha256sums => "sha256sums",
+            ImportFormat::Apt => "apt",
+            ImportFormat::Pypi => "pypi",
+            ImportFormat::Maven => "maven",
+            ImportFormat::Dir => "dir",
+        }
+    }
+}
+
+impl std::str::FromStr for ImportFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL.into_iter().find(|f| f.name() == s).ok_or_else(|| {
+            let names: Vec<_> = Self::ALL.iter().map(|f| f.name()).collect();
+            format!("`{s}` is not an import format (one of {})", names.join(", "))
+        })
+    }
 }
 
 fn default_replicas() -> u32 {

@@ -73,6 +73,7 @@ fn network() -> odi_network::Network {
             description: "test catalog".into(),
             origins: vec!["https://origin.example.org/c/".into()],
             replicas: 1,
+            import: None,
             artifacts: vec![entry("held.txt", HELD), entry("missing.txt", MISSING), gone],
             ..Default::default()
         },

@@ -186,6 +186,7 @@ pub fn small_network() -> NetworkBuilder {
             tags: vec![TAG.into(), "demo".into()],
             origins: vec!["https://origin.example.org/demo/".into()],
             replicas: 2,
+            import: None,
             artifacts,
         },
     );
