@@ -38,3 +38,12 @@ if ! ls "$debs"/hello_*.deb "$debs"/sl_*.deb >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   ( cd "$debs" && { apt-get download -qq hello sl 2>/dev/null || { $SUDO apt-get update -qq && apt-get download -qq hello sl; }; } )
 fi
+
+# Real wheels for the PyPI import test (agent/tests/it/publish.rs): python-dateutil and its one
+# dependency, six, pinned, fetched from PyPI with pip itself, kept under target/ (not committed).
+wheels="$(dirname "$0")/../target/test-data/wheels"
+if ! ls "$wheels"/python_dateutil-*.whl "$wheels"/six-*.whl >/dev/null 2>&1; then
+  mkdir -p "$wheels"
+  python3 -m pip download -q --disable-pip-version-check --only-binary=:all: --dest "$wheels" \
+    python-dateutil==2.9.0.post0 six==1.16.0
+fi

@@ -350,8 +350,7 @@ pub fn list(
             (None, Some((prefix, max))) => {
                 let max = max.max(1);
                 let numbered = |i: usize| release_rel(name, &format!("{prefix}-{i:04}"));
-                let first =
-                    (1..).find(|&i| !docs.releases.contains_key(&numbered(i))).unwrap_or(1);
+                let first = (1..).find(|&i| !docs.releases.contains_key(&numbered(i))).unwrap_or(1);
                 // Top up the last file before starting a new one.
                 if first > 1 {
                     let last = numbered(first - 1);

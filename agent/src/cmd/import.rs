@@ -70,8 +70,11 @@ pub fn collect(record: &ImportRecord) -> Result<Found, CmdError> {
             catalog::hash_files(catalog::walk(Path::new(from))?, "")?
         }
         ImportFormat::Apt => {
-            let dists =
-                if record.dists.is_empty() { vec!["stable".to_owned()] } else { record.dists.clone() };
+            let dists = if record.dists.is_empty() {
+                vec!["stable".to_owned()]
+            } else {
+                record.dists.clone()
+            };
             super::apt::import(&Source::new(from)?, &dists)?
         }
         ImportFormat::Pypi => {
@@ -89,8 +92,11 @@ pub fn verify(record: &ImportRecord, entries: &[NewEntry]) -> Result<(), CmdErro
     if record.format == ImportFormat::Dir {
         return Ok(()); // hashed from the files themselves a moment ago
     }
-    let base =
-        if record.format == ImportFormat::Sha256sums { list_base(&record.from) } else { record.from.clone() };
+    let base = if record.format == ImportFormat::Sha256sums {
+        list_base(&record.from)
+    } else {
+        record.from.clone()
+    };
     let source = Source::new(&base)?;
     let mut problems: Vec<String> = entries
         .par_iter()
@@ -167,7 +173,8 @@ pub fn sync(repo: &Path, name: &str, signer: &Signer) -> Result<(Report, Vec<Str
     let found = collect(&record)?;
     let format = record.format;
     let mutable = move |p: &str| is_mutable(format, p);
-    let now: std::collections::BTreeSet<&str> = found.entries.iter().map(|e| e.path.as_str()).collect();
+    let now: std::collections::BTreeSet<&str> =
+        found.entries.iter().map(|e| e.path.as_str()).collect();
     let listed = catalog::listed_paths(repo, name)?;
     let gone = listed.iter().filter(|p| !now.contains(p.as_str())).count();
     let mut report = catalog::list(
@@ -185,14 +192,25 @@ pub fn sync(repo: &Path, name: &str, signer: &Signer) -> Result<(Report, Vec<Str
     Ok((report, found.warnings))
 }
 
-/// Commits `paths` (repository-relative; their `.minisig` files go with them) with `message`,
+/// Commits `paths` (repository-relative; their signature files go with them) with `message`,
 /// as the repository's configured git user, or as `odi` when none is set.
 pub fn commit(repo: &Path, paths: &[String], message: &str) -> Result<git2::Oid, CmdError> {
     let git = |e: git2::Error| CmdError::Usage(format!("git: {e}"));
     let r = git2::Repository::open(repo).map_err(git)?;
     let mut index = r.index().map_err(git)?;
     for p in paths {
-        for rel in [p.clone(), format!("{p}.minisig")] {
+        let mut rels = vec![p.clone()];
+        // Its signatures: `<file>.minisig`, or `<file>.<key>.minisig` for k-of-n roles.
+        let (dir, file) = p.rsplit_once('/').unwrap_or(("", p));
+        if let Ok(rd) = std::fs::read_dir(repo.join(dir)) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with(&format!("{file}.")) && n.ends_with(".minisig") {
+                    rels.push(if dir.is_empty() { n } else { format!("{dir}/{n}") });
+                }
+            }
+        }
+        for rel in rels {
             if repo.join(&rel).exists() {
                 index.add_path(Path::new(&rel)).map_err(git)?;
             }

@@ -32,9 +32,7 @@ const MAX_FOLDERS: usize = 100_000;
 pub fn import(source: &Source, from: &str) -> Result<Vec<NewEntry>, CmdError> {
     let entries = if source.remote() { remote(source)? } else { local(Path::new(from))? };
     if !entries.iter().any(|e| e.path.ends_with(".pom")) {
-        return Err(CmdError::Usage(format!(
-            "{from}: no .pom file found: not a Maven repository"
-        )));
+        return Err(CmdError::Usage(format!("{from}: no .pom file found: not a Maven repository")));
     }
     check_sidecars(source, &entries)?;
     Ok(entries)
@@ -44,7 +42,8 @@ pub fn import(source: &Source, from: &str) -> Result<Vec<NewEntry>, CmdError> {
 /// sidecars.
 pub fn is_mutable(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or(path);
-    name.starts_with("maven-metadata") && (name.ends_with(".xml") || SIDECARS.iter().any(|s| name.ends_with(&format!(".xml{s}"))))
+    name.starts_with("maven-metadata")
+        && (name.ends_with(".xml") || SIDECARS.iter().any(|s| name.ends_with(&format!(".xml{s}"))))
 }
 
 fn local(root: &Path) -> Result<Vec<NewEntry>, CmdError> {
@@ -89,7 +88,10 @@ fn remote(source: &Source) -> Result<Vec<NewEntry>, CmdError> {
             )));
         }
         let Some((bytes, _)) = source.get_typed(&folder, Some("text/html"))? else {
-            return Err(CmdError::Usage(format!("{}: folder listing not found", source.place(&folder))));
+            return Err(CmdError::Usage(format!(
+                "{}: folder listing not found",
+                source.place(&folder)
+            )));
         };
         let page = String::from_utf8_lossy(&bytes);
         let here = base.join(&folder).map_err(|e| CmdError::Usage(e.to_string()))?;
@@ -119,7 +121,11 @@ fn remote(source: &Source) -> Result<Vec<NewEntry>, CmdError> {
             if sums.contains(&sidecar) {
                 let text = source.get(&sidecar)?.unwrap_or_default();
                 if let Some(sha) = sidecar_hash::<32>(&text) {
-                    return Ok(NewEntry { path: rel.clone(), size: source.size(rel)?, sha256: sha });
+                    return Ok(NewEntry {
+                        path: rel.clone(),
+                        size: source.size(rel)?,
+                        sha256: sha,
+                    });
                 }
             }
             let (size, sha256) = source.hash(rel)?;
@@ -143,8 +149,11 @@ fn check_sidecars(source: &Source, entries: &[NewEntry]) -> Result<(), CmdError>
     let by_path: BTreeMap<&str, &NewEntry> = entries.iter().map(|e| (e.path.as_str(), e)).collect();
     let mut problems = Vec::new();
     for e in entries {
-        let Some((file, kind)) =
-            e.path.strip_suffix(".sha256").map(|f| (f, 256)).or_else(|| e.path.strip_suffix(".sha1").map(|f| (f, 1)))
+        let Some((file, kind)) = e
+            .path
+            .strip_suffix(".sha256")
+            .map(|f| (f, 256))
+            .or_else(|| e.path.strip_suffix(".sha1").map(|f| (f, 1)))
         else {
             continue;
         };

@@ -111,7 +111,9 @@ fn links(bytes: &[u8], kind: Option<&str>, what: &str) -> Result<Vec<Link>, CmdE
             let name = f["filename"].as_str().unwrap_or("?");
             let href = f["url"].as_str().ok_or_else(|| bad(format!("{name}: no `url`")))?;
             let sha = f["hashes"]["sha256"].as_str().ok_or_else(|| {
-                bad(format!("{name}: no SHA-256 in `hashes` (only files the index hashes are listed)"))
+                bad(format!(
+                    "{name}: no SHA-256 in `hashes` (only files the index hashes are listed)"
+                ))
             })?;
             let meta = f.get("core-metadata").or_else(|| f.get("dist-info-metadata"));
             let metadata = match meta.and_then(|m| m.get("sha256")).and_then(|h| h.as_str()) {
@@ -134,7 +136,9 @@ fn links(bytes: &[u8], kind: Option<&str>, what: &str) -> Result<Vec<Link>, CmdE
         let Some(href) = attr("href") else { continue };
         let (target, fragment) = href.split_once('#').unwrap_or((href, ""));
         let sha = fragment.strip_prefix("sha256=").ok_or_else(|| {
-            bad(format!("link `{href}` carries no `#sha256=` (only files the index hashes are listed)"))
+            bad(format!(
+                "link `{href}` carries no `#sha256=` (only files the index hashes are listed)"
+            ))
         })?;
         let meta = attr("data-core-metadata").or_else(|| attr("data-dist-info-metadata"));
         let metadata = match meta.and_then(|m| m.strip_prefix("sha256=")) {
@@ -210,17 +214,16 @@ pub fn import(source: &Source) -> Result<Found, CmdError> {
     for name in names {
         let folder = format!("simple/{name}/");
         let what = source.place(&folder);
-        let p = page(source, &folder)?
-            .ok_or_else(|| CmdError::Usage(format!("{what}: listed in the root page, not found")))?;
+        let p = page(source, &folder)?.ok_or_else(|| {
+            CmdError::Usage(format!("{what}: listed in the root page, not found"))
+        })?;
         if p.listed {
             let (size, sha256) = digest(&p.bytes);
             add(NewEntry { path: format!("{folder}index.html"), size, sha256 })?;
         } else {
             unlisted.push(folder.clone());
         }
-        let page_url = base
-            .join(&folder)
-            .map_err(|e| CmdError::Usage(format!("{what}: {e}")))?;
+        let page_url = base.join(&folder).map_err(|e| CmdError::Usage(format!("{what}: {e}")))?;
         for l in links(&p.bytes, p.kind.as_deref(), &what)? {
             let url = page_url
                 .join(&l.href)
@@ -266,7 +269,9 @@ mod tests {
 
     #[test]
     fn names_are_normalised() {
-        for (a, b) in [("Hello_ODI", "hello-odi"), ("a.-_b", "a-b"), ("zope.interface", "zope-interface")] {
+        for (a, b) in
+            [("Hello_ODI", "hello-odi"), ("a.-_b", "a-b"), ("zope.interface", "zope-interface")]
+        {
             assert_eq!(normalise(a), b);
         }
     }
@@ -285,7 +290,10 @@ mod tests {
             r#"{{"meta":{{"api-version":"1.1"}},"name":"x","files":[{{"filename":"x.whl","url":"../../p/x.whl","hashes":{{"sha256":"{h}"}},"size":12}}]}}"#
         );
         let l = links(json.as_bytes(), Some(JSON_TYPE), "p").unwrap();
-        assert_eq!((l[0].href.as_str(), l[0].size, l[0].metadata), ("../../p/x.whl", Some(12), None));
+        assert_eq!(
+            (l[0].href.as_str(), l[0].size, l[0].metadata),
+            ("../../p/x.whl", Some(12), None)
+        );
         let root = r#"{"meta":{"api-version":"1.0"},"projects":[{"name":"Hello_ODI"}]}"#;
         assert_eq!(projects(root.as_bytes(), None, "r").unwrap(), ["hello-odi"]);
         let root = r#"<a href="/simple/Six/">Six</a><a href="dateutil/">d</a>"#;
@@ -299,7 +307,10 @@ mod tests {
             ("<a href=\"x.whl\">x</a>".to_owned(), "carries no `#sha256=`"),
             ("<a href=\"x.whl#md5=00\">x</a>".to_owned(), "carries no `#sha256=`"),
             ("<a href=\"x.whl#sha256=zz\">x</a>".to_owned(), "is not a SHA-256"),
-            (format!("<a href=\"x.whl#sha256={h}\" data-core-metadata=\"sha256=12\">x</a>"), "is not a SHA-256"),
+            (
+                format!("<a href=\"x.whl#sha256={h}\" data-core-metadata=\"sha256=12\">x</a>"),
+                "is not a SHA-256",
+            ),
             (r#"{"files":[{"filename":"x","url":"x"}]}"#.to_owned(), "no SHA-256"),
             (r#"{"files":[{"filename":"x","hashes":{}}]}"#.to_owned(), "no `url`"),
             (r#"{"files": 3}"#.to_owned(), "no `files` list"),

@@ -14,6 +14,9 @@ use super::CmdError;
 /// (Debian's largest Packages file is under 100 MiB uncompressed).
 const MAX_INDEX_BYTES: u64 = 512 << 20;
 
+/// Bytes read and the media type the server said they have (`None` for local files).
+pub type Typed = (Vec<u8>, Option<String>);
+
 /// A local folder or a remote base URL.
 pub struct Source {
     /// Ends with `/`.
@@ -64,7 +67,10 @@ impl Source {
     /// The path of `url` relative to the base, percent-decoded, without query or fragment;
     /// `None` when it lies outside the base (another host, or above the folder).
     pub fn rel_of(&self, base: &url::Url, url: &url::Url) -> Option<String> {
-        if url.scheme() != base.scheme() || url.host_str() != base.host_str() || url.port_or_known_default() != base.port_or_known_default() {
+        if url.scheme() != base.scheme()
+            || url.host_str() != base.host_str()
+            || url.port_or_known_default() != base.port_or_known_default()
+        {
             return None;
         }
         let rel = url.path().strip_prefix(base.path())?;
@@ -76,10 +82,13 @@ impl Source {
         PathBuf::from(self.place(rel))
     }
 
-    fn send(&self, req: reqwest::blocking::RequestBuilder, place: &str) -> Result<Option<reqwest::blocking::Response>, CmdError> {
+    fn send(
+        &self,
+        req: reqwest::blocking::RequestBuilder,
+        place: &str,
+    ) -> Result<Option<reqwest::blocking::Response>, CmdError> {
         let r = req.send().map_err(|e| CmdError::Usage(format!("{place}: {e}")))?;
-        if r.status() == reqwest::StatusCode::NOT_FOUND || r.status() == reqwest::StatusCode::GONE
-        {
+        if r.status() == reqwest::StatusCode::NOT_FOUND || r.status() == reqwest::StatusCode::GONE {
             return Ok(None);
         }
         r.error_for_status().map(Some).map_err(|e| CmdError::Usage(format!("{place}: {e}")))
@@ -92,11 +101,7 @@ impl Source {
 
     /// The bytes of `rel` asked for with `accept`, and the media type the answer says it has
     /// (`None` for local files).
-    pub fn get_typed(
-        &self,
-        rel: &str,
-        accept: Option<&str>,
-    ) -> Result<Option<(Vec<u8>, Option<String>)>, CmdError> {
+    pub fn get_typed(&self, rel: &str, accept: Option<&str>) -> Result<Option<Typed>, CmdError> {
         let place = self.place(rel);
         let too_big = || CmdError::Usage(format!("{place}: larger than {MAX_INDEX_BYTES} bytes"));
         match &self.client {
@@ -168,7 +173,9 @@ impl Source {
                 let mut buf = vec![0u8; 256 << 10];
                 let mut size = 0u64;
                 loop {
-                    let n = r.read(&mut buf).map_err(|e| CmdError::Usage(format!("GET {place}: {e}")))?;
+                    let n = r
+                        .read(&mut buf)
+                        .map_err(|e| CmdError::Usage(format!("GET {place}: {e}")))?;
                     if n == 0 {
                         break;
                     }

@@ -104,23 +104,8 @@ fn need(bin: &str, package: &str) {
     assert!(found, "`{bin}` is not on PATH: install the Debian package `{package}` (ci/install-test-deps.sh installs every client these tests drive)");
 }
 
-/// A client command with no proxy from the environment (everything here is loopback).
 fn cmd(bin: &str) -> Command {
-    let mut c = Command::new(bin);
-    for v in [
-        "http_proxy",
-        "https_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "all_proxy",
-        "ALL_PROXY",
-        "ftp_proxy",
-        "FTP_PROXY",
-    ] {
-        c.env_remove(v);
-    }
-    c.env("no_proxy", "*").env("NO_PROXY", "*");
-    c
+    support::client(bin)
 }
 
 /// A command with its arguments.
@@ -616,27 +601,8 @@ async fn page_sources(url: &str) -> Vec<String> {
     }
 }
 
-/// `python3 -m pip` with no user or site configuration and no network beyond the index.
 fn pip() -> Command {
-    let mut c = cmd("python3");
-    c.args(["-m", "pip"]);
-    for v in [
-        "PIP_INDEX_URL",
-        "PIP_EXTRA_INDEX_URL",
-        "PIP_FIND_LINKS",
-        "PIP_TRUSTED_HOST",
-        "PIP_NO_INDEX",
-        "PIP_TARGET",
-        "PIP_REQUIRE_VIRTUALENV",
-        "PYTHONPATH",
-    ] {
-        c.env_remove(v);
-    }
-    c.env("PIP_NO_INPUT", "1")
-        .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
-        .env("PIP_CONFIG_FILE", "/dev/null")
-        .env("PYTHONDONTWRITEBYTECODE", "1");
-    c
+    support::pip("python3")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -738,70 +704,17 @@ async fn pip_installs_a_wheel_from_the_simple_index() {
     );
 }
 
-/// Debian's local Maven repository (plugins packaged as `lib*-java`).
-const DEBIAN_MAVEN_REPO: &str = "/usr/share/maven-repo";
-
-/// The version of `maven-dependency-plugin` that Debian installed (a folder with the jar).
-fn debian_dependency_plugin() -> String {
-    let dir = Path::new(DEBIAN_MAVEN_REPO).join("org/apache/maven/plugins/maven-dependency-plugin");
-    let mut versions: Vec<String> = std::fs::read_dir(&dir)
-        .map(|rd| rd.flatten().filter_map(|e| e.file_name().into_string().ok()).collect())
-        .unwrap_or_default();
-    versions.retain(|v| dir.join(v).join(format!("maven-dependency-plugin-{v}.jar")).is_file());
-    // A real version number before Debian's `debian` alias.
-    versions.sort_by_key(|v| {
-        (v != "debian", v.split('.').map(|p| p.parse::<u32>().unwrap_or(0)).collect::<Vec<_>>())
-    });
-    versions
-        .pop()
-        .unwrap_or_else(|| panic!("no maven-dependency-plugin jar under {}: install the Debian package `libmaven-dependency-plugin-java`", dir.display()))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maven_resolves_an_artifact_through_the_directory_as_a_mirror() {
     need("mvn", "maven");
-    let plugin = debian_dependency_plugin();
     // The plugin's dependencies as Debian declares them include junit:junit:4.x.
-    let junit = Path::new(DEBIAN_MAVEN_REPO).join("junit/junit/4.x");
+    let junit = Path::new(support::DEBIAN_MAVEN_REPO).join("junit/junit/4.x");
     assert!(junit.is_dir(), "{} is missing: install the Debian package `junit4` (a dependency of Debian's maven-dependency-plugin poms)", junit.display());
     let n = Net::up().await;
     let work = n.dir("maven");
     let local = n.dir("maven-local");
     let mirror = n.url("maven", "");
-    // Every remote repository is mirrored by the directory, except Debian's plugin jars,
-    // which come from the local file repository: no internet.
-    let settings = format!(
-        r#"<settings xmlns="http://maven.apache.org/SETTINGS/1.2.0">
-  <localRepository>{}</localRepository>
-  <interactiveMode>false</interactiveMode>
-  <offline>false</offline>
-  <mirrors>
-    <mirror><id>odi</id><name>ODI directory</name><mirrorOf>*,!debian</mirrorOf><url>{mirror}</url></mirror>
-  </mirrors>
-  <profiles>
-    <profile>
-      <id>debian</id>
-      <pluginRepositories>
-        <pluginRepository><id>debian</id><url>file://{DEBIAN_MAVEN_REPO}</url></pluginRepository>
-      </pluginRepositories>
-    </profile>
-  </profiles>
-  <activeProfiles><activeProfile>debian</activeProfile></activeProfiles>
-</settings>
-"#,
-        local.display()
-    );
-    std::fs::write(work.join("settings.xml"), settings).unwrap();
-    std::fs::write(work.join("global-settings.xml"), "<settings/>\n").unwrap();
-    let mut c = cmd("mvn");
-    c.current_dir(&work)
-        .env_remove("MAVEN_OPTS")
-        .env_remove("MAVEN_ARGS")
-        .env_remove("MAVEN_CONFIG");
-    c.args(["-B", "-s", "settings.xml", "-gs", "global-settings.xml"])
-        .arg(format!("-Dmaven.repo.local={}", local.display()))
-        .arg(format!("org.apache.maven.plugins:maven-dependency-plugin:{plugin}:get"))
-        .args(["-Dartifact=org.odi.demo:hello:1.0", "-Dtransitive=false"]);
+    let c = support::mvn_get(&work, &local, &mirror, "org.odi.demo:hello:1.0");
     let r = run_ok("mvn dependency:get", c).await;
     let jar_url = format!("{mirror}{MAVEN_DIR}/hello-1.0.jar");
     assert!(

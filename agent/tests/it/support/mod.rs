@@ -380,3 +380,107 @@ pub fn apt_get(state: &Path, root: bool, sub: &[&str]) -> Command {
 /// thousands of sockets), so that they never run at the same time as each other: on a 2-core
 /// machine either one starves the other's timing-sensitive checks.
 pub static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A client command with no proxy from the environment (everything here is loopback).
+pub fn client(bin: &str) -> Command {
+    let mut c = Command::new(bin);
+    for v in [
+        "http_proxy",
+        "https_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "all_proxy",
+        "ALL_PROXY",
+        "ftp_proxy",
+        "FTP_PROXY",
+    ] {
+        c.env_remove(v);
+    }
+    c.env("no_proxy", "*").env("NO_PROXY", "*");
+    c
+}
+
+/// `<python> -m pip` with no user or site configuration and no network beyond the index.
+pub fn pip(python: &str) -> Command {
+    let mut c = client(python);
+    c.args(["-m", "pip"]);
+    for v in [
+        "PIP_INDEX_URL",
+        "PIP_EXTRA_INDEX_URL",
+        "PIP_FIND_LINKS",
+        "PIP_TRUSTED_HOST",
+        "PIP_NO_INDEX",
+        "PIP_TARGET",
+        "PIP_REQUIRE_VIRTUALENV",
+        "PYTHONPATH",
+    ] {
+        c.env_remove(v);
+    }
+    c.env("PIP_NO_INPUT", "1")
+        .env("PIP_DISABLE_PIP_VERSION_CHECK", "1")
+        .env("PIP_CONFIG_FILE", "/dev/null")
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    c
+}
+
+/// Debian's local Maven repository (plugins packaged as `lib*-java`).
+pub const DEBIAN_MAVEN_REPO: &str = "/usr/share/maven-repo";
+
+/// The version of `maven-dependency-plugin` that Debian installed (a folder with the jar).
+pub fn debian_dependency_plugin() -> String {
+    let dir = Path::new(DEBIAN_MAVEN_REPO).join("org/apache/maven/plugins/maven-dependency-plugin");
+    let mut versions: Vec<String> = std::fs::read_dir(&dir)
+        .map(|rd| rd.flatten().filter_map(|e| e.file_name().into_string().ok()).collect())
+        .unwrap_or_default();
+    versions.retain(|v| dir.join(v).join(format!("maven-dependency-plugin-{v}.jar")).is_file());
+    // A real version number before Debian's `debian` alias.
+    versions.sort_by_key(|v| {
+        (v != "debian", v.split('.').map(|p| p.parse::<u32>().unwrap_or(0)).collect::<Vec<_>>())
+    });
+    versions
+        .pop()
+        .unwrap_or_else(|| panic!("no maven-dependency-plugin jar under {}: install the Debian package `libmaven-dependency-plugin-java`", dir.display()))
+}
+
+/// `mvn dependency:get` of `artifact` (not transitive) in `work`, with `local` as its local
+/// repository and every remote repository mirrored by `mirror`, except Debian's plugin jars,
+/// which come from the local file repository: no internet.
+pub fn mvn_get(work: &Path, local: &Path, mirror: &str, artifact: &str) -> Command {
+    let settings = format!(
+        r#"<settings xmlns="http://maven.apache.org/SETTINGS/1.2.0">
+  <localRepository>{}</localRepository>
+  <interactiveMode>false</interactiveMode>
+  <offline>false</offline>
+  <mirrors>
+    <mirror><id>odi</id><name>ODI directory</name><mirrorOf>*,!debian</mirrorOf><url>{mirror}</url></mirror>
+  </mirrors>
+  <profiles>
+    <profile>
+      <id>debian</id>
+      <pluginRepositories>
+        <pluginRepository><id>debian</id><url>file://{DEBIAN_MAVEN_REPO}</url></pluginRepository>
+      </pluginRepositories>
+    </profile>
+  </profiles>
+  <activeProfiles><activeProfile>debian</activeProfile></activeProfiles>
+</settings>
+"#,
+        local.display()
+    );
+    std::fs::write(work.join("settings.xml"), settings).unwrap();
+    std::fs::write(work.join("global-settings.xml"), "<settings/>\n").unwrap();
+    let mut c = client("mvn");
+    c.current_dir(work)
+        .env_remove("MAVEN_OPTS")
+        .env_remove("MAVEN_ARGS")
+        .env_remove("MAVEN_CONFIG");
+    c.args(["-B", "-s", "settings.xml", "-gs", "global-settings.xml"])
+        .arg(format!("-Dmaven.repo.local={}", local.display()))
+        .arg(format!(
+            "org.apache.maven.plugins:maven-dependency-plugin:{}:get",
+            debian_dependency_plugin()
+        ))
+        .arg(format!("-Dartifact={artifact}"))
+        .arg("-Dtransitive=false");
+    c
+}
