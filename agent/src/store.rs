@@ -347,17 +347,23 @@ pub fn hash_file_blocking(path: &Path) -> io::Result<[u8; 32]> {
 
 /// [`hash_file_blocking`] that also returns the size and reports each chunk read to
 /// `on_read` (a progress bar, say).
-pub fn hash_file_counting(
+pub fn hash_file_counting(path: &Path, on_read: impl FnMut(u64)) -> io::Result<(u64, [u8; 32])> {
+    hash_file_with(path, &mut vec![0u8; 1 << 20], on_read)
+}
+
+/// [`hash_file_counting`] reading through the caller's `buf`, for callers hashing many small
+/// files: a fresh 1 MiB buffer per file is an mmap and a munmap each time.
+pub fn hash_file_with(
     path: &Path,
+    buf: &mut [u8],
     mut on_read: impl FnMut(u64),
 ) -> io::Result<(u64, [u8; 32])> {
     use std::io::Read as _;
     let mut f = std::fs::File::open(path)?;
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
     let mut size = 0u64;
     loop {
-        let n = match f.read(&mut buf) {
+        let n = match f.read(buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
