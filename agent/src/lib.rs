@@ -22,4 +22,5 @@ pub mod relay;
 pub mod status;
 pub mod store;
 pub mod sync;
+pub mod web;
 pub mod wire;

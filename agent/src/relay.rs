@@ -157,3 +157,95 @@ pub async fn hot_loop(relay: Arc<RelayMode>, shutdown: CancellationToken) {
         }
     }
 }
+
+/// `GET /` (and `/index.json`) on a relay.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RelayPageDoc {
+    /// The relay's status document.
+    pub status: crate::status::StatusDoc,
+    /// Its region, from its relay file.
+    pub region: Option<String>,
+    /// The directories it works with: (name, URL); clients start there.
+    pub directories: Vec<(String, String)>,
+    /// The catalogs (and tags) it carries.
+    pub catalogs: Vec<String>,
+}
+
+/// A relay's one page: which network, which directories, what it holds, its status.
+pub async fn page(State(relay): State<Arc<RelayMode>>, req: Parts) -> Response<Body> {
+    use maud::html;
+    let format = if req.uri.path().ends_with(".json") {
+        crate::web::Format::Json
+    } else {
+        crate::web::Format::of(&req.headers)
+    };
+    crate::node::off_thread(move || {
+        let node = &relay.node;
+        let view = node.view();
+        let v = view.as_deref();
+        let share = v.map(|v| relay.share(v)).unwrap_or_default();
+        let status = node.status(share, relay.quota(v));
+        let me = v.and_then(|v| v.network.relays.get(&node.config.name));
+        let directories = me
+            .zip(v)
+            .map(|(me, v)| {
+                me.directories
+                    .iter()
+                    .filter_map(|d| v.network.directories.get(d))
+                    .map(|d| (d.name.clone(), d.url.to_string()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let catalogs = me
+            .zip(v)
+            .map(|(me, v)| {
+                v.network.catalogs.values().filter(|c| me.subscribes(c)).map(|c| c.name.clone()).collect()
+            })
+            .unwrap_or_default();
+        let doc = RelayPageDoc { status, region: me.map(|r| r.region.clone()), directories, catalogs };
+        let render = || {
+            let s = &doc.status;
+            let ready = s.ready();
+            let body = html! {
+                p {
+                    "This is " strong { (s.name) } ", a relay of an ODI network"
+                    @if let Some(r) = &doc.region { " in region " (r) } ". "
+                    "It serves the bytes that directories send clients to; start at a directory:"
+                }
+                ul { @for (name, url) in &doc.directories { li { a href=(url) { (name) } } } }
+                h2 { "Status" }
+                p {
+                    (crate::web::badge(ready, "ready", "not ready")) " "
+                    @if let Some(c) = &s.commit { "serving commit " (crate::web::short(c)) }
+                    @else { "no verified commit applied yet" }
+                }
+                @if let Some(e) = &s.last_error { p { "Last error: " (e) } }
+                ul {
+                    @for c in &s.conditions { li { (c.kind) ": " (if c.status { "yes" } else { "no" }) " (" (c.reason) ") " span class="muted" { (c.message) } } }
+                }
+                h2 { "What it holds" }
+                table {
+                    tbody {
+                        tr { th scope="row" { "Catalogs" } td { (doc.catalogs.join(", ")) } }
+                        tr { th scope="row" { "Assigned" } td { (s.share.artifacts) " artifacts, " (crate::web::bytes(s.share.bytes)) } }
+                        tr { th scope="row" { "Still to fetch" } td { (s.share.missing) } }
+                        tr { th scope="row" { "Stored" } td {
+                            (s.store.objects) " objects, " (crate::web::bytes(s.store.bytes))
+                            @if let Some(q) = s.store.quota { " of a " (crate::web::bytes(q)) " quota" }
+                        } }
+                    }
+                }
+            };
+            crate::web::render(&crate::web::Page {
+                title: "Relay",
+                node: &s.name,
+                nav: &[("Home", "/")],
+                current: "Home",
+                refresh: None,
+                body,
+            })
+        };
+        crate::web::respond(format, &doc, render)
+    })
+    .await
+}

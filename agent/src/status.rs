@@ -128,6 +128,12 @@ pub struct RelayEntry {
     pub artifacts_held: usize,
     /// Content checks it has passed since it became healthy.
     pub content_checks: usize,
+    /// Bytes in its store at the last answer to a probe.
+    #[serde(default)]
+    pub stored_bytes: Option<u64>,
+    /// Its quota, as it reported it.
+    #[serde(default)]
+    pub quota: Option<u64>,
 }
 
 /// The routing table's state.

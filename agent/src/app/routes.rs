@@ -14,6 +14,13 @@
 //! | `GET /.odi/v1/hot` | directory | the hot list |
 //! | `GET /.odi/v1/stats` | directory | download statistics |
 //! | `GET /r/{catalog}/{path}` | both | bytes (relay), a redirect (directory), `.meta4` |
+//! | `GET /r/{catalog}/{folder}/` | directory | a folder listing (unless it lists an `index.html`) |
+//! | `GET /r/{catalog}/{path}?mirrorlist` | directory | the artifact's mirror list |
+//! | `GET /`, `/index.json` | both | the landing page (a relay: its own page) |
+//! | `GET /status`, `/status.json` | directory | the network status page |
+//! | `GET /stats`, `/stats.json` | directory | the download statistics page |
+//!
+//! Pages answer JSON for `Accept: application/json` and at their `.json` twins.
 //!
 //! `GET` routes answer `HEAD` too; another method gets `405` with `Allow`, an unknown path
 //! `404`, in both modes alike.
@@ -29,6 +36,7 @@ use http::request::Parts;
 use http::{Response, StatusCode};
 
 use super::Role;
+use crate::directory::pages;
 use crate::directory::serve as directory;
 use crate::http::file::{self, ArtifactMeta};
 use crate::http::layers;
@@ -59,7 +67,11 @@ pub fn router(role: &Role) -> Router {
                 .route("/r/", get(relay::serve))
                 .route("/r/{*path}", get(relay::serve))
                 .with_state(r.clone());
-            (a, Router::new())
+            let pages = Router::new()
+                .route("/", get(relay::page))
+                .route("/index.json", get(relay::page))
+                .with_state(r.clone());
+            (a, pages)
         }
         Role::Directory(d) => {
             let a = Router::new()
@@ -69,7 +81,14 @@ pub fn router(role: &Role) -> Router {
             let v1 = Router::new()
                 .route("/hot", get(directory::hot))
                 .route("/stats", get(directory::stats));
-            (a, Router::new().nest("/.odi/v1", v1).with_state(d.clone()))
+            let pages = Router::new()
+                .route("/", get(pages::landing))
+                .route("/index.json", get(pages::landing))
+                .route("/status", get(pages::network))
+                .route("/status.json", get(pages::network))
+                .route("/stats", get(pages::statistics))
+                .route("/stats.json", get(pages::statistics));
+            (a, pages.nest("/.odi/v1", v1).with_state(d.clone()))
         }
     };
     // Every route that hands out artifact bytes, and only those, stops while the trust of the

@@ -92,7 +92,11 @@ fn doc_text(
     // The empty list is a top-level line (before any table such as `[import]`); arrays of
     // tables go after every table, as the serialiser puts them.
     const EMPTY: &str = "artifacts = []\n";
-    let at = if text.starts_with(EMPTY) { Some(0) } else { text.find("\nartifacts = []\n").map(|i| i + 1) };
+    let at = if text.starts_with(EMPTY) {
+        Some(0)
+    } else {
+        text.find("\nartifacts = []\n").map(|i| i + 1)
+    };
     let Some(at) = at else {
         return Err(CmdError::Usage(format!("{rel}: unexpected TOML layout of the header")));
     };
@@ -109,7 +113,7 @@ fn write_signed(repo: &Path, rel: &str, text: &str, signer: &Signer) -> Result<(
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     }
-    std::fs::write(&path, &text).map_err(io_err(&path))?;
+    std::fs::write(&path, text).map_err(io_err(&path))?;
     let ts = time::OffsetDateTime::now_utc().unix_timestamp();
     let sig = signer.0.sign(text.as_bytes(), &format!("timestamp:{ts}\tfile:{rel}"))?;
     let sig_path = repo.join(format!("{rel}.minisig"));

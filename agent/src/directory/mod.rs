@@ -9,6 +9,7 @@
 //! - [`route`]: the routing table, rebuilt off the request path and swapped atomically;
 //! - [`region`]: client region from the prefix map and trusted `X-Forwarded-For`;
 //! - [`metalink`]: RFC 5854 documents at `<artifact>.meta4`;
+//! - [`pages`]: the pages people look at (landing, status, folders, mirror lists, statistics);
 //! - [`stats`]: download counters, the hot list and their embedded store;
 //! - [`federation`]: linked and referenced directories, and redirects to them.
 //!
@@ -19,6 +20,7 @@
 
 pub mod federation;
 pub mod metalink;
+pub mod pages;
 pub mod probe;
 pub mod region;
 pub mod route;

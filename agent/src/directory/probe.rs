@@ -104,6 +104,8 @@ pub struct Probed {
     pub held: Held,
     /// Content checks run and passed.
     pub checks: usize,
+    /// Bytes in its store and its quota, as its status reported them.
+    pub store: (Option<u64>, Option<u64>),
 }
 
 /// One relay's probe settings.
@@ -283,7 +285,10 @@ async fn probe_inner(
         checks += 1;
     }
     let next = if total == 0 { 0 } else { (cursor + n) % total };
-    Ok((Probed { commit: inv.commit, listed: inv.artifacts.len(), held, checks }, next))
+    let store = status.get("store");
+    let figure = |k: &str| store.and_then(|s| s.get(k)).and_then(serde_json::Value::as_u64);
+    let store = (figure("bytes"), figure("quota"));
+    Ok((Probed { commit: inv.commit, listed: inv.artifacts.len(), held, checks, store }, next))
 }
 
 /// The directory's own bytes `offset..offset+len` of an object; `None` if it is gone (garbage
@@ -378,6 +383,8 @@ pub struct RelayHealth {
     pub held: Arc<Held>,
     /// Content checks passed at the last probe.
     pub checks: usize,
+    /// Bytes in its store and its quota at the last answer.
+    pub store: (Option<u64>, Option<u64>),
     /// Where the next content checks start.
     pub cursor: usize,
     /// Consecutive failed probes.
@@ -404,6 +411,7 @@ impl RelayHealth {
                 self.commit = p.commit;
                 self.listed = p.listed;
                 self.checks = p.checks;
+                self.store = p.store;
                 self.held = Arc::new(p.held);
                 self.failures = 0;
                 changed

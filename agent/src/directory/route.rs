@@ -345,6 +345,26 @@ impl Entry {
         Some((g, pos))
     }
 
+    /// For a client of `region`: every candidate in the order it is offered (redirect, then
+    /// `Link` and Metalink alternatives), with its chance of being the redirect target (zero
+    /// for the ones only offered as alternatives: other regions' relays when the client's
+    /// region has some).
+    pub fn ranking(&self, region: Option<RegionId>) -> Vec<(&Candidate, f64)> {
+        let Some(g) = self.group(region) else { return Vec::new() };
+        let total = g.cum.last().copied().unwrap_or(0.0);
+        g.order
+            .iter()
+            .enumerate()
+            .map(|(pos, &i)| {
+                let share = match (g.cum.get(pos), total > 0.0) {
+                    (Some(c), true) => (c - if pos == 0 { 0.0 } else { g.cum[pos - 1] }) / total,
+                    _ => 0.0,
+                };
+                (&self.candidates[i as usize], share)
+            })
+            .collect()
+    }
+
     /// The relay at a chosen position.
     pub fn candidate(&self, g: &Group, pos: usize) -> &Candidate {
         &self.candidates[g.order[pos] as usize]

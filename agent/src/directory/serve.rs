@@ -43,6 +43,24 @@ pub async fn serve(
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     req: Parts,
 ) -> Response<Body> {
+    // Pages on artifact URLs: a folder listing, a mirror list.
+    if super::pages::wants_mirrorlist(req.uri.query()) {
+        return super::pages::mirror_page(&dir, &req, remote);
+    }
+    if super::pages::is_folder_url(req.uri.path()) {
+        let (d, path, headers) = (dir.clone(), req.uri.path().to_owned(), req.headers.clone());
+        // Off the connection thread: a listing walks the catalog's paths.
+        let page =
+            tokio::task::spawn_blocking(move || super::pages::folder_page(&d, &path, &headers));
+        match page.await {
+            Ok(Some(page)) => return page,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "building a folder listing failed");
+                return response::text(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+            }
+        }
+    }
     let (node, dir) = (&dir.node, &*dir);
     let path = req.uri.path();
     let (key, meta4) = match path.strip_suffix(META4_SUFFIX) {

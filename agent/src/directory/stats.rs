@@ -26,6 +26,13 @@ const COUNTS: TableDefinition<&str, u64> = TableDefinition::new("counts");
 /// that bucket. Kept so that a restart does not forget what is hot (relays would drop the
 /// extra copies they hold for it, then fetch them again an hour later).
 const WINDOW: TableDefinition<(u64, &str), u64> = TableDefinition::new("window");
+/// Downloads over time, for the statistics page: (bucket start in Unix milliseconds, series)
+/// to downloads in that bucket; a series is a catalog (`c\0<name>`), a relay (`r\0<name>`)
+/// or a client region (`g\0<name>`).
+const HISTORY: TableDefinition<(u64, &str), u64> = TableDefinition::new("history");
+
+/// History buckets kept: a week of hours (with the default bucket).
+pub const HISTORY_BUCKETS: usize = 7 * 24;
 
 /// One hour of one-minute buckets.
 pub const BUCKET: Duration = Duration::from_secs(60);
@@ -50,11 +57,23 @@ pub struct Counter {
     n: AtomicU64,
     flushed: AtomicU64,
     windowed: AtomicU64,
+    charted: AtomicU64,
 }
 
 impl Counter {
     fn starting_at(n: u64) -> Self {
-        Self { n: AtomicU64::new(n), flushed: AtomicU64::new(n), windowed: AtomicU64::new(n) }
+        Self {
+            n: AtomicU64::new(n),
+            flushed: AtomicU64::new(n),
+            windowed: AtomicU64::new(n),
+            charted: AtomicU64::new(n),
+        }
+    }
+
+    /// What was counted since the last call (for the history).
+    fn take_uncharted(&self) -> u64 {
+        let n = self.get();
+        n.saturating_sub(self.charted.swap(n, Relaxed))
     }
 
     /// Counts one download. Relaxed: counts need no ordering with anything else.
@@ -265,12 +284,66 @@ impl Window {
     }
 }
 
+/// Downloads over time per catalog, relay and client region, in wall-clock buckets (an hour
+/// with the default window bucket), the last [`HISTORY_BUCKETS`] of them.
+#[derive(Debug)]
+struct History {
+    bucket_ms: u64,
+    /// Bucket start to series key (see [`HISTORY`]) to downloads.
+    buckets: BTreeMap<u64, HashMap<String, u64>>,
+    /// Buckets changed since the last flush.
+    dirty: std::collections::BTreeSet<u64>,
+}
+
+impl History {
+    fn new(bucket_ms: u64) -> Self {
+        Self { bucket_ms: bucket_ms.max(1), buckets: BTreeMap::new(), dirty: Default::default() }
+    }
+
+    fn start_of(&self, ms: u64) -> u64 {
+        ms - ms % self.bucket_ms
+    }
+
+    /// The oldest bucket start still kept at `now_ms`.
+    fn oldest(&self, now_ms: u64) -> u64 {
+        self.start_of(now_ms).saturating_sub(self.bucket_ms * (HISTORY_BUCKETS as u64 - 1))
+    }
+
+    fn add(&mut self, now_ms: u64, key: String, n: u64) {
+        let start = self.start_of(now_ms);
+        *self.buckets.entry(start).or_default().entry(key).or_insert(0) += n;
+        self.dirty.insert(start);
+    }
+
+    fn trim(&mut self, now_ms: u64) {
+        let oldest = self.oldest(now_ms);
+        self.buckets.retain(|&s, _| s >= oldest && s <= now_ms);
+        self.dirty.retain(|&s| s >= oldest);
+    }
+}
+
+/// Downloads over time, as the statistics page draws them.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryDoc {
+    /// Length of one bucket in seconds.
+    pub bucket_seconds: u64,
+    /// Each bucket's start (RFC 3339), oldest first.
+    pub starts: Vec<String>,
+    /// Downloads per catalog, one value per bucket.
+    pub catalogs: Vec<crate::web::chart::Series>,
+    /// Redirects per relay.
+    pub relays: Vec<crate::web::chart::Series>,
+    /// Downloads per client region.
+    pub regions: Vec<crate::web::chart::Series>,
+}
+
 /// All download counters of a directory.
 #[derive(Debug)]
 pub struct Stats {
     db: Option<PathBuf>,
     reg: Mutex<Registry>,
     window: Mutex<Window>,
+    history: Mutex<History>,
     exported: Mutex<HashMap<(&'static str, String), u64>>,
     /// Downloads the directory served itself.
     pub directory: Arc<Counter>,
@@ -311,15 +384,24 @@ pub struct StatsDoc {
 impl Stats {
     /// Statistics kept in memory only (tests, or a directory without a data folder).
     pub fn in_memory() -> Self {
-        Self::with_counts(None, BTreeMap::new(), Vec::new(), BUCKET)
+        Self::with_counts(None, BTreeMap::new(), Vec::new(), Vec::new(), BUCKET)
     }
 
     fn with_counts(
         db: Option<PathBuf>,
         counts: BTreeMap<String, u64>,
         window: Vec<(u64, ArtifactKey, u64)>,
+        history_rows: Vec<(u64, String, u64)>,
         bucket_len: Duration,
     ) -> Self {
+        let now_ms = unix_ms(SystemTime::now());
+        let bucket_ms = u64::try_from(bucket_len.as_millis()).unwrap_or(u64::MAX / 120);
+        let mut history = History::new(bucket_ms.saturating_mul(BUCKETS as u64));
+        for (start, key, n) in history_rows {
+            *history.buckets.entry(history.start_of(start)).or_default().entry(key).or_insert(0) +=
+                n;
+        }
+        history.trim(now_ms);
         let mut reg = Registry::default();
         let (mut directory, mut origin) = (0, 0);
         for (k, n) in counts {
@@ -351,6 +433,7 @@ impl Stats {
                 unix_ms(SystemTime::now()),
                 window,
             )),
+            history: Mutex::new(history),
             exported: Mutex::new(HashMap::new()),
             directory: Arc::new(Counter::starting_at(directory)),
             origin: Arc::new(Counter::starting_at(origin)),
@@ -398,7 +481,19 @@ impl Stats {
             Err(redb::TableError::TableDoesNotExist(_)) => {}
             Err(e) => return Err(err(e.into())),
         }
-        Ok(Self::with_counts(Some(path.to_owned()), counts, window, bucket_len))
+        let mut history = Vec::new();
+        match txn.open_table(HISTORY) {
+            Ok(table) => {
+                for row in table.iter().map_err(|e| err(e.into()))? {
+                    let (k, v) = row.map_err(|e| err(e.into()))?;
+                    let (start, key) = k.value();
+                    history.push((start, key.to_owned(), v.value()));
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(err(e.into())),
+        }
+        Ok(Self::with_counts(Some(path.to_owned()), counts, window, history, bucket_len))
     }
 
     /// The counter of an artifact (created at zero).
@@ -419,16 +514,86 @@ impl Stats {
 
     /// Moves new downloads into the rolling window (and rotates it); call every few seconds.
     pub fn tick(&self, now: Instant) {
+        self.tick_at(now, unix_ms(SystemTime::now()));
+    }
+
+    /// [`Stats::tick`] at a given wall-clock time (tests).
+    pub fn tick_at(&self, now: Instant, now_ms: u64) {
         let reg = lock(&self.reg);
         let mut w = lock(&self.window);
         w.rotate(now);
+        let mut per_catalog: BTreeMap<&str, u64> = BTreeMap::new();
         for (key, c) in &reg.artifacts {
             let n = c.get();
             let before = c.windowed.swap(n, Relaxed);
             if n > before {
                 w.add(key, n - before);
             }
+            let d = c.take_uncharted();
+            if d > 0 {
+                *per_catalog.entry(key.0.as_str()).or_insert(0) += d;
+            }
         }
+        let mut h = lock(&self.history);
+        for (c, d) in per_catalog {
+            h.add(now_ms, format!("c\0{c}"), d);
+        }
+        for (r, c) in &reg.relays {
+            let d = c.take_uncharted();
+            if d > 0 {
+                h.add(now_ms, format!("r\0{r}"), d);
+            }
+        }
+        for (g, c) in &reg.regions {
+            let d = c.take_uncharted();
+            if d > 0 {
+                h.add(now_ms, format!("g\0{g}"), d);
+            }
+        }
+        h.trim(now_ms);
+    }
+
+    /// The last `buckets` history buckets up to `now_ms`, every series that has a download in
+    /// them, zeros where nothing was counted.
+    pub fn history(&self, buckets: usize, now_ms: u64) -> HistoryDoc {
+        let h = lock(&self.history);
+        let n = buckets.clamp(1, HISTORY_BUCKETS);
+        let last = h.start_of(now_ms);
+        let first = last.saturating_sub(h.bucket_ms * (n as u64 - 1));
+        let starts: Vec<u64> = (0..n as u64).map(|i| first + i * h.bucket_ms).collect();
+        let mut by_key: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+        for (i, s) in starts.iter().enumerate() {
+            for (k, v) in h.buckets.get(s).into_iter().flatten() {
+                by_key.entry(k.as_str()).or_insert_with(|| vec![0; n])[i] += v;
+            }
+        }
+        let mut doc = HistoryDoc {
+            bucket_seconds: h.bucket_ms / 1000,
+            starts: starts
+                .iter()
+                .map(|ms| {
+                    let t = time::OffsetDateTime::from_unix_timestamp_nanos(
+                        i128::from(*ms) * 1_000_000,
+                    )
+                    .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+                    crate::status::rfc3339(t)
+                })
+                .collect(),
+            catalogs: Vec::new(),
+            relays: Vec::new(),
+            regions: Vec::new(),
+        };
+        for (k, values) in by_key {
+            let Some((kind, name)) = k.split_once('\0') else { continue };
+            let series = crate::web::chart::Series { name: name.to_owned(), values };
+            match kind {
+                "c" => doc.catalogs.push(series),
+                "r" => doc.relays.push(series),
+                "g" => doc.regions.push(series),
+                _ => {}
+            }
+        }
+        doc
     }
 
     /// Artifacts with more than `threshold` downloads in the last hour, most first.
@@ -560,12 +725,24 @@ impl Stats {
             consider(Key::Origin, &self.origin);
         }
         let window = lock(&self.window).take_dirty();
-        if changed.is_empty() && window.rows.is_empty() {
+        let history = {
+            let mut h = lock(&self.history);
+            let dirty = std::mem::take(&mut h.dirty);
+            let rows: Vec<(u64, String, u64)> = dirty
+                .iter()
+                .filter_map(|s| h.buckets.get(s).map(|b| (s, b)))
+                .flat_map(|(s, b)| b.iter().map(move |(k, n)| (*s, k.clone(), *n)))
+                .collect();
+            let oldest = h.buckets.keys().next().copied().unwrap_or(0);
+            (rows, dirty, oldest)
+        };
+        if changed.is_empty() && window.rows.is_empty() && history.0.is_empty() {
             return Ok(0);
         }
-        let written = self.write(path, &changed, &window);
+        let written = self.write(path, &changed, &window, (&history.0, history.2));
         if written.is_err() {
             lock(&self.window).mark_dirty(&window.buckets);
+            lock(&self.history).dirty.extend(history.1);
         }
         written?;
         for (_, n, c) in &changed {
@@ -579,6 +756,7 @@ impl Stats {
         path: &Path,
         changed: &[(String, u64, Arc<Counter>)],
         window: &Dirty,
+        (history, oldest): (&[(u64, String, u64)], u64),
     ) -> Result<(), StatsError> {
         let err = |e: redb::Error| StatsError::Db { path: path.to_owned(), source: e };
         let db = redb::Database::create(path).map_err(|e| err(e.into()))?;
@@ -596,6 +774,11 @@ impl Stats {
             if let Some(after) = window.newest.checked_add(1) {
                 table.retain_in((after, "").., |_, _| false).map_err(|e| err(e.into()))?;
             }
+            let mut table = txn.open_table(HISTORY).map_err(|e| err(e.into()))?;
+            for (start, k, n) in history {
+                table.insert((*start, k.as_str()), *n).map_err(|e| err(e.into()))?;
+            }
+            table.retain_in(..(oldest, ""), |_, _| false).map_err(|e| err(e.into()))?;
         }
         txn.commit().map_err(|e| err(e.into()))?;
         Ok(())
@@ -605,6 +788,46 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_counts_per_bucket_survives_a_reopen_and_keeps_a_week() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stats.redb");
+        let hour = 3_600_000u64;
+        // The bucket before the current one: the store keeps only the last week before now.
+        let t0 = unix_ms(SystemTime::now()) / hour * hour - hour;
+        let s = Stats::open(&path).unwrap();
+        let (a, b) = (s.artifact("deb", "a.deb"), s.artifact("py", "b.whl"));
+        let relay = s.relay("relay-1");
+        a.hit();
+        a.hit();
+        relay.hit();
+        s.tick_at(Instant::now(), t0 + 10);
+        b.hit();
+        s.tick_at(Instant::now(), t0 + hour + 5);
+        s.flush().unwrap();
+        drop(s);
+        let s = Stats::open(&path).unwrap();
+        let h = s.history(3, t0 + hour + 6);
+        assert_eq!(h.bucket_seconds, 3600);
+        assert_eq!(h.starts.len(), 3);
+        let names = |v: &[crate::web::chart::Series]| {
+            v.iter().map(|s| (s.name.clone(), s.values.clone())).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(&h.catalogs),
+            [("deb".into(), vec![0, 2, 0]), ("py".into(), vec![0, 0, 1])]
+        );
+        assert_eq!(names(&h.relays), [("relay-1".into(), vec![0, 1, 0])]);
+        // Loaded totals are not new downloads: a tick after the reopen adds nothing.
+        s.tick_at(Instant::now(), t0 + hour + 7);
+        let last = s.history(1, t0 + hour + 7);
+        assert_eq!(names(&last.catalogs), [("py".into(), vec![1])]);
+        // A week later everything has left the history.
+        let later = t0 + hour * (HISTORY_BUCKETS as u64 + 1);
+        s.tick_at(Instant::now(), later);
+        assert!(s.history(HISTORY_BUCKETS, later).catalogs.is_empty());
+    }
 
     #[test]
     fn counts_survive_a_reopen() {
@@ -637,7 +860,13 @@ mod tests {
 
     #[test]
     fn window_keeps_one_hour() {
-        let s = Stats::with_counts(None, BTreeMap::new(), Vec::new(), Duration::from_secs(60));
+        let s = Stats::with_counts(
+            None,
+            BTreeMap::new(),
+            Vec::new(),
+            Vec::new(),
+            Duration::from_secs(60),
+        );
         let t0 = Instant::now();
         let a = s.artifact("c", "hot.bin");
         for _ in 0..5 {

@@ -35,6 +35,8 @@ impl DirectoryMode {
                         artifacts_listed: h.listed,
                         artifacts_held: h.held.len(),
                         content_checks: h.checks,
+                        stored_bytes: h.store.0,
+                        quota: h.store.1,
                     }
                 })
                 .collect()

@@ -369,7 +369,15 @@ fn build(root: Root, docs: Vec<(String, Kind, Doc)>, problems: &mut Vec<Problem>
                     .collect();
                 catalogs.insert(
                     folder,
-                    (path, c.description, c.tags, origins, c.replicas, c.artifacts),
+                    (
+                        path,
+                        c.description,
+                        c.tags,
+                        origins,
+                        c.replicas,
+                        c.import.map(|i| i.format),
+                        c.artifacts,
+                    ),
                 );
             }
             (Kind::Release { folder }, Doc::Release(r)) => {
@@ -417,7 +425,7 @@ fn build(root: Root, docs: Vec<(String, Kind, Doc)>, problems: &mut Vec<Problem>
     }
 
     let mut out_catalogs = BTreeMap::new();
-    for (name, (path, description, tags, origins, replicas, artifacts)) in catalogs {
+    for (name, (path, description, tags, origins, replicas, format, artifacts)) in catalogs {
         let mut all = BTreeMap::new();
         add_artifacts(&path, artifacts, &mut all, problems);
         for (rpath, r) in releases.remove(&name).unwrap_or_default() {
@@ -426,7 +434,7 @@ fn build(root: Root, docs: Vec<(String, Kind, Doc)>, problems: &mut Vec<Problem>
         let artifacts = all.into_iter().map(|(k, (_, a))| (k, a)).collect();
         out_catalogs.insert(
             name.clone(),
-            Catalog { name, description, tags, origins, replicas, artifacts },
+            Catalog { name, description, tags, origins, replicas, format, artifacts },
         );
     }
 

@@ -50,6 +50,9 @@ pub struct Catalog {
     pub origins: Vec<Url>,
     /// Copies per artifact.
     pub replicas: u32,
+    /// The ecosystem it was imported from (`odi catalog import`), when recorded: tells pages
+    /// how to show clients the way in (an apt source line, a pip index URL).
+    pub format: Option<crate::raw::ImportFormat>,
     /// Artifacts by path, expunged ones included.
     pub artifacts: BTreeMap<ArtifactPath, Artifact>,
 }

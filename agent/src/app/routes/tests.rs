@@ -70,11 +70,17 @@ fn network() -> odi_network::Network {
         CatalogFile {
             serial: 1,
             name: "c".into(),
-            description: "test catalog".into(),
+            description: "test catalog <script>alert(1)</script>".into(),
             origins: vec!["https://origin.example.org/c/".into()],
             replicas: 1,
             import: None,
-            artifacts: vec![entry("held.txt", HELD), entry("missing.txt", MISSING), gone],
+            artifacts: vec![
+                entry("held.txt", HELD),
+                entry("missing.txt", MISSING),
+                gone,
+                entry("docs/index.html", b"<p>docs</p>"),
+                entry("pool/main/h/hello/hello_1.0.deb", b"deb"),
+            ],
             ..Default::default()
         },
     );
@@ -327,5 +333,189 @@ async fn before_any_commit_artifacts_are_503() {
         let a = get(&f, "/r/c/held.txt").await;
         assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{mode}");
         assert_eq!(get(&f, "/healthz").await.status, StatusCode::OK, "{mode}");
+    }
+}
+
+fn with_accept(path: &str, accept: &str) -> Request<AxumBody> {
+    let mut r = req(Method::GET, path);
+    r.headers_mut().insert(header::ACCEPT, accept.parse().unwrap());
+    r
+}
+
+#[tokio::test]
+async fn pages_answer_html_and_their_json_twins() {
+    const BROWSER: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";
+    // (mode, path, Accept, status, content type, what the body holds)
+    type Case<'a> = (&'a str, &'a str, &'a str, u16, &'a str, &'a [&'a str]);
+    let cases: &[Case<'_>] = &[
+        (
+            "directory",
+            "/",
+            BROWSER,
+            200,
+            "text/html",
+            &["<main", "test catalog &lt;script&gt;", "curl -L -O https://d1.example.net/r/c/"],
+        ),
+        (
+            "directory",
+            "/",
+            "application/json",
+            200,
+            "application/json",
+            &[r#""directory":"d1""#, r#""name":"c""#],
+        ),
+        ("directory", "/index.json", BROWSER, 200, "application/json", &[r#""artifacts":4"#]),
+        (
+            "directory",
+            "/status",
+            BROWSER,
+            200,
+            "text/html",
+            &["relay-r1", "not probed yet", "d1", "(this one)", "http-equiv=\"refresh\""],
+        ),
+        (
+            "directory",
+            "/status.json",
+            "",
+            200,
+            "application/json",
+            &[r#""name":"r1""#, r#""probe_interval_seconds""#],
+        ),
+        (
+            "directory",
+            "/stats",
+            BROWSER,
+            200,
+            "text/html",
+            &["Downloads per catalog", "<svg", "Nothing downloaded yet"],
+        ),
+        (
+            "directory",
+            "/stats.json",
+            "",
+            200,
+            "application/json",
+            &[r#""history""#, r#""bucket_seconds":3600"#],
+        ),
+        (
+            "directory",
+            "/r/c/",
+            BROWSER,
+            200,
+            "text/html",
+            &[
+                "held.txt",
+                "expunged: corrupted upload",
+                "href=\"/r/c/pool/\"",
+                "href=\"/r/c/held.txt?mirrorlist\"",
+            ],
+        ),
+        (
+            "directory",
+            "/r/c/",
+            "application/json",
+            200,
+            "application/json",
+            &[r#""folder":"""#, r#""name":"pool""#, r#""expunged":"corrupted upload""#],
+        ),
+        (
+            "directory",
+            "/r/c/pool/main/",
+            BROWSER,
+            200,
+            "text/html",
+            &["href=\"/r/c/pool/main/h/\"", "/r/c/pool/main/"],
+        ),
+        (
+            "directory",
+            "/r/c/held.txt?mirrorlist",
+            BROWSER,
+            200,
+            "text/html",
+            &["Mirrors of held.txt", "r1", "not probed yet"],
+        ),
+        (
+            "directory",
+            "/r/c/held.txt?mirrorlist",
+            "application/json",
+            200,
+            "application/json",
+            &[r#""relay":"r1""#, r#""rank":null"#, r#""excluded":"not probed yet""#],
+        ),
+        (
+            "directory",
+            "/r/c/gone.txt?mirrorlist",
+            BROWSER,
+            410,
+            "text/plain",
+            &["corrupted upload"],
+        ),
+        ("directory", "/r/c/nothing/", BROWSER, 404, "text/plain", &["no folder c/nothing/"]),
+        ("directory", "/r/nope/", BROWSER, 404, "text/plain", &["no catalog `nope`"]),
+        ("directory", "/r/c/%2e%2e/", BROWSER, 400, "text/plain", &[]),
+        (
+            "relay",
+            "/",
+            BROWSER,
+            200,
+            "text/html",
+            &[
+                "<strong>r1</strong>",
+                "a relay of an ODI network",
+                "href=\"https://d1.example.net/\"",
+            ],
+        ),
+        (
+            "relay",
+            "/index.json",
+            "",
+            200,
+            "application/json",
+            &[r#""name":"r1""#, r#""directories":[["d1""#],
+        ),
+        ("relay", "/status", BROWSER, 404, "text/plain", &[]),
+    ];
+    for mode in ["directory", "relay"] {
+        let f = fixture(mode, true).await;
+        for (m, path, accept, status, ct, holds) in cases.iter().filter(|c| c.0 == mode) {
+            let a =
+                call(&f, with_accept(path, if accept.is_empty() { "*/*" } else { accept })).await;
+            let body = String::from_utf8_lossy(&a.body);
+            assert_eq!(a.status.as_u16(), *status, "{m} {path}: {body}");
+            assert!(
+                a.header("content-type").starts_with(ct),
+                "{m} {path}: {}",
+                a.header("content-type")
+            );
+            for h in *holds {
+                assert!(body.contains(h), "{m} {path} must hold {h}: {body}");
+            }
+            if *ct == "text/html" {
+                let at = body.find("<script").map(|i| &body[i.saturating_sub(200)..i + 40]);
+                assert_eq!(at, None, "{m} {path}: repository text must be escaped");
+            }
+            if *ct == "text/html" {
+                assert!(a.header("content-security-policy").contains("default-src 'none'"));
+                assert_eq!(a.header("vary"), "accept", "{path}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn folder_urls_redirect_or_serve_their_own_index() {
+    let f = fixture("directory", true).await;
+    // (path, status, Location)
+    let cases = [
+        ("/r/c", 301, "/r/c/"),
+        ("/r/", 301, "/"),
+        // A folder that lists its own index.html serves it (pip and static sites rely on it);
+        // nobody holds it here, so it goes to the origin.
+        ("/r/c/docs/", 302, "https://origin.example.org/c/docs/index.html"),
+    ];
+    for (path, status, location) in cases {
+        let a = get(&f, path).await;
+        assert_eq!(a.status.as_u16(), status, "{path}: {}", String::from_utf8_lossy(&a.body));
+        assert_eq!(a.header("location"), location, "{path}");
     }
 }
