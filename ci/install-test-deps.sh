@@ -4,7 +4,8 @@
 # independent schema validator), git; and the ecosystem clients of agent/tests/it/clients.rs:
 # pip (python3-pip), Maven with Debian's offline plugin repository under /usr/share/maven-repo
 # (maven, libmaven-dependency-plugin-java, and junit4 which its Debian poms depend on), apt
-# and dpkg-deb (apt, dpkg). Run as root, or with sudo available; skips what is there.
+# and dpkg-deb (apt, dpkg); Debian's Chromium, Node.js and npm for the browser tests of
+# agent/tests/it/web.rs. Run as root, or with sudo available; skips what is there.
 set -euo pipefail
 need=()
 command -v minisign >/dev/null || need+=(minisign)
@@ -23,6 +24,9 @@ command -v apt-get >/dev/null || need+=(apt)
 command -v dpkg-deb >/dev/null || need+=(dpkg)
 command -v apt-ftparchive >/dev/null || need+=(apt-utils)
 command -v sha256sum >/dev/null || need+=(coreutils)
+command -v chromium >/dev/null || need+=(chromium)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -46,4 +50,11 @@ if ! ls "$wheels"/python_dateutil-*.whl "$wheels"/six-*.whl >/dev/null 2>&1; the
   mkdir -p "$wheels"
   python3 -m pip download -q --disable-pip-version-check --only-binary=:all: --dest "$wheels" \
     python-dateutil==2.9.0.post0 six==1.16.0
+fi
+
+# The browser tests' npm packages (playwright-core drives the system Chromium, axe-core checks
+# accessibility), exactly as package-lock.json pins them; node_modules is not committed.
+web="$(dirname "$0")/../agent/tests/web"
+if ! [ -d "$web/node_modules/playwright-core" ] || ! [ -d "$web/node_modules/axe-core" ]; then
+  ( cd "$web" && npm ci --no-audit --no-fund --loglevel=error )
 fi

@@ -12,4 +12,4 @@ if cargo tree --workspace -e normal,build -i openssl-sys >/dev/null 2>&1; then
   echo "openssl-sys is in the dependency tree; the project uses rustls only" >&2
   exit 1
 fi
-echo "all checks passed"
+echo "all checks passed (screenshots of the pages: target/screenshots/)"

@@ -699,9 +699,11 @@ fn summary(root: &Path, kept: bool, origin_url: &str, fleet: &Fleet, exe: &Path)
         .unwrap_or_default();
     let relay = fleet.procs.iter().find(|p| p.role == Role::Relay);
     let mut s = String::new();
+    // The thing to open first: the landing page (catalogs, how to download, status, charts).
+    let _ = writeln!(s, "\nOpen in a browser: {entry}\n");
     let _ = writeln!(
         s,
-        "\nODI demo network: {} nodes on loopback, signed with fresh keys.\n",
+        "ODI demo network: {} nodes on loopback, signed with fresh keys.\n",
         fleet.procs.len()
     );
     let _ = writeln!(s, "  {:<18} {:<15} {:<7} {:<28} PID", "NAME", "ROLE", "REGION", "URL");

@@ -256,7 +256,7 @@ fn landing_html(d: &LandingDoc) -> String {
                 h3 { (c.name) }
                 @for h in &c.how_to {
                     p class="muted" { (h.client) }
-                    pre { code { (h.text) } }
+                    pre tabindex="0" { code { (h.text) } }
                 }
             }
         }
@@ -292,8 +292,8 @@ pub struct NetworkDoc {
     pub status: DirectoryStatus,
     /// Redirects per relay (from the statistics), for each relay's share.
     pub redirects: BTreeMap<String, u64>,
-    /// Seconds between probes: an unhealthy relay shows within two of them.
-    pub probe_interval_seconds: u64,
+    /// Milliseconds between probes: an unhealthy relay shows within two of them.
+    pub probe_interval_ms: u64,
 }
 
 /// A directory of the network.
@@ -349,7 +349,7 @@ impl DirectoryMode {
             directories,
             redirects: self.stats.doc(0).relays,
             status,
-            probe_interval_seconds: self.probe_interval.as_secs(),
+            probe_interval_ms: u64::try_from(self.probe_interval.as_millis()).unwrap_or(u64::MAX),
         }
     }
 }
@@ -396,7 +396,7 @@ fn network_html(d: &NetworkDoc) -> String {
             @if let Some(c) = ready { (web::badge(c.status, "ready", "not ready")) " " span class="muted" { (c.message) } }
             @if let Some(e) = &d.last_error { br; "Last error: " (e) }
         }
-        p class="muted" { "This page reloads every " (d.probe_interval_seconds.max(5)) " seconds; relays are probed as often." }
+        p class="muted" { "Relays are probed every " (format!("{:.1}", d.probe_interval_ms as f64 / 1000.0)) " seconds." }
         h2 { "Routing" }
         p {
             (s.routing.routable) " of " (s.routing.artifacts) " artifacts have a healthy relay. "
@@ -405,7 +405,7 @@ fn network_html(d: &NetworkDoc) -> String {
             @if !s.routing.current { " (rebuilding for a new commit)" }
         }
         h2 id="relays" { "Relays" }
-        div class="scroll" {
+        div class="scroll" tabindex="0" role="region" aria-label="Table" {
             table {
                 caption class="muted" { "Every relay that works with this directory" }
                 thead { tr {
@@ -420,7 +420,7 @@ fn network_html(d: &NetworkDoc) -> String {
             }
         }
         h2 { "Directories" }
-        div class="scroll" {
+        div class="scroll" tabindex="0" role="region" aria-label="Table" {
             table {
                 thead { tr {
                     th scope="col" { "Directory" } th scope="col" { "Kind" } th scope="col" { "Region" }
@@ -446,7 +446,7 @@ fn network_html(d: &NetworkDoc) -> String {
             }
         }
     };
-    let refresh = u32::try_from(d.probe_interval_seconds.max(5)).unwrap_or(60);
+    let refresh = u32::try_from((d.probe_interval_ms / 1000).max(5)).unwrap_or(60);
     page("Network status", &d.directory, "Status", Some(refresh), body)
 }
 
@@ -499,7 +499,7 @@ fn stats_html(node: &str, d: &StatsPageDoc) -> String {
         h2 { "Hot artifacts" }
         @if hot.is_empty() { p { "Nothing downloaded yet." } }
         @else {
-            div class="scroll" {
+            div class="scroll" tabindex="0" role="region" aria-label="Table" {
                 table {
                     thead { tr { th scope="col" { "Artifact" } th scope="col" class="num" { "Last hour" } th scope="col" class="num" { "All time" } } }
                     tbody {
@@ -517,7 +517,7 @@ fn stats_html(node: &str, d: &StatsPageDoc) -> String {
             }
         }
         h2 { "Totals" }
-        div class="scroll" {
+        div class="scroll" tabindex="0" role="region" aria-label="Table" {
             table {
                 thead { tr { th scope="col" { "Relay" } th scope="col" class="num" { "Redirects" } } }
                 tbody { @for (r, n) in &t.relays { tr { th scope="row" { (r) } td class="num" { (n) } } } }
@@ -668,7 +668,7 @@ fn folder_html(node: &str, d: &FolderDoc) -> String {
             }
         }
         p { (d.description) }
-        div class="scroll" {
+        div class="scroll" tabindex="0" role="region" aria-label="Table" {
             table {
                 caption class="muted" { (d.folders.len()) " folders, " (d.files.len()) " files. Downloads go to a relay near you." }
                 thead { tr {
@@ -924,7 +924,7 @@ fn mirror_html(node: &str, d: &MirrorListDoc) -> String {
                 None => { "Your address matched no region: every relay is drawn from by weight." }
             }
         }
-        div class="scroll" {
+        div class="scroll" tabindex="0" role="region" aria-label="Table" {
             table {
                 thead { tr {
                     th scope="col" class="num" { "Rank" } th scope="col" { "Relay" } th scope="col" { "Region" }

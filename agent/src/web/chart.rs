@@ -50,9 +50,9 @@ pub fn lines(title: &str, labels: &[String], series: &[Series]) -> Markup {
                 line x1=(LEFT) y1=(TOP) x2=(LEFT) y2=(y(0)) class="axis" {}
                 text x=(LEFT - 4.0) y=(TOP + 10.0) text-anchor="end" class="tick" { (max) }
                 text x=(LEFT - 4.0) y=(y(0)) text-anchor="end" class="tick" { "0" }
-                @for i in ticks {
-                    @if let Some(l) = labels.get(i) {
-                        text x=(x(i)) y=(H - 6.0) text-anchor="middle" class="tick" { (l) }
+                @for (k, i) in ticks.iter().enumerate() {
+                    @if let Some(l) = labels.get(*i) {
+                        text x=(x(*i)) y=(H - 6.0) text-anchor=(["start", "middle", "end"][k]) class="tick" { (l) }
                     }
                 }
                 @for (i, s) in shown.iter().enumerate() {
@@ -73,7 +73,7 @@ pub fn lines(title: &str, labels: &[String], series: &[Series]) -> Markup {
             }
             details {
                 summary { "The figures as a table" }
-                div class="scroll" {
+                div class="scroll" tabindex="0" role="region" aria-label=(format!("{title}, as a table")) {
                     table {
                         thead { tr { th scope="col" { "Bucket" } @for s in &shown { th scope="col" { (s.name) } } } }
                         tbody {

@@ -5,8 +5,9 @@
 //! JSON twin) and its body with [`maud`], and hands both to [`respond`]. What must stay true:
 //! - every string that came from the repository or a request goes through maud's escaping
 //!   (never `PreEscaped` with outside text);
-//! - pages load nothing from elsewhere: the style sheet is inline and there is no script, so
-//!   the Content-Security-Policy below forbids everything else;
+//! - pages load nothing from elsewhere: the style sheet is inline, and the only script is the
+//!   status page's reload ([`RELOAD`]), allowed by its hash; the Content-Security-Policy
+//!   forbids everything else;
 //! - a page is readable without CSS (landmarks, headings, tables with headers).
 
 pub mod chart;
@@ -21,10 +22,28 @@ use crate::http::response::{self, Body};
 /// The one style sheet, inlined into every page.
 const STYLE: &str = include_str!("style.css");
 
-/// Pages run no script and load nothing: styles are inline, images are inline SVG.
-const CSP: HeaderValue = HeaderValue::from_static(
-    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-);
+/// The one script: reloads a page that asks for it (`data-refresh` seconds on `<body>`) while
+/// the box stays ticked and the tab is visible. A `<meta http-equiv=refresh>` would need no
+/// script, but a timed reload the reader cannot stop fails WCAG 2.2.1.
+const RELOAD: &str = "(function(){var s=+document.body.dataset.refresh,b=document.getElementById('reload');if(!s||!b)return;setInterval(function(){if(b.checked&&!document.hidden)location.reload();},s*1000);})();";
+
+/// Pages load nothing from elsewhere: styles are inline, images inline SVG, and the only
+/// script is [`RELOAD`], allowed by its hash.
+fn csp() -> HeaderValue {
+    static CSP: std::sync::OnceLock<HeaderValue> = std::sync::OnceLock::new();
+    CSP.get_or_init(|| {
+        use sha2::Digest as _;
+        let hash = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            sha2::Sha256::digest(RELOAD.as_bytes()),
+        );
+        let v = format!(
+            "default-src 'none'; script-src 'sha256-{hash}'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+        );
+        HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))
+    })
+    .clone()
+}
 
 /// How a page is asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +93,7 @@ pub struct Page<'a> {
     pub nav: &'a [(&'a str, &'a str)],
     /// Which of `nav` this page is.
     pub current: &'a str,
-    /// Reload the page every so many seconds (the status page), without script.
+    /// Reload the page every so many seconds (the status page), while the reader lets it.
     pub refresh: Option<u32>,
     /// The main content.
     pub body: Markup,
@@ -88,11 +107,10 @@ pub fn render(page: &Page<'_>) -> String {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                @if let Some(s) = page.refresh { meta http-equiv="refresh" content=(s); }
                 title { (page.title) " · " (page.node) }
                 style { (PreEscaped(STYLE)) }
             }
-            body {
+            body data-refresh=[page.refresh] {
                 a class="skip" href="#main" { "Skip to content" }
                 header {
                     p class="brand" { "ODI" span { " · " (page.node) } }
@@ -112,8 +130,14 @@ pub fn render(page: &Page<'_>) -> String {
                 }
                 main id="main" {
                     h1 { (page.title) }
+                    @if let Some(s) = page.refresh {
+                        p class="muted" {
+                            label { input type="checkbox" id="reload" checked; " Reload every " (s) " seconds" }
+                        }
+                    }
                     (page.body)
                 }
+                @if page.refresh.is_some() { script { (PreEscaped(RELOAD)) } }
                 footer {
                     p { "Open Distribution Initiative: every byte is checked against the network's signed catalogs. "
                         "Every page is also JSON (" code { "Accept: application/json" } ")." }
@@ -149,7 +173,7 @@ pub fn html_response(status: StatusCode, body: String) -> Response<Body> {
     let h = resp.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     h.insert(CONTENT_LENGTH, HeaderValue::from(len));
-    h.insert("content-security-policy", CSP);
+    h.insert("content-security-policy", csp());
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     resp

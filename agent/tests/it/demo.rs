@@ -184,6 +184,19 @@ async fn demo_serves_survives_a_killed_relay_and_stops_every_node() {
         .unwrap_or_else(|| panic!("no `curl -L -O` line:\n{ctx}"));
     let entry = format!("http://127.0.0.1:{port}/");
     assert!(curl.starts_with(&format!("{entry}r/{HELLO}/")), "{curl}");
+    // The first thing printed is the landing page, to open in a browser; it is a page.
+    let first = lines
+        .iter()
+        .skip_while(|l| !l.starts_with("Starting "))
+        .skip(1)
+        .find(|l| !l.trim().is_empty())
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(first, format!("Open in a browser: {entry}"), "{ctx}");
+    let landing = follow().get(&entry).send().await.unwrap();
+    assert!(landing.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = landing.text().await.unwrap();
+    assert!(html.contains(&format!("href=\"/r/{HELLO}/\"")), "the landing page lists {HELLO}");
 
     let client = follow();
     let origin = dir.join("origin");

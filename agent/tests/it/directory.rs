@@ -51,7 +51,7 @@ fn relay_entry<'a>(d: &'a serde_json::Value, name: &str) -> &'a serde_json::Valu
 }
 
 /// Waits until `relays` are healthy at the directory and every live artifact is routable.
-async fn wait_routable(net: &TestNet, dir: &str, relays: &[&str]) {
+pub(crate) async fn wait_routable(net: &TestNet, dir: &str, relays: &[&str]) {
     let base = net.url(dir);
     let n = live_paths().len();
     eventually(&format!("{dir}: {relays:?} healthy and all {n} artifacts routable"), WAIT, || {

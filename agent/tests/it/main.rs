@@ -16,3 +16,4 @@ mod sync;
 mod tls;
 mod trust;
 mod validate;
+mod web;

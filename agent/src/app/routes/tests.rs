@@ -371,7 +371,7 @@ async fn pages_answer_html_and_their_json_twins() {
             BROWSER,
             200,
             "text/html",
-            &["relay-r1", "not probed yet", "d1", "(this one)", "http-equiv=\"refresh\""],
+            &["relay-r1", "not probed yet", "d1", "(this one)", "data-refresh=\"5\""],
         ),
         (
             "directory",
@@ -379,7 +379,7 @@ async fn pages_answer_html_and_their_json_twins() {
             "",
             200,
             "application/json",
-            &[r#""name":"r1""#, r#""probe_interval_seconds""#],
+            &[r#""name":"r1""#, r#""probe_interval_ms""#],
         ),
         (
             "directory",
