@@ -437,6 +437,7 @@ fn network_html(d: &NetworkDoc) -> String {
                                 @if dir.this { (web::badge(ready.is_some_and(|c| c.status), "live", "not ready")) }
                                 @else if let Some(p) = &dir.peer {
                                     (web::badge(p.live && !p.lagging, "live", if p.live { "lagging" } else { "unreachable" }))
+                                    @if let Some(c) = &p.commit { " " (web::short(c)) }
                                     br; span class="muted" { (p.reason) }
                                 } @else { span class="muted" { "not a peer of this directory" } }
                             }
@@ -726,8 +727,11 @@ pub fn folder_page(dir: &DirectoryMode, raw: &str, headers: &HeaderMap) -> Optio
         return Some(response::redirect(StatusCode::MOVED_PERMANENTLY, "/"));
     }
     if !rest.contains('/') {
-        // `/r/<catalog>`: the folder form, as web servers answer a folder without its slash.
-        return Some(response::redirect(StatusCode::MOVED_PERMANENTLY, &format!("{raw}/")));
+        // `/r/<catalog>` of a catalog there is: the folder form, as web servers answer a
+        // folder without its slash. Anything else keeps the artifact path's answer (400).
+        let known = dir.node.view().is_some_and(|v| v.network.catalogs.contains_key(rest));
+        return known
+            .then(|| response::redirect(StatusCode::MOVED_PERMANENTLY, &format!("{raw}/")));
     }
     if !raw.ends_with('/') {
         return None;
@@ -960,6 +964,24 @@ pub fn mirror_page(dir: &DirectoryMode, req: &Parts, remote: SocketAddr) -> Resp
     let Some(view) = view.as_deref() else {
         return response::text(StatusCode::SERVICE_UNAVAILABLE, "no verified commit applied yet");
     };
+    // A catalog held elsewhere: its directory knows its relays.
+    let me = &dir.node.config.name;
+    if !view.network.directories.get(me).is_some_and(|d| d.catalogs.contains(&parsed.catalog)) {
+        let holder = view
+            .network
+            .holders(&parsed.catalog)
+            .find_map(|d| d.artifact_url(&parsed.catalog, &parsed.path));
+        return match holder {
+            Some(mut url) => {
+                url.set_query(Some("mirrorlist"));
+                response::redirect(StatusCode::FOUND, url.as_str())
+            }
+            None => response::text(
+                StatusCode::NOT_FOUND,
+                format!("no directory holds catalog `{}`", parsed.catalog),
+            ),
+        };
+    }
     let region = dir.regions.region_of_request(remote.ip(), &req.headers);
     let Some(doc) = mirror_list(dir, view, &parsed.catalog, artifact.path.as_str(), region) else {
         return response::text(
