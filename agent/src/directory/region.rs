@@ -115,6 +115,41 @@ impl RegionMap {
         client
     }
 
+    /// Whether the client came over HTTPS: over TLS to this agent, or through a trusted proxy
+    /// that says so in its (right-most) `X-Forwarded-Proto`. A client that did is sent only
+    /// to HTTPS relays.
+    pub fn secure_from<'a>(
+        &self,
+        peer: IpAddr,
+        tls: bool,
+        xfp: impl DoubleEndedIterator<Item = &'a [u8]>,
+    ) -> bool {
+        if tls {
+            return true;
+        }
+        if self.trusted.is_empty() || !self.trusted(peer) {
+            return false;
+        }
+        // The nearest proxy appends last; what the client itself sent is further left.
+        xfp.rev()
+            .find_map(|v| v.rsplit(|b| *b == b',').next())
+            .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"https"))
+    }
+
+    /// [`RegionMap::secure_from`] for a request through the router.
+    pub fn secure_request(&self, peer: IpAddr, tls: bool, headers: &HeaderMap) -> bool {
+        self.secure_from(
+            peer,
+            tls,
+            headers.get_all("x-forwarded-proto").iter().map(|v| v.as_bytes()),
+        )
+    }
+
+    /// [`RegionMap::secure_from`] for a request the server parsed itself.
+    pub fn secure_plain(&self, req: &PlainRequest<'_>) -> bool {
+        self.secure_from(req.remote.ip(), req.tls, req.header_values("x-forwarded-proto"))
+    }
+
     /// The region of a request: `None` without a prefix map or when no prefix matches.
     pub fn region_of_request(&self, peer: IpAddr, headers: &HeaderMap) -> Option<RegionId> {
         if self.is_empty() {
@@ -157,6 +192,32 @@ mod tests {
             &regions,
             &["127.0.0.1/32".parse().unwrap(), "192.168.0.0/16".parse().unwrap()],
         )
+    }
+
+    #[test]
+    fn https_only_when_tls_or_a_trusted_proxy_says_so() {
+        let m = map();
+        let proxy: IpAddr = "127.0.0.1".parse().unwrap();
+        let client: IpAddr = "10.9.9.9".parse().unwrap();
+        // (peer, tls, X-Forwarded-Proto fields, secure)
+        let cases: &[(IpAddr, bool, &[&str], bool)] = &[
+            (client, true, &[], true),
+            (client, false, &[], false),
+            (client, false, &["https"], false), // an untrusted peer's header is not believed
+            (proxy, false, &["https"], true),
+            (proxy, false, &["HTTPS "], true),
+            (proxy, false, &["http"], false),
+            (proxy, false, &["https, http"], false), // the nearest proxy spoke last
+            (proxy, false, &["http", "https"], true),
+            (proxy, false, &[], false),
+        ];
+        for (peer, tls, xfp, want) in cases {
+            let mut h = HeaderMap::new();
+            for v in *xfp {
+                h.append("x-forwarded-proto", v.parse().unwrap());
+            }
+            assert_eq!(m.secure_request(*peer, *tls, &h), *want, "{peer} {tls} {xfp:?}");
+        }
     }
 
     fn xff(v: &[&str]) -> HeaderMap {

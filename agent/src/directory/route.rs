@@ -36,6 +36,8 @@ pub struct Candidate {
     pub url: Box<str>,
     /// Weight (its quota).
     pub weight: f64,
+    /// It serves over HTTPS: the only kind an HTTPS client is sent to.
+    pub https: bool,
     location: HeaderValue,
     counter: Arc<Counter>,
 }
@@ -70,6 +72,8 @@ pub struct Entry {
     pub candidates: Vec<Candidate>,
     /// This artifact's counter in [`Stats`], kept across rebuilds; one hit per GET routed.
     pub counter: Arc<Counter>,
+    /// Some candidates serve plain HTTP and some HTTPS (HTTPS clients then draw among fewer).
+    mixed: bool,
     groups: Vec<Group>,
     digest: HeaderValue,
     repr_digest: HeaderValue,
@@ -173,11 +177,14 @@ impl Table {
                         region: relay.region.as_str().into(),
                         url: url.as_str().into(),
                         weight: relay.quota.0 as f64,
+                        https: url.scheme() == "https",
                         location,
                         counter,
                     });
                 }
                 let groups = groups(&candidates, input.regions);
+                let mixed =
+                    candidates.iter().any(|c| c.https) && candidates.iter().any(|c| !c.https);
                 let own = artifact_url(&me.url, &catalog.name, path)
                     .map(|u| u.to_string())
                     .unwrap_or_else(|| raw.clone());
@@ -208,6 +215,7 @@ impl Table {
                     published: a.published,
                     candidates,
                     counter: input.stats.artifact(&catalog.name, path),
+                    mixed,
                     groups,
                     digest,
                     repr_digest,
@@ -238,13 +246,15 @@ impl Table {
 
     /// Renders the Metalink of an entry for a client of `region`: its ranked relays, then the
     /// directory itself.
-    pub fn metalink(&self, e: &Entry, region: Option<RegionId>) -> String {
+    /// `secure`: the client came over HTTPS, so only HTTPS relays are listed.
+    pub fn metalink(&self, e: &Entry, region: Option<RegionId>, secure: bool) -> String {
         let g = e.group(region);
         let mut urls: Vec<MetaUrl<'_>> = g
             .map(|g| {
                 g.order
                     .iter()
                     .map(|&i| &e.candidates[i as usize])
+                    .filter(|c| c.https || !secure)
                     .map(|c| MetaUrl { url: &c.url, location: Some(&c.region) })
                     .collect()
             })
@@ -336,13 +346,60 @@ impl Entry {
     /// Picks a relay for a client of `region`, with `u` uniform in [0, 1): weighted by quota
     /// among the relays of the client's region when there are any, else among all.
     /// Returns the group and the position in its order.
+    ///
+    /// `secure`: the client came over HTTPS; it is sent only to an HTTPS relay (by weight among
+    /// those of the first tier, else among every HTTPS candidate), or to none.
     #[inline]
-    pub fn choose(&self, region: Option<RegionId>, u: f64) -> Option<(&Group, usize)> {
+    pub fn choose(
+        &self,
+        region: Option<RegionId>,
+        u: f64,
+        secure: bool,
+    ) -> Option<(&Group, usize)> {
         let g = self.group(region)?;
+        if secure && (self.mixed || !self.candidates.first().is_some_and(|c| c.https)) {
+            return self.choose_https(g, u).map(|pos| (g, pos));
+        }
         let total = *g.cum.last()?;
         let x = u * total;
         let pos = g.cum.iter().position(|&c| x < c).unwrap_or(g.cum.len() - 1);
         Some((g, pos))
+    }
+
+    /// A position in `g.order` of an HTTPS candidate, drawn by weight: among the drawn tier
+    /// first, then among all. No allocation: candidate lists are a few relays.
+    fn choose_https(&self, g: &Group, u: f64) -> Option<usize> {
+        let weight_at = |pos: usize| -> f64 {
+            match g.cum.get(pos) {
+                Some(c) => c - if pos == 0 { 0.0 } else { g.cum[pos - 1] },
+                None => {
+                    let w = self.candidates[g.order[pos] as usize].weight;
+                    if w.is_finite() && w > 0.0 {
+                        w
+                    } else {
+                        0.0
+                    }
+                }
+            }
+        };
+        let https = |pos: &usize| self.candidates[g.order[*pos] as usize].https;
+        for range in [0..g.cum.len(), 0..g.order.len()] {
+            let total: f64 = range.clone().filter(https).map(weight_at).sum();
+            let mut first = None;
+            let mut acc = 0.0;
+            for pos in range.clone().filter(https) {
+                first.get_or_insert(pos);
+                acc += weight_at(pos);
+                if total > 0.0 && u * total < acc {
+                    return Some(pos);
+                }
+            }
+            // Only zero weights: the first HTTPS candidate rather than none.
+            if first.is_some() {
+                return first;
+            }
+        }
+        None
     }
 
     /// For a client of `region`: every candidate in the order it is offered (redirect, then
@@ -372,11 +429,18 @@ impl Entry {
 
     /// The `302` to the chosen relay, with `Link`s to up to `max_links` other candidates, the
     /// Metalink and the digests; counts the redirect for the relay when `count` (a GET).
-    pub fn redirect(&self, g: &Group, pos: usize, max_links: usize, count: bool) -> Response<Body> {
+    pub fn redirect(
+        &self,
+        g: &Group,
+        pos: usize,
+        max_links: usize,
+        count: bool,
+        secure: bool,
+    ) -> Response<Body> {
         let mut resp = response::empty(StatusCode::FOUND);
         let h = resp.headers_mut();
         h.reserve(6 + max_links.min(g.links.len()));
-        self.redirect_headers(g, pos, max_links, count, |name, value| {
+        self.redirect_headers(g, pos, max_links, count, secure, |name, value| {
             h.append(name, value.clone());
         });
         resp
@@ -390,10 +454,13 @@ impl Entry {
         pos: usize,
         max_links: usize,
         count: bool,
+        secure: bool,
         out: &mut Vec<u8>,
     ) {
         let mut r = PlainResponse::new(out, StatusCode::FOUND);
-        self.redirect_headers(g, pos, max_links, count, |name, value| r.header(&name, value));
+        self.redirect_headers(g, pos, max_links, count, secure, |name, value| {
+            r.header(&name, value)
+        });
         r.finish_empty();
     }
 
@@ -405,12 +472,14 @@ impl Entry {
         pos: usize,
         max_links: usize,
         count: bool,
+        secure: bool,
         mut put: impl FnMut(HeaderName, &HeaderValue),
     ) {
         let c = self.candidate(g, pos);
         put(LOCATION, &c.location);
         put(CACHE_CONTROL, &PRIVATE_NO_CACHE);
-        for (_, link) in g.links.iter().enumerate().filter(|(i, _)| *i != pos).take(max_links) {
+        let listed = |i: &usize| *i != pos && (!secure || self.candidate(g, *i).https);
+        for (_, link) in g.links.iter().enumerate().filter(|(i, _)| listed(i)).take(max_links) {
             put(LINK, link);
         }
         put(LINK, &self.describedby);
@@ -486,7 +555,12 @@ pub(crate) mod tests {
                 RelayFile {
                     serial: 1,
                     name: (*name).into(),
-                    url: format!("https://{name}.example/mirror"),
+                    // Relays named `plain-*` serve plain HTTP only.
+                    url: if name.starts_with("plain") {
+                        format!("http://{name}.example/mirror")
+                    } else {
+                        format!("https://{name}.example/mirror")
+                    },
                     region: (*region).into(),
                     contact: "x@example".into(),
                     quota: format!("{mib} MiB").parse().unwrap(),
@@ -564,9 +638,10 @@ pub(crate) mod tests {
         assert!(t.get("/r/c/dir/b%20c.bin").is_some());
         assert!(t.get("/r/c/dir/b c.bin").is_some());
         assert!(t.get("/r/c/nope").is_none());
-        let (g, pos) = e.choose(regions().lookup("10.2.0.1".parse().unwrap()), 0.99).unwrap();
+        let (g, pos) =
+            e.choose(regions().lookup("10.2.0.1".parse().unwrap()), 0.99, false).unwrap();
         assert_eq!(&*e.candidate(g, pos).relay, "r2", "a us client goes to the us relay");
-        let r = e.redirect(g, pos, 5, true);
+        let r = e.redirect(g, pos, 5, true, false);
         assert_eq!(r.status(), 302);
         assert_eq!(r.headers()[LOCATION], "https://r2.example/mirror/r/c/a.bin");
         let links: Vec<_> =
@@ -604,7 +679,7 @@ pub(crate) mod tests {
         let count = |region: Option<RegionId>| {
             let mut n: HashMap<String, u32> = HashMap::new();
             for i in 0..4000 {
-                let (g, pos) = e.choose(region, (i as f64 + 0.5) / 4000.0).unwrap();
+                let (g, pos) = e.choose(region, (i as f64 + 0.5) / 4000.0, false).unwrap();
                 *n.entry(e.candidate(g, pos).relay.to_string()).or_default() += 1;
             }
             n
@@ -621,6 +696,65 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn https_clients_go_only_to_https_relays() {
+        let net = network(&[("e1", "eu", 1), ("plain-e2", "eu", 3), ("plain-u1", "us", 8)]);
+        let v = view(net.clone());
+        let healthy = holding(&net, &["e1", "plain-e2", "plain-u1"]);
+        let (stats, rm) = (Stats::in_memory(), regions());
+        let t = Table::build(&BuildInput {
+            view: &v,
+            me: "dir",
+            healthy: &healthy,
+            regions: &rm,
+            stats: &stats,
+        });
+        let e = t.get("/r/c/a.bin").unwrap();
+        let draws = |region: Option<RegionId>, secure: bool| {
+            let mut n: HashMap<String, u32> = HashMap::new();
+            for i in 0..400 {
+                let (g, pos) = e.choose(region, (i as f64 + 0.5) / 400.0, secure).unwrap();
+                *n.entry(e.candidate(g, pos).relay.to_string()).or_default() += 1;
+            }
+            n
+        };
+        // (client region, secure, relay -> draws out of 400)
+        let cases: &[(&str, bool, &[(&str, u32)])] = &[
+            ("eu", false, &[("e1", 100), ("plain-e2", 300)]),
+            ("eu", true, &[("e1", 400)]),
+            // The us tier has no HTTPS relay: another region's HTTPS relay, not plain HTTP.
+            ("us", true, &[("e1", 400)]),
+            ("us", false, &[("plain-u1", 400)]),
+        ];
+        for (region, secure, want) in cases {
+            let want: HashMap<String, u32> =
+                want.iter().map(|(r, n)| ((*r).to_owned(), *n)).collect();
+            assert_eq!(draws(rm.id(region), *secure), want, "{region} secure={secure}");
+        }
+        let (g, pos) = e.choose(rm.id("eu"), 0.0, true).unwrap();
+        let r = e.redirect(g, pos, 5, false, true);
+        let links: Vec<_> = r.headers().get_all(LINK).iter().map(|v| v.to_str().unwrap()).collect();
+        assert!(links.iter().all(|l| !l.contains("http://")), "no plain-HTTP Link: {links:?}");
+        let doc = t.metalink(e, rm.id("eu"), true);
+        assert!(doc.contains("https://e1.example/") && !doc.contains("http://plain"), "{doc}");
+        assert!(t.metalink(e, rm.id("eu"), false).contains("http://plain-e2.example/"));
+
+        // Only plain-HTTP relays: an HTTPS client gets none (the directory answers it itself).
+        let net = network(&[("plain-a", "eu", 1)]);
+        let v = view(net.clone());
+        let healthy = holding(&net, &["plain-a"]);
+        let t = Table::build(&BuildInput {
+            view: &v,
+            me: "dir",
+            healthy: &healthy,
+            regions: &rm,
+            stats: &stats,
+        });
+        let e = t.get("/r/c/a.bin").unwrap();
+        assert!(e.choose(rm.id("eu"), 0.5, true).is_none());
+        assert!(e.choose(rm.id("eu"), 0.5, false).is_some());
+    }
+
+    #[test]
     fn no_healthy_relay_means_no_candidates() {
         let net = network(&[("r1", "eu", 1)]);
         let v = view(net);
@@ -634,8 +768,8 @@ pub(crate) mod tests {
         });
         let e = t.get("/r/c/a.bin").unwrap();
         assert!(e.candidates.is_empty());
-        assert!(e.choose(None, 0.5).is_none());
-        let doc = t.metalink(e, None);
+        assert!(e.choose(None, 0.5, false).is_none());
+        let doc = t.metalink(e, None, false);
         assert!(
             doc.contains("<url location=\"eu\" priority=\"1\">https://dir.example/r/c/a.bin</url>"),
             "{doc}"

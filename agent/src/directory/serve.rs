@@ -104,10 +104,11 @@ fn answer_plain(dir: &DirectoryMode, req: &PlainRequest<'_>, out: &mut Vec<u8>) 
     }
     let Some(e) = table.get(req.path) else { return false };
     let region = dir.regions.region_of_plain(req);
+    let secure = dir.regions.secure_plain(req);
     let u = if e.candidates.len() > 1 { rand::thread_rng().gen::<f64>() } else { 0.0 };
-    let Some((g, pos)) = e.choose(region, u) else { return false };
+    let Some((g, pos)) = e.choose(region, u, secure) else { return false };
     let get = !req.head;
-    e.write_redirect(g, pos, dir.max_links, get, out);
+    e.write_redirect(g, pos, dir.max_links, get, secure, out);
     if get {
         e.counter.hit();
         dir.region_counter(region).hit();
@@ -143,15 +144,26 @@ async fn slow_path(
                 .regions
                 .region_of_request(remote.ip(), &req.headers)
                 .and_then(|id| dir.regions.names().get(usize::from(id)));
-            return federation::route(
+            // A Metalink passes through to the directory that owns the catalog (it knows the
+            // relays); the redirect itself already carries the catalog's digests.
+            let path = if parsed.meta4 {
+                format!("{}{META4_SUFFIX}", parsed.path)
+            } else {
+                parsed.path.clone()
+            };
+            let mut resp = federation::route(
                 &dir.federation,
                 view,
                 &node.config.name,
                 req.uri.query(),
                 region.map(String::as_str),
                 &parsed.catalog,
-                &parsed.path,
+                &path,
             );
+            if resp.status() == StatusCode::FOUND && !parsed.meta4 {
+                crate::http::file::digests(resp.headers_mut(), &artifact.sha256.0);
+            }
+            return resp;
         }
         let others: Vec<&str> =
             view.network.holders(&parsed.catalog).map(|d| d.url.as_str()).collect();
@@ -212,8 +224,10 @@ async fn answer(
     } else {
         dir.regions.region_of_request(remote.ip(), &req.headers)
     };
+    let tls = req.extensions.get::<crate::http::Transport>().is_some_and(|t| t.tls);
+    let secure = dir.regions.secure_request(remote.ip(), tls, &req.headers);
     if meta4 {
-        return metalink_response(table.metalink(e, region));
+        return metalink_response(table.metalink(e, region, secure));
     }
     let get = req.method == Method::GET;
     // A relay that did not hold the artifact sent the client back here (`odi-via=<relay>`):
@@ -223,12 +237,12 @@ async fn answer(
         table.view.as_ref().is_some_and(|v| via.iter().any(|n| v.network.relays.contains_key(n)))
     });
     let u = if e.candidates.len() > 1 { rand::thread_rng().gen::<f64>() } else { 0.0 };
-    if let Some((g, pos)) = e.choose(region, u).filter(|_| !bounced) {
+    if let Some((g, pos)) = e.choose(region, u, secure).filter(|_| !bounced) {
         if get {
             e.counter.hit();
             dir.region_counter(region).hit();
         }
-        return e.redirect(g, pos, dir.max_links, get);
+        return e.redirect(g, pos, dir.max_links, get, secure);
     }
     let Some(view) = table.view.as_deref() else {
         return response::text(StatusCode::SERVICE_UNAVAILABLE, "no verified commit applied yet");

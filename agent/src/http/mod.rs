@@ -19,5 +19,5 @@ mod workers;
 
 pub use plain::{PlainAnswer, PlainRequest, PlainResponse};
 pub use response::Body;
-pub use server::{bind, RunningServer, ServerConfig, ServerError};
+pub use server::{bind, RunningServer, ServerConfig, ServerError, Transport};
 pub use tls::TlsFiles;

@@ -51,6 +51,8 @@ pub struct PlainRequest<'a> {
     pub headers: &'a [httparse::Header<'a>],
     /// The peer.
     pub remote: SocketAddr,
+    /// The connection is TLS.
+    pub tls: bool,
 }
 
 impl<'a> PlainRequest<'a> {
@@ -149,6 +151,8 @@ pub(super) struct Limits<'a> {
     pub idle_timeout: Duration,
     pub shutdown: &'a CancellationToken,
     pub hard_stop: &'a CancellationToken,
+    /// The connection is TLS (handlers send HTTPS clients only to HTTPS mirrors).
+    pub tls: bool,
 }
 
 /// Serves plain requests on `io` until the connection ends or a request needs hyper.
@@ -237,7 +241,7 @@ where
                     other = true;
                     break;
                 }
-                match parse(&buf[start..end], remote, handler, &mut out) {
+                match parse(&buf[start..end], remote, limits.tls, handler, &mut out) {
                     Parsed::Answered(n) => {
                         start += n;
                         answered += 1;
@@ -312,7 +316,13 @@ where
 
 /// Parses the head at the start of `bytes` and, when it is plain and the handler answers it,
 /// appends the response to `out`.
-fn parse(bytes: &[u8], remote: SocketAddr, handler: &dyn PlainAnswer, out: &mut Vec<u8>) -> Parsed {
+fn parse(
+    bytes: &[u8],
+    remote: SocketAddr,
+    tls: bool,
+    handler: &dyn PlainAnswer,
+    out: &mut Vec<u8>,
+) -> Parsed {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(bytes) {
@@ -364,7 +374,7 @@ fn parse(bytes: &[u8], remote: SocketAddr, handler: &dyn PlainAnswer, out: &mut 
     if hosts != 1 {
         return Parsed::Other;
     }
-    let request = PlainRequest { head, path, query, headers: req.headers, remote };
+    let request = PlainRequest { head, path, query, headers: req.headers, remote, tls };
     let before = out.len();
     // A panicking answer must cost no more than on hyper's path: there the request gets a
     // 500; here it goes to hyper, which answers it (or catches that panic too).

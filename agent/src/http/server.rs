@@ -247,6 +247,13 @@ async fn accept_loop(
     workers.stop().await;
 }
 
+/// How a request reached the server, as a request extension for handlers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Transport {
+    /// Over TLS.
+    pub tls: bool,
+}
+
 /// Best-effort 503 (plain HTTP) or a bare close (TLS) for a client we will not serve now;
 /// never blocks.
 fn refuse(stream: &TcpStream, remote: SocketAddr, why: Refusal, plain_http: bool) {
@@ -310,6 +317,7 @@ where
         idle_timeout: ctx.idle_timeout,
         shutdown: &ctx.shutdown,
         hard_stop: &ctx.hard_stop,
+        tls: ctx.tls.is_some(),
     };
     match plain::serve(io, remote, &*answerer, limits).await {
         plain::Outcome::Closed => {}
@@ -323,10 +331,13 @@ where
 {
     let activity = Activity::new();
     let io = TokioIo::new(Tracked { inner: io, activity: Arc::clone(&activity) });
-    // Handlers read the peer through axum's `ConnectInfo`, as with `axum::serve`.
+    // Handlers read the peer through axum's `ConnectInfo`, as with `axum::serve`, and the
+    // transport through [`Transport`].
+    let transport = Transport { tls: ctx.tls.is_some() };
     let svc =
         ctx.router.clone().map_request(move |mut req: http::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(ConnectInfo(remote));
+            req.extensions_mut().insert(transport);
             req
         });
     let conn = http1::Builder::new()

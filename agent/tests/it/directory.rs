@@ -231,6 +231,55 @@ async fn curl_follows_the_redirect_to_exact_bytes_with_404_and_410() {
     dir.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_clients_behind_a_trusted_proxy_are_never_sent_to_plain_http_relays() {
+    let net = TestNet::small().await;
+    let dir = net.start("dir-a").await;
+    let r1 = net.start("relay-1").await;
+    let r3 = net.start("relay-3").await;
+    wait_routable(&net, "dir-a", &["relay-1", "relay-3"]).await;
+    let bytes: BTreeMap<String, Vec<u8>> = support::artifact_bytes().into_iter().collect();
+    let c = client();
+    let url = format!("{}/r/{CATALOG}/hello.txt", net.url("dir-a"));
+    // Every relay here serves plain HTTP. The test's loopback address is a trusted proxy, so
+    // its X-Forwarded-Proto is believed, on the plain path (no query) and the router's
+    // (a query) alike.
+    for query in ["", "?x=1"] {
+        let plain = c.get(format!("{url}{query}")).send().await.unwrap();
+        assert_eq!(plain.status(), 302, "an HTTP client goes to a relay");
+        let secure = c
+            .get(format!("{url}{query}"))
+            .header("x-forwarded-proto", "https")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(secure.status(), 200, "an HTTPS client gets the directory's own copy");
+        assert!(secure.headers().get("location").is_none());
+        assert!(secure
+            .headers()
+            .get_all("link")
+            .iter()
+            .all(|l| !l.to_str().unwrap().contains("rel=duplicate")));
+        assert_eq!(secure.bytes().await.unwrap().as_ref(), bytes["hello.txt"].as_slice());
+    }
+    let doc = c
+        .get(format!("{url}.meta4"))
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for r in ["relay-1", "relay-3"] {
+        assert!(!doc.contains(&net.url(r)), "no plain-HTTP relay in the Metalink: {doc}");
+    }
+    assert!(doc.contains(&net.url("dir-a")), "{doc}");
+    r1.stop().await;
+    r3.stop().await;
+    dir.stop().await;
+}
+
 /// Sends requests for every live artifact and returns which nodes they were redirected to.
 async fn targets(net: &TestNet, rounds: usize) -> HashMap<String, usize> {
     let c = client();
@@ -662,15 +711,19 @@ fn snapshot_redirect_headers_and_metalink() {
         ("us client", regions.id("us")),
         ("client of no region", None),
     ] {
-        let (g, pos) = e.choose(region, 0.0).unwrap();
-        text.push_str(&format!("## {label}\n{}\n", headers_text(&e.redirect(g, pos, 5, false))));
+        let (g, pos) = e.choose(region, 0.0, false).unwrap();
+        text.push_str(&format!(
+            "## {label}\n{}\n",
+            headers_text(&e.redirect(g, pos, 5, false, false))
+        ));
     }
     insta::assert_snapshot!("redirect_headers", text);
-    let (g, pos) = e.choose(regions.id("eu"), 0.0).unwrap();
+    let (g, pos) = e.choose(regions.id("eu"), 0.0, false).unwrap();
     insta::assert_snapshot!(
         "redirect_headers_one_link",
-        headers_text(&e.redirect(g, pos, 1, false))
+        headers_text(&e.redirect(g, pos, 1, false, false))
     );
-    let doc = table.metalink(e, regions.id("us")).replace(env!("CARGO_PKG_VERSION"), "VERSION");
+    let doc =
+        table.metalink(e, regions.id("us"), false).replace(env!("CARGO_PKG_VERSION"), "VERSION");
     insta::assert_snapshot!("metalink", doc);
 }

@@ -114,6 +114,36 @@ async fn meta_directory_routes_by_region_and_fails_over() {
     for ip in [EU, US] {
         assert_eq!(curl_via(&net, ip, &path).as_deref(), Some(bytes.as_slice()), "client in {ip}");
     }
+    // The meta-directory's redirect already carries the catalog's digests, and a Metalink
+    // passes through to the owning directory, which lists its relays.
+    let b64 = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        support::sha256(&bytes).0,
+    );
+    let r = client()
+        .get(format!("{}/r/{CATALOG}/{path}", net.url("meta")))
+        .header("x-forwarded-for", EU)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["repr-digest"], format!("sha-256=:{b64}:").as_str());
+    assert_eq!(r.headers()["digest"], format!("SHA-256={b64}").as_str());
+    let r = client()
+        .get(format!("{}/r/{CATALOG}/{path}.meta4", net.url("meta")))
+        .header("x-forwarded-for", EU)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let loc = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(loc.starts_with(&format!("{}/r/{CATALOG}/{path}.meta4?", net.url("dir-a"))), "{loc}");
+    let doc = reqwest::Client::new().get(&loc).send().await.unwrap().text().await.unwrap();
+    let relay_urls = ["relay-1", "relay-2", "relay-3"]
+        .iter()
+        .filter(|r| doc.contains(&format!("{}/r/{CATALOG}/{path}", net.url(r))))
+        .count();
+    assert!(relay_urls >= 1 && doc.contains("<metalink"), "the owner's Metalink: {doc}");
+
     // Unknown artifact and expunged artifact answer at the meta-directory itself.
     assert_eq!(
         client()

@@ -192,7 +192,7 @@ fn remote() -> SocketAddr {
 
 fn classify(bytes: &[u8]) -> (Kind, Vec<u8>) {
     let mut out = Vec::new();
-    let kind = match parse(bytes, remote(), &TestHandler, &mut out) {
+    let kind = match parse(bytes, remote(), false, &TestHandler, &mut out) {
         Parsed::Answered(n) => Kind::Answered(n),
         Parsed::Partial => Kind::Partial,
         Parsed::Other => Kind::Other,
@@ -345,13 +345,13 @@ fn parse_tells_plain_heads_from_others() {
 fn parse_throws_away_what_a_declining_handler_wrote() {
     let mut out = b"earlier answer".to_vec();
     assert!(matches!(
-        parse(get("/plain/write-then-decline").as_bytes(), remote(), &TestHandler, &mut out),
+        parse(get("/plain/write-then-decline").as_bytes(), remote(), false, &TestHandler, &mut out),
         Parsed::Other
     ));
     assert_eq!(out, b"earlier answer");
     // And an answer is appended, not written over what is there.
     assert!(matches!(
-        parse(get("/plain/x").as_bytes(), remote(), &TestHandler, &mut out),
+        parse(get("/plain/x").as_bytes(), remote(), false, &TestHandler, &mut out),
         Parsed::Answered(_)
     ));
     assert!(
@@ -399,7 +399,7 @@ fn parse_shows_the_handler_the_request_as_sent() {
     for (bytes, want) in cases {
         let mut out = Vec::new();
         assert!(
-            matches!(parse(bytes.as_bytes(), remote(), &rec, &mut out), Parsed::Answered(n) if n == bytes.len()),
+            matches!(parse(bytes.as_bytes(), remote(), false, &rec, &mut out), Parsed::Answered(n) if n == bytes.len()),
             "{bytes:?}"
         );
         assert_eq!(rec.seen.lock().unwrap().pop().as_deref(), Some(want), "{bytes:?}");
@@ -1204,6 +1204,7 @@ async fn answers_are_flushed() {
             idle_timeout: WAIT,
             shutdown: &shutdown,
             hard_stop: &hard_stop,
+            tls: false,
         };
         drop(super::serve(server, remote(), &TestHandler, limits).await);
     });
