@@ -718,7 +718,8 @@ pub(crate) mod tests {
             n
         };
         // (client region, secure, relay -> draws out of 400)
-        let cases: &[(&str, bool, &[(&str, u32)])] = &[
+        type Case<'a> = (&'a str, bool, &'a [(&'a str, u32)]);
+        let cases: &[Case<'_>] = &[
             ("eu", false, &[("e1", 100), ("plain-e2", 300)]),
             ("eu", true, &[("e1", 400)]),
             // The us tier has no HTTPS relay: another region's HTTPS relay, not plain HTTP.
