@@ -29,6 +29,8 @@ pub struct MetaFile<'a> {
     pub published: Option<String>,
     /// URLs, best first.
     pub urls: Vec<MetaUrl<'a>>,
+    /// Piece hashes, for files of more than one piece.
+    pub pieces: Option<&'a super::pieces::Pieces>,
 }
 
 /// Escapes text for XML content and attribute values.
@@ -59,6 +61,13 @@ pub fn render(f: &MetaFile<'_>) -> String {
     let _ = writeln!(x, "  <file name=\"{}\">", escape(f.name));
     let _ = writeln!(x, "    <size>{}</size>", f.size);
     let _ = writeln!(x, "    <hash type=\"sha-256\">{}</hash>", hex::encode(f.sha256));
+    if let Some(p) = f.pieces {
+        let _ = writeln!(x, "    <pieces length=\"{}\" type=\"sha-256\">", p.length);
+        for h in &p.hashes {
+            let _ = writeln!(x, "      <hash>{}</hash>", hex::encode(h));
+        }
+        x.push_str("    </pieces>\n");
+    }
     for (i, u) in f.urls.iter().enumerate() {
         // RFC 5854 wants an ISO 3166-1 alpha-2 code; a longer region name is left out rather
         // than sent as something clients would misread.
@@ -94,6 +103,10 @@ mod tests {
             size: 42,
             sha256: &sha,
             published: None,
+            pieces: Some(&super::super::pieces::Pieces {
+                length: 4,
+                hashes: vec![[1; 32], [2; 32]],
+            }),
             urls: vec![
                 MetaUrl { url: "https://r1.example/r/c/a&b.bin", location: Some("EU") },
                 MetaUrl { url: "https://d.example/r/c/x", location: Some("north") },
@@ -109,5 +122,11 @@ mod tests {
         assert!(doc.contains("<url priority=\"2\">https://d.example/r/c/x</url>"), "{doc}");
         assert!(doc.contains(&format!("<hash type=\"sha-256\">{}</hash>", "ab".repeat(32))));
         assert!(doc.contains("<size>42</size>"));
+        let pieces = format!(
+            "    <pieces length=\"4\" type=\"sha-256\">\n      <hash>{}</hash>\n      <hash>{}</hash>\n    </pieces>\n",
+            "01".repeat(32),
+            "02".repeat(32)
+        );
+        assert!(doc.contains(&pieces), "{doc}");
     }
 }

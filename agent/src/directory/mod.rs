@@ -8,7 +8,7 @@
 //! - [`probe`]: relay health (status, inventory, content checks against its own copy);
 //! - [`route`]: the routing table, rebuilt off the request path and swapped atomically;
 //! - [`region`]: client region from the prefix map and trusted `X-Forwarded-For`;
-//! - [`metalink`]: RFC 5854 documents at `<artifact>.meta4`;
+//! - [`metalink`]: RFC 5854 documents at `<artifact>.meta4`, with [`pieces`] hashes;
 //! - [`pages`]: the pages people look at (landing, status, folders, mirror lists, statistics);
 //! - [`stats`]: download counters, the hot list and their embedded store;
 //! - [`federation`]: linked and referenced directories, and redirects to them.
@@ -21,6 +21,7 @@
 pub mod federation;
 pub mod metalink;
 pub mod pages;
+pub mod pieces;
 pub mod probe;
 pub mod region;
 pub mod route;
@@ -80,6 +81,8 @@ pub struct DirectoryMode {
     probe_now: Notify,
     /// Linked and referenced directories: their health, and redirects for catalogs not held here.
     pub federation: Arc<federation::Federation>,
+    /// Metalink piece hashes of the objects asked for.
+    pieces: pieces::PieceCache,
 }
 
 impl DirectoryMode {
@@ -110,6 +113,7 @@ impl DirectoryMode {
             rebuild_lock: tokio::sync::Mutex::new(()),
             probe_now: Notify::new(),
             federation: Arc::default(),
+            pieces: pieces::PieceCache::default(),
             node,
         }
     }

@@ -247,7 +247,13 @@ impl Table {
     /// Renders the Metalink of an entry for a client of `region`: its ranked relays, then the
     /// directory itself.
     /// `secure`: the client came over HTTPS, so only HTTPS relays are listed.
-    pub fn metalink(&self, e: &Entry, region: Option<RegionId>, secure: bool) -> String {
+    pub fn metalink(
+        &self,
+        e: &Entry,
+        region: Option<RegionId>,
+        secure: bool,
+        pieces: Option<&super::pieces::Pieces>,
+    ) -> String {
         let g = e.group(region);
         let mut urls: Vec<MetaUrl<'_>> = g
             .map(|g| {
@@ -263,6 +269,7 @@ impl Table {
         let name = e.path.rsplit('/').next().unwrap_or(&e.path);
         metalink::render(&MetaFile {
             name,
+            pieces,
             size: e.size,
             sha256: &e.sha256,
             published: e
@@ -735,9 +742,9 @@ pub(crate) mod tests {
         let r = e.redirect(g, pos, 5, false, true);
         let links: Vec<_> = r.headers().get_all(LINK).iter().map(|v| v.to_str().unwrap()).collect();
         assert!(links.iter().all(|l| !l.contains("http://")), "no plain-HTTP Link: {links:?}");
-        let doc = t.metalink(e, rm.id("eu"), true);
+        let doc = t.metalink(e, rm.id("eu"), true, None);
         assert!(doc.contains("https://e1.example/") && !doc.contains("http://plain"), "{doc}");
-        assert!(t.metalink(e, rm.id("eu"), false).contains("http://plain-e2.example/"));
+        assert!(t.metalink(e, rm.id("eu"), false, None).contains("http://plain-e2.example/"));
 
         // Only plain-HTTP relays: an HTTPS client gets none (the directory answers it itself).
         let net = network(&[("plain-a", "eu", 1)]);
@@ -770,7 +777,7 @@ pub(crate) mod tests {
         let e = t.get("/r/c/a.bin").unwrap();
         assert!(e.candidates.is_empty());
         assert!(e.choose(None, 0.5, false).is_none());
-        let doc = t.metalink(e, None, false);
+        let doc = t.metalink(e, None, false, None);
         assert!(
             doc.contains("<url location=\"eu\" priority=\"1\">https://dir.example/r/c/a.bin</url>"),
             "{doc}"

@@ -201,6 +201,7 @@ async fn slow_path(
             sha256: &artifact.sha256.0,
             published: None,
             urls: vec![metalink::MetaUrl { url: &url, location: own.map(|d| d.region.as_str()) }],
+            pieces: None,
         });
         return metalink_response(doc);
     }
@@ -227,7 +228,13 @@ async fn answer(
     let tls = req.extensions.get::<crate::http::Transport>().is_some_and(|t| t.tls);
     let secure = dir.regions.secure_request(remote.ip(), tls, &req.headers);
     if meta4 {
-        return metalink_response(table.metalink(e, region, secure));
+        let path = node.store.object_path(&e.sha256);
+        let pieces = if node.store.contains(&e.sha256) {
+            dir.pieces.get(e.sha256, e.size, path).await
+        } else {
+            None
+        };
+        return metalink_response(table.metalink(e, region, secure, pieces.as_deref()));
     }
     let get = req.method == Method::GET;
     // A relay that did not hold the artifact sent the client back here (`odi-via=<relay>`):

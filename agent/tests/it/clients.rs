@@ -570,6 +570,125 @@ async fn aria2_uses_the_metalink_and_the_link_headers_to_download_from_several_r
     same("aria2c files/hello.txt", &read(&dir.join("hello.txt")), n.bytes("files", "hello.txt"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aria2_checks_metalink_piece_hashes_and_takes_a_bad_piece_again_from_another_relay() {
+    need("aria2c", "aria2");
+    let n = Net::up().await;
+    let blob = n.bytes("files", BLOB).to_vec();
+    let meta4 = format!("{}.meta4", n.url("files", BLOB));
+    let doc = client().get(&meta4).send().await.unwrap().text().await.unwrap();
+    // The directory lists a SHA-256 per 1 MiB piece of its own verified copy.
+    let mut want = String::from("<pieces length=\"1048576\" type=\"sha-256\">\n");
+    for piece in blob.chunks(1 << 20) {
+        want.push_str(&format!("      <hash>{}</hash>\n", support::sha256_hex(piece)));
+    }
+    assert!(doc.contains(&want), "piece hashes in the Metalink:\n{doc}");
+
+    // An ODI relay re-hashes a changed file before serving it, so to have a mirror that
+    // serves a bad piece, the first relay URL of the Metalink is replaced by a server that
+    // corrupts the second MiB (a compromised relay, or a man in the middle on plain HTTP).
+    // The directory's own URL is left out, so that every piece comes from a "relay".
+    let good = RELAYS
+        .into_iter()
+        .find(|r| doc.contains(&format!("{}r/files/{BLOB}", n.relay_url(r))))
+        .unwrap();
+    let mut rotten = blob.clone();
+    for b in &mut rotten[(1 << 20)..(1 << 20) + 4096] {
+        *b ^= 0xff;
+    }
+    let bad = serve_ranges(rotten).await;
+    let own = format!("{}</url>", n.url("files", BLOB));
+    let urls = format!(
+        "    <url priority=\"1\">{bad}</url>\n    <url priority=\"2\">{}r/files/{BLOB}</url>\n",
+        n.relay_url(good)
+    );
+    let mut edited = String::new();
+    for l in doc.lines().filter(|l| !l.contains("<url ")) {
+        if l.trim() == "</file>" {
+            edited.push_str(&urls);
+        }
+        edited.push_str(l);
+        edited.push('\n');
+    }
+    assert!(!edited.contains(&own));
+    let dir = n.dir("aria2-pieces");
+    std::fs::write(dir.join("blob.meta4"), &edited).unwrap();
+    let mut c = cmd("aria2c");
+    c.args([
+        "--no-conf",
+        "--console-log-level=warn",
+        "--summary-interval=0",
+        "--allow-overwrite=true",
+        "--auto-file-renaming=false",
+        "--max-tries=5",
+        "--retry-wait=1",
+        "--timeout=30",
+        "-k1M",
+        "-x1",
+        "-s2",
+        "--max-download-limit=2M",
+        "--uri-selector=inorder",
+        "--log-level=info",
+        "--log=-",
+    ])
+    .arg("-d")
+    .arg(&dir)
+    .arg("-M")
+    .arg(dir.join("blob.meta4"));
+    let r = run_ok("aria2c -M with piece hashes", c).await;
+    same("aria2c (pieces) files/blob", &read(&dir.join(BLOB)), &blob);
+    assert!(
+        r.stdout.contains("Chunk checksum validation failed"),
+        "aria2 caught the bad piece from {bad} (and took it again from {good}):\n{}",
+        tail(&r.stdout)
+    );
+}
+
+/// A bare HTTP/1.1 server of `bytes` at `/blob` with single ranges (`bytes=a-b`, `bytes=a-`);
+/// returns its URL.
+async fn serve_ranges(bytes: Vec<u8>) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/blob", listener.local_addr().unwrap());
+    let bytes = std::sync::Arc::new(bytes);
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let bytes = bytes.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 2048];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let range =
+                    head.lines().find_map(|l| l.strip_prefix("range: bytes=")).and_then(|r| {
+                        let (a, b) = r.trim().split_once('-')?;
+                        let a: usize = a.parse().ok()?;
+                        let b = if b.is_empty() { bytes.len() - 1 } else { b.parse().ok()? };
+                        (a <= b && b < bytes.len()).then_some((a, b))
+                    });
+                let (status, (a, b)) = match range {
+                    Some(r) => ("206 Partial Content", r),
+                    None => ("200 OK", (0, bytes.len() - 1)),
+                };
+                let mut out = format!(
+                    "HTTP/1.1 {status}\r\ncontent-length: {}\r\ncontent-range: bytes {a}-{b}/{}\r\naccept-ranges: bytes\r\nconnection: close\r\n\r\n",
+                    b + 1 - a,
+                    bytes.len()
+                )
+                .into_bytes();
+                out.extend_from_slice(&bytes[a..=b]);
+                let _ = sock.write_all(&out).await;
+            });
+        }
+    });
+    url
+}
+
 /// The end of a long log, for assertion messages.
 fn tail(log: &str) -> &str {
     let mut start = log.len().saturating_sub(6000);

@@ -723,7 +723,8 @@ fn snapshot_redirect_headers_and_metalink() {
         "redirect_headers_one_link",
         headers_text(&e.redirect(g, pos, 1, false, false))
     );
-    let doc =
-        table.metalink(e, regions.id("us"), false).replace(env!("CARGO_PKG_VERSION"), "VERSION");
+    let doc = table
+        .metalink(e, regions.id("us"), false, None)
+        .replace(env!("CARGO_PKG_VERSION"), "VERSION");
     insta::assert_snapshot!("metalink", doc);
 }
