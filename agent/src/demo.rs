@@ -736,7 +736,7 @@ fn summary(root: &Path, kept: bool, origin_url: &str, fleet: &Fleet, exe: &Path)
          curl -L -O {r}/{HELLO}/{HELLO_LARGE}\n  \
          curl -L -C - -O {r}/{HELLO}/{HELLO_LARGE}        # resume an interrupted download\n  \
          wget {r}/{HELLO}/{HELLO_MEDIUM}\n  \
-         aria2c --follow-metalink=mem {r}/{HELLO}/{HELLO_LARGE}.meta4   # Metalink: from several relays\n  \
+         aria2c -x2 -s4 -k1M --follow-metalink=mem {r}/{HELLO}/{HELLO_LARGE}.meta4   # Metalink: pieces from several relays, each checked\n  \
          curl -L -I {r}/{HELLO}/{HELLO_EXPUNGED}        # expunged: 410 Gone\n  \
          pip download --no-deps --index-url {r}/{PYPI}/simple/ {PYPI_PROJECT}\n  \
          mvn dependency:get -Dartifact={MAVEN_COORDS} -DremoteRepositories=odi::default::{r}/{MAVEN}/"

@@ -242,6 +242,44 @@ async fn demo_serves_survives_a_killed_relay_and_stops_every_node() {
     };
     assert_eq!(printed, std::fs::read(origin.join(HELLO).join(HELLO_LARGE)).unwrap(), "{curl}");
     hello_round(&client, base, &origin).await.unwrap_or_else(|e| panic!("{e}\n{ctx}"));
+
+    // The printed aria2c line, run as printed (plus a folder and a log): the Metalink passes
+    // through the meta-directory, and pieces come from more than one relay.
+    let aria = lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix("aria2c "))
+        .and_then(|l| l.split("   #").next())
+        .unwrap_or_else(|| panic!("no aria2c line:\n{ctx}"));
+    let out = tmp.path().join("aria2");
+    std::fs::create_dir_all(&out).unwrap();
+    let mut c = Command::new("aria2c");
+    c.args(aria.split_whitespace())
+        .args(["--no-conf", "--max-download-limit=4M", "--log-level=info", "--log=-"])
+        .arg("-d")
+        .arg(&out)
+        .env_remove("http_proxy");
+    let run = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
+    let log = String::from_utf8_lossy(&run.stdout).into_owned();
+    assert!(run.status.success(), "{aria}:\n{log}");
+    assert_eq!(
+        std::fs::read(out.join(HELLO_LARGE)).unwrap(),
+        std::fs::read(origin.join(HELLO).join(HELLO_LARGE)).unwrap()
+    );
+    let used: Vec<&Row> = nodes
+        .iter()
+        .filter(|r| r.role == "relay")
+        .filter(|r| {
+            let port = r.url.trim_end_matches('/').rsplit(':').next().unwrap_or("");
+            log.contains(&format!("Connecting to 127.0.0.1:{port}"))
+                || log.contains(&format!("Connecting to localhost:{port}"))
+        })
+        .collect();
+    assert!(
+        used.len() >= 2,
+        "aria2 used relays {:?}:\n{log}",
+        used.iter().map(|r| &r.name).collect::<Vec<_>>()
+    );
+
     let gone = client.get(format!("{base}r/{HELLO}/{HELLO_EXPUNGED}")).send().await.unwrap();
     assert_eq!(gone.status(), reqwest::StatusCode::GONE);
 
