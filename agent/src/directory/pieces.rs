@@ -76,10 +76,13 @@ pub fn compute(path: &std::path::Path, size: u64, length: u64) -> std::io::Resul
     Ok(Pieces { length, hashes })
 }
 
+/// One object's piece list, computed once by whichever request comes first.
+type Cell = Arc<OnceCell<Option<Arc<Pieces>>>>;
+
 /// Piece lists by object, computed on first demand.
 #[derive(Debug, Default)]
 pub struct PieceCache {
-    cells: Mutex<HashMap<[u8; 32], Arc<OnceCell<Option<Arc<Pieces>>>>>>,
+    cells: Mutex<HashMap<[u8; 32], Cell>>,
 }
 
 impl PieceCache {
