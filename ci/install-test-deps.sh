@@ -58,3 +58,20 @@ web="$(dirname "$0")/../agent/tests/web"
 if ! [ -d "$web/node_modules/playwright-core" ] || ! [ -d "$web/node_modules/axe-core" ]; then
   ( cd "$web" && npm ci --no-audit --no-fund --loglevel=error )
 fi
+
+# A real MaxMind-format City database (GeoLite2, as MaxMind's 2018 release is packaged on PyPI)
+# and mmdb-writer, which writes the small ASN databases of agent/tests/it/geo.rs; pinned, kept
+# under target/ (not committed).
+geo="$(dirname "$0")/../target/test-data/geo"
+if ! [ -f "$geo/GeoLite2-City.mmdb" ]; then
+  mkdir -p "$geo"
+  tmp=$(mktemp -d)
+  python3 -m pip download -q --disable-pip-version-check --no-deps --no-binary=:all: --dest "$tmp" \
+    maxminddb-geolite2==2018.703
+  tar -xzf "$tmp"/maxminddb-geolite2-2018.703.tar.gz -C "$tmp"
+  cp "$tmp"/maxminddb-geolite2-2018.703/_maxminddb_geolite2/GeoLite2-City.mmdb "$geo/"
+  rm -rf "$tmp"
+fi
+if ! [ -d "$geo/py/mmdb_writer" ]; then
+  python3 -m pip install -q --disable-pip-version-check --target "$geo/py" mmdb-writer==0.2.7 netaddr==1.3.0
+fi

@@ -109,6 +109,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             directories: vec!["bench-dir".into()],
             catalogs: vec![CATALOG.into()],
             tags: vec![],
+            location: None,
+            countries: vec![],
+            exclude_countries: vec![],
         },
     );
 

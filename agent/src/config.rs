@@ -183,9 +183,13 @@ pub struct RawDirectory {
     /// Client address prefixes to regions, like `{ "10.1.0.0/16" = "eu" }`.
     #[serde(default)]
     pub regions: std::collections::BTreeMap<String, String>,
-    /// A MaxMind-format country database; its country code is the region.
+    /// A MaxMind-format City or Country database (GeoIP2, GeoLite2, DB-IP): clients are sent
+    /// to relays in their country, then continent, then the nearest.
     #[serde(default)]
     pub geoip_db: Option<PathBuf>,
+    /// A MaxMind-format ASN database: clients go to relays in their own network first.
+    #[serde(default)]
+    pub asn_db: Option<PathBuf>,
     /// Proxies whose `X-Forwarded-For` is believed.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
@@ -252,8 +256,10 @@ pub struct DirectoryConfig {
     pub probe_interval: Duration,
     /// Prefix to region, longest prefix wins.
     pub regions: Vec<(IpNet, String)>,
-    /// A MaxMind database; this build cannot read one, so a directory refuses to start.
+    /// A MaxMind-format City or Country database, reloaded when the file changes.
     pub geoip_db: Option<PathBuf>,
+    /// A MaxMind-format ASN database, reloaded when the file changes.
+    pub asn_db: Option<PathBuf>,
     /// Peers whose `X-Forwarded-For` decides a client's region; a bare address is a /32 or /128.
     pub trusted_proxies: Vec<IpNet>,
     /// An artifact with more downloads than this in the last hour is hot (default 100).
@@ -456,6 +462,7 @@ impl Config {
                 )?,
                 regions,
                 geoip_db: d.geoip_db.as_ref().map(|p| rel(p)),
+                asn_db: d.asn_db.as_ref().map(|p| rel(p)),
                 trusted_proxies,
                 hot_threshold: d.hot_threshold.unwrap_or(100),
                 hot_extra_replicas: d.hot_extra_replicas.unwrap_or(1),

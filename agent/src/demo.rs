@@ -406,6 +406,9 @@ pub fn demo_network(
                 directories: r.directories.iter().map(|d| (*d).to_owned()).collect(),
                 catalogs: vec![],
                 tags: r.tags.iter().map(|t| (*t).to_owned()).collect(),
+                location: None,
+                countries: vec![],
+                exclude_countries: vec![],
             },
         );
     }

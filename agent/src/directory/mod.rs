@@ -8,6 +8,7 @@
 //! - [`probe`]: relay health (status, inventory, content checks against its own copy);
 //! - [`route`]: the routing table, rebuilt off the request path and swapped atomically;
 //! - [`region`]: client region from the prefix map and trusted `X-Forwarded-For`;
+//! - [`geo`]: client and relay places from MaxMind databases, and the tiers they rank by;
 //! - [`metalink`]: RFC 5854 documents at `<artifact>.meta4`, with [`pieces`] hashes;
 //! - [`pages`]: the pages people look at (landing, status, folders, mirror lists, statistics);
 //! - [`stats`]: download counters, the hot list and their embedded store;
@@ -19,6 +20,7 @@
 //! through the applied view, which is always correct.
 
 pub mod federation;
+pub mod geo;
 pub mod metalink;
 pub mod pages;
 pub mod pieces;
@@ -41,7 +43,6 @@ use self::probe::RelayHealth;
 use self::region::{RegionId, RegionMap};
 use self::route::Table;
 use self::stats::{Counter, Stats};
-use crate::config::Config;
 use crate::node::{lock, Node, View};
 use crate::reconcile::{self, Target, Want};
 use crate::status::ShareStatus;
@@ -53,9 +54,9 @@ pub enum DirectoryError {
     /// The statistics store.
     #[error("statistics store: {0}")]
     Stats(#[from] stats::StatsError),
-    /// A setting this build cannot honour.
+    /// A MaxMind database could not be read.
     #[error("{0}")]
-    Unsupported(String),
+    Geo(#[from] geo::GeoError),
 }
 
 /// Directory-mode state, beside the shared node.
@@ -83,17 +84,21 @@ pub struct DirectoryMode {
     pub federation: Arc<federation::Federation>,
     /// Metalink piece hashes of the objects asked for.
     pieces: pieces::PieceCache,
+    /// MaxMind databases; empty when none is configured (then the prefix map alone places
+    /// clients).
+    pub geo: geo::Geo,
 }
 
 impl DirectoryMode {
     /// Opens the directory's own state under the node's data folder (its statistics store).
     pub fn open(node: Arc<Node>) -> Result<Self, DirectoryError> {
-        check_supported(&node.config)?;
+        let d = &node.config.directory;
+        let geo = geo::Geo::open(d.geoip_db.as_deref(), d.asn_db.as_deref())?;
         let stats = Stats::open(&node.config.data_dir.join("stats.redb"))?;
-        Ok(Self::with_stats(node, stats))
+        Ok(Self::with_stats(node, stats, geo))
     }
 
-    fn with_stats(node: Arc<Node>, stats: Stats) -> Self {
+    fn with_stats(node: Arc<Node>, stats: Stats, geo: geo::Geo) -> Self {
         let d = &node.config.directory;
         let regions = RegionMap::new(&d.regions, &d.trusted_proxies);
         let region_counters = regions.names().iter().map(|n| stats.region(n)).collect();
@@ -114,6 +119,7 @@ impl DirectoryMode {
             probe_now: Notify::new(),
             federation: Arc::default(),
             pieces: pieces::PieceCache::default(),
+            geo,
             node,
         }
     }
@@ -180,18 +186,6 @@ impl DirectoryMode {
     }
 }
 
-/// Refuses settings this build cannot honour, rather than ignoring them: silently routing
-/// every client as region-less would surprise the operator who configured a database.
-fn check_supported(config: &Config) -> Result<(), DirectoryError> {
-    if let Some(db) = &config.directory.geoip_db {
-        return Err(DirectoryError::Unsupported(format!(
-            "directory.geoip_db ({}): this build cannot read MaxMind databases; map client prefixes to regions with directory.regions instead",
-            db.display()
-        )));
-    }
-    Ok(())
-}
-
 /// What directory `name` holds: every live artifact of its catalogs, fetched from linked
 /// peers first (so linked directories spare the origin) and then the origins.
 pub fn target(name: &str, view: &View) -> Target {
@@ -212,21 +206,4 @@ pub fn target(name: &str, view: &View) -> Target {
         }
     }
     Target { wants, purge, quota: None, delete_unwanted: true }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn geoip_db_is_refused_clearly() {
-        let key = odi_network::signature::generate_key().unwrap().public;
-        let text = format!(
-            "mode='directory'\nname='d'\ndata_dir='/tmp/x'\nlisten=['127.0.0.1:0']\n[repository]\nurl='/tmp/r'\nroot_keys=['{key}']\n[directory]\ngeoip_db='/tmp/GeoLite2-Country.mmdb'\n"
-        );
-        let raw: crate::config::RawConfig = toml::from_str(&text).unwrap();
-        let config = Config::validate(raw, std::path::Path::new("/tmp/odi.toml")).unwrap();
-        let err = check_supported(&config).unwrap_err().to_string();
-        assert!(err.contains("directory.geoip_db") && err.contains("directory.regions"), "{err}");
-    }
 }

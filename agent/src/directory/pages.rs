@@ -778,6 +778,9 @@ pub struct MirrorListDoc {
     pub sha256: String,
     /// The client's region as this directory placed it (`None`: no region matched).
     pub client_region: Option<String>,
+    /// Where the MaxMind databases place the client (country, continent, network), when they
+    /// rank the relays.
+    pub client_place: Option<String>,
     /// Every relay of the catalog that works with this directory; offered ones first, in the
     /// order offered.
     pub relays: Vec<MirrorEntry>,
@@ -792,9 +795,12 @@ pub struct MirrorEntry {
     pub url: String,
     /// Its region.
     pub region: String,
-    /// `same-region` or `other-region` (relative to the client), `None` when the client has
-    /// no region.
+    /// With MaxMind databases: `same-asn`, `same-country`, `same-continent`, `by-distance` or
+    /// `unknown-place`; with the prefix map: `same-region` or `other-region`; `None` when the
+    /// client has no region.
     pub tier: Option<&'static str>,
+    /// Kilometres between the client and the relay, when both places have coordinates.
+    pub distance_km: Option<u32>,
     /// Position in the order offered (1 is the first), `None` when not offered.
     pub rank: Option<usize>,
     /// Chance of being the redirect target for this client, 0 to 1.
@@ -818,6 +824,7 @@ pub fn mirror_list(
     catalog: &str,
     path: &str,
     region: Option<super::region::RegionId>,
+    geo_client: Option<(super::geo::Place, super::geo::Steer, bool)>,
 ) -> Option<MirrorListDoc> {
     let net = &view.network;
     let artifact = net.artifact(catalog, path)?;
@@ -838,23 +845,69 @@ pub fn mirror_list(
             }
         })
     };
-    let mut relays: Vec<MirrorEntry> = ranking
-        .iter()
-        .enumerate()
-        .map(|(i, (c, chance))| MirrorEntry {
+    let entry_of =
+        |c: &super::route::Candidate, rank, chance, tier, distance_km, excluded| MirrorEntry {
             relay: c.relay.to_string(),
             url: c.url.to_string(),
             region: c.region.to_string(),
-            tier: tier(&c.region),
-            rank: Some(i + 1),
-            chance: *chance,
+            tier,
+            distance_km,
+            rank,
+            chance,
             weight: c.weight as u64,
             healthy: true,
             assigned: assigned.contains(&&*c.relay),
             holds: true,
-            excluded: None,
-        })
-        .collect();
+            excluded,
+        };
+    let mut relays: Vec<MirrorEntry> = match (&geo_client, entry) {
+        // Ranked by the MaxMind databases: tiers, distances, and the refused ones.
+        (Some((client, steer, secure)), Some(e)) => {
+            let ranked = e.geo_ranking(client, steer, *secure);
+            let best = ranked.first().map(|r| r.1);
+            let tier_weight: f64 =
+                ranked.iter().filter(|r| Some(r.1) == best).map(|r| e.candidates[r.0].weight).sum();
+            let mut out: Vec<MirrorEntry> = ranked
+                .iter()
+                .enumerate()
+                .map(|(i, (ci, r, km))| {
+                    let c = &e.candidates[*ci];
+                    let chance = if Some(*r) == best && tier_weight > 0.0 {
+                        c.weight / tier_weight
+                    } else {
+                        0.0
+                    };
+                    entry_of(
+                        c,
+                        Some(i + 1),
+                        chance,
+                        Some(super::geo::tier_name(*r)),
+                        km.map(|k| k as u32),
+                        None,
+                    )
+                })
+                .collect();
+            for c in &e.candidates {
+                if let Some(why) = e.refusal(c, client, steer, *secure) {
+                    let (r, km) = super::geo::rank(client, &c.place);
+                    out.push(entry_of(
+                        c,
+                        None,
+                        0.0,
+                        Some(super::geo::tier_name(r)),
+                        km.map(|k| k as u32),
+                        Some(why),
+                    ));
+                }
+            }
+            out
+        }
+        _ => ranking
+            .iter()
+            .enumerate()
+            .map(|(i, (c, chance))| entry_of(c, Some(i + 1), *chance, tier(&c.region), None, None))
+            .collect(),
+    };
     let c = net.catalogs.get(catalog)?;
     for r in net.subscribers(c).filter(|r| r.directories.contains(me)) {
         if relays.iter().any(|m| m.relay == r.name) {
@@ -885,6 +938,7 @@ pub fn mirror_list(
                 .unwrap_or_default(),
             region: r.region.clone(),
             tier: tier(&r.region),
+            distance_km: None,
             rank: None,
             chance: 0.0,
             weight: r.quota.0,
@@ -900,6 +954,23 @@ pub fn mirror_list(
         size: artifact.size,
         sha256: hex::encode(artifact.sha256.0),
         client_region: region_name,
+        client_place: geo_client.as_ref().map(|(p, _, _)| {
+            let mut parts = Vec::new();
+            if let Some(c) = p.country {
+                parts.push(format!("country {}", super::geo::text(c)));
+            }
+            if let Some(c) = p.continent {
+                parts.push(format!("continent {}", super::geo::text(c)));
+            }
+            if let Some(a) = p.asn {
+                parts.push(format!("AS{a}"));
+            }
+            if parts.is_empty() {
+                "unknown".to_owned()
+            } else {
+                parts.join(", ")
+            }
+        }),
         relays,
     })
 }
@@ -923,16 +994,18 @@ fn mirror_html(node: &str, d: &MirrorListDoc) -> String {
         }
         p { "SHA-256 " code { (d.sha256) } }
         p {
-            @match &d.client_region {
-                Some(r) => { "You are placed in region " strong { (r) } ": relays there come first." }
-                None => { "Your address matched no region: every relay is drawn from by weight." }
+            @match (&d.client_place, &d.client_region) {
+                (Some(p), _) => { "You are placed at " strong { (p) } ": relays in your network come first, then your country, your continent, then the nearest." }
+                (None, Some(r)) => { "You are placed in region " strong { (r) } ": relays there come first." }
+                (None, None) => { "Your address matched no region: every relay is drawn from by weight." }
             }
         }
         div class="scroll" tabindex="0" role="region" aria-label="Table" {
             table {
                 thead { tr {
                     th scope="col" class="num" { "Rank" } th scope="col" { "Relay" } th scope="col" { "Region" }
-                    th scope="col" { "Tier" } th scope="col" class="num" { "Chance" } th scope="col" { "Health" }
+                    th scope="col" { "Tier" }
+                    th scope="col" class="num" { "Distance" } th scope="col" class="num" { "Chance" } th scope="col" { "Health" }
                     th scope="col" { "Why not offered" }
                 } }
                 tbody {
@@ -942,6 +1015,7 @@ fn mirror_html(node: &str, d: &MirrorListDoc) -> String {
                             th scope="row" { @if m.rank.is_some() { a href=(m.url) { (m.relay) } } @else { (m.relay) } }
                             td { (m.region) }
                             td { (m.tier.unwrap_or("")) }
+                            td class="num" { @if let Some(km) = m.distance_km { (km) " km" } }
                             td class="num" { (format!("{:.0}%", m.chance * 100.0)) }
                             td { (web::badge(m.healthy, "healthy", "unhealthy")) }
                             td { (m.excluded.as_deref().unwrap_or("")) }
@@ -983,7 +1057,16 @@ pub fn mirror_page(dir: &DirectoryMode, req: &Parts, remote: SocketAddr) -> Resp
         };
     }
     let region = dir.regions.region_of_request(remote.ip(), &req.headers);
-    let Some(doc) = mirror_list(dir, view, &parsed.catalog, artifact.path.as_str(), region) else {
+    let geo_client = (!dir.geo.is_empty() && region.is_none()).then(|| {
+        let steer = super::geo::Steer::from_query(req.uri.query());
+        let tls = req.extensions.get::<crate::http::Transport>().is_some_and(|t| t.tls);
+        let secure = dir.regions.secure_request(remote.ip(), tls, &req.headers);
+        let client = steer.apply(dir.geo.lookup(dir.regions.client_ip(remote.ip(), &req.headers)));
+        (client, steer, secure)
+    });
+    let Some(doc) =
+        mirror_list(dir, view, &parsed.catalog, artifact.path.as_str(), region, geo_client)
+    else {
         return response::text(
             StatusCode::NOT_FOUND,
             format!("no artifact {}/{}", parsed.catalog, parsed.path),

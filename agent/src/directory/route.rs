@@ -15,6 +15,7 @@ use odi_network::model::Network;
 use time::OffsetDateTime;
 use url::Url;
 
+use super::geo::{self, Code, Geo, Place, Rank, Steer};
 use super::metalink::{self, MetaFile, MetaUrl};
 use super::region::{RegionId, RegionMap};
 use super::stats::{Counter, Stats};
@@ -38,6 +39,12 @@ pub struct Candidate {
     pub weight: f64,
     /// It serves over HTTPS: the only kind an HTTPS client is sent to.
     pub https: bool,
+    /// Where it is (from its relay file, else the directory's databases).
+    pub place: Place,
+    /// Serves only clients of these countries; empty: everyone.
+    pub only: Box<[Code]>,
+    /// Never serves clients of these countries.
+    pub never: Box<[Code]>,
     location: HeaderValue,
     counter: Arc<Counter>,
 }
@@ -107,6 +114,8 @@ pub struct BuildInput<'a> {
     pub regions: &'a RegionMap,
     /// Hands out the artifact and relay counters, which outlive any one table.
     pub stats: &'a Stats,
+    /// Places relays whose files do not say where they are.
+    pub geo: &'a Geo,
 }
 
 fn header(s: &str) -> Option<HeaderValue> {
@@ -153,6 +162,13 @@ impl Table {
             }
         }
         let mut relay_counters: HashMap<&str, Arc<Counter>> = HashMap::new();
+        let places: HashMap<&str, Place> = net
+            .relays
+            .values()
+            .map(|r| (r.name.as_str(), geo::relay_place(input.geo, r)))
+            .collect();
+        let codes =
+            |v: &[String]| -> Box<[Code]> { v.iter().filter_map(|c| geo::code(c)).collect() };
         let mut entries = Vec::new();
         let mut index = HashMap::new();
         for catalog in me.catalogs.iter().filter_map(|c| net.catalogs.get(c)) {
@@ -178,6 +194,9 @@ impl Table {
                         url: url.as_str().into(),
                         weight: relay.quota.0 as f64,
                         https: url.scheme() == "https",
+                        place: places.get(n).copied().unwrap_or_default(),
+                        only: codes(&relay.countries),
+                        never: codes(&relay.exclude_countries),
                         location,
                         counter,
                     });
@@ -244,6 +263,45 @@ impl Table {
         &self.entries
     }
 
+    /// The Metalink of an entry for a client ranked by the databases (see
+    /// [`Entry::geo_ranking`]): its relays in that order, then the directory itself.
+    pub fn geo_metalink(
+        &self,
+        e: &Entry,
+        ranking: &[(usize, Rank, Option<f64>)],
+        pieces: Option<&super::pieces::Pieces>,
+    ) -> String {
+        let mut urls: Vec<MetaUrl<'_>> = ranking
+            .iter()
+            .map(|(i, _, _)| &e.candidates[*i])
+            .map(|c| MetaUrl {
+                url: &c.url,
+                location: c.place.country.as_ref().and_then(|k| std::str::from_utf8(k).ok()),
+            })
+            .collect();
+        urls.push(MetaUrl { url: &e.own_url, location: self.own_region.as_deref() });
+        self.render_metalink(e, urls, pieces)
+    }
+
+    fn render_metalink(
+        &self,
+        e: &Entry,
+        urls: Vec<MetaUrl<'_>>,
+        pieces: Option<&super::pieces::Pieces>,
+    ) -> String {
+        let name = e.path.rsplit('/').next().unwrap_or(&e.path);
+        metalink::render(&MetaFile {
+            name,
+            pieces,
+            size: e.size,
+            sha256: &e.sha256,
+            published: e
+                .published
+                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+            urls,
+        })
+    }
+
     /// Renders the Metalink of an entry for a client of `region`: its ranked relays, then the
     /// directory itself.
     /// `secure`: the client came over HTTPS, so only HTTPS relays are listed.
@@ -266,17 +324,7 @@ impl Table {
             })
             .unwrap_or_default();
         urls.push(MetaUrl { url: &e.own_url, location: self.own_region.as_deref() });
-        let name = e.path.rsplit('/').next().unwrap_or(&e.path);
-        metalink::render(&MetaFile {
-            name,
-            pieces,
-            size: e.size,
-            sha256: &e.sha256,
-            published: e
-                .published
-                .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
-            urls,
-        })
+        self.render_metalink(e, urls, pieces)
     }
 }
 
@@ -429,6 +477,116 @@ impl Entry {
             .collect()
     }
 
+    /// Why a candidate may not serve this client (relay restrictions, client steering,
+    /// HTTPS), or `None` when it may.
+    pub fn refusal(
+        &self,
+        c: &Candidate,
+        client: &Place,
+        steer: &Steer,
+        secure: bool,
+    ) -> Option<String> {
+        if secure && !c.https {
+            return Some("serves plain HTTP and the client came over HTTPS".into());
+        }
+        if !c.only.is_empty() && !client.country.is_some_and(|k| c.only.contains(&k)) {
+            let list: Vec<String> = c.only.iter().map(|k| geo::text(*k)).collect();
+            return Some(format!("serves only clients from {}", list.join(", ")));
+        }
+        if let Some(k) = client.country.filter(|k| c.never.contains(k)) {
+            return Some(format!("does not serve clients from {}", geo::text(k)));
+        }
+        if let Some(k) = c.place.country.filter(|k| steer.avoid.contains(k)) {
+            return Some(format!("the client asked to avoid {}", geo::text(k)));
+        }
+        None
+    }
+
+    /// Candidates for a client placed at `client` by the databases: the ones that may serve
+    /// it, nearest tier first, heavier first within a tier: (candidate index, rank, km).
+    pub fn geo_ranking(
+        &self,
+        client: &Place,
+        steer: &Steer,
+        secure: bool,
+    ) -> Vec<(usize, Rank, Option<f64>)> {
+        let mut out: Vec<(usize, Rank, Option<f64>)> = self
+            .candidates
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| self.refusal(c, client, steer, secure).is_none())
+            .map(|(i, c)| {
+                let (r, d) = geo::rank(client, &c.place);
+                (i, r, d)
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            a.1.cmp(&b.1)
+                .then_with(|| self.candidates[b.0].weight.total_cmp(&self.candidates[a.0].weight))
+                .then_with(|| a.0.cmp(&b.0))
+        });
+        out
+    }
+
+    /// Draws by weight among the best-ranked of `ranking`, `u` uniform in [0, 1): a position
+    /// in `ranking`.
+    pub fn geo_choose(&self, ranking: &[(usize, Rank, Option<f64>)], u: f64) -> Option<usize> {
+        let best = ranking.first()?.1;
+        let tier = ranking.iter().take_while(|r| r.1 == best).count();
+        let w = |i: usize| {
+            let w = self.candidates[ranking[i].0].weight;
+            if w.is_finite() && w > 0.0 {
+                w
+            } else {
+                0.0
+            }
+        };
+        let total: f64 = (0..tier).map(w).sum();
+        if total <= 0.0 {
+            return Some(0);
+        }
+        let mut acc = 0.0;
+        for i in 0..tier {
+            acc += w(i);
+            if u * total < acc {
+                return Some(i);
+            }
+        }
+        Some(tier - 1)
+    }
+
+    /// The `302` to `ranking[pos]`, with `Link`s to the others in order (up to `max_links`),
+    /// the Metalink and the digests; counts the redirect for the relay when `count`.
+    pub fn geo_redirect(
+        &self,
+        ranking: &[(usize, Rank, Option<f64>)],
+        pos: usize,
+        max_links: usize,
+        count: bool,
+    ) -> Response<Body> {
+        let mut resp = response::empty(StatusCode::FOUND);
+        let c = &self.candidates[ranking[pos].0];
+        let h = resp.headers_mut();
+        h.insert(LOCATION, c.location.clone());
+        h.insert(CACHE_CONTROL, PRIVATE_NO_CACHE);
+        for (n, (i, _, _)) in ranking.iter().enumerate().filter(|(n, _)| *n != pos).take(max_links)
+        {
+            let o = &self.candidates[*i];
+            let v = match geo::text_of(o.place.country) {
+                Some(g) => format!("<{}>; rel=duplicate; pri={}; geo={g}", o.url, n + 1),
+                None => format!("<{}>; rel=duplicate; pri={}", o.url, n + 1),
+            };
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                h.append(LINK, v);
+            }
+        }
+        self.meta_headers(h);
+        if count {
+            c.counter.hit();
+        }
+        resp
+    }
+
     /// The relay at a chosen position.
     pub fn candidate(&self, g: &Group, pos: usize) -> &Candidate {
         &self.candidates[g.order[pos] as usize]
@@ -575,6 +733,9 @@ pub(crate) mod tests {
                     directories: vec!["dir".into()],
                     catalogs: vec!["c".into()],
                     tags: vec![],
+                    location: None,
+                    countries: vec![],
+                    exclude_countries: vec![],
                 },
             );
         }
@@ -636,6 +797,7 @@ pub(crate) mod tests {
             healthy: &healthy,
             regions: &regions(),
             stats: &stats,
+            geo: &Geo::default(),
         });
         let e = t.get("/r/c/a.bin").unwrap();
         let mut names: Vec<&str> = e.candidates.iter().map(|c| &*c.relay).collect();
@@ -681,6 +843,7 @@ pub(crate) mod tests {
             healthy: &healthy,
             regions: &rm,
             stats: &stats,
+            geo: &Geo::default(),
         });
         let e = t.get("/r/c/a.bin").unwrap();
         let count = |region: Option<RegionId>| {
@@ -714,6 +877,7 @@ pub(crate) mod tests {
             healthy: &healthy,
             regions: &rm,
             stats: &stats,
+            geo: &Geo::default(),
         });
         let e = t.get("/r/c/a.bin").unwrap();
         let draws = |region: Option<RegionId>, secure: bool| {
@@ -756,6 +920,7 @@ pub(crate) mod tests {
             healthy: &healthy,
             regions: &rm,
             stats: &stats,
+            geo: &Geo::default(),
         });
         let e = t.get("/r/c/a.bin").unwrap();
         assert!(e.choose(rm.id("eu"), 0.5, true).is_none());
@@ -773,6 +938,7 @@ pub(crate) mod tests {
             healthy: &HashMap::new(),
             regions: &RegionMap::default(),
             stats: &stats,
+            geo: &Geo::default(),
         });
         let e = t.get("/r/c/a.bin").unwrap();
         assert!(e.candidates.is_empty());

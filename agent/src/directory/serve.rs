@@ -13,6 +13,7 @@ use http::{Method, Response, StatusCode};
 use odi_network::model::Artifact;
 use rand::Rng as _;
 
+use super::geo::Steer;
 use super::region::RegionId;
 use super::route::{Entry, Table};
 use super::stats::Counter;
@@ -104,6 +105,10 @@ fn answer_plain(dir: &DirectoryMode, req: &PlainRequest<'_>, out: &mut Vec<u8>) 
     }
     let Some(e) = table.get(req.path) else { return false };
     let region = dir.regions.region_of_plain(req);
+    // Ranking by the MaxMind databases is the router's work (it allocates per request).
+    if region.is_none() && !dir.geo.is_empty() {
+        return false;
+    }
     let secure = dir.regions.secure_plain(req);
     let u = if e.candidates.len() > 1 { rand::thread_rng().gen::<f64>() } else { 0.0 };
     let Some((g, pos)) = e.choose(region, u, secure) else { return false };
@@ -227,6 +232,12 @@ async fn answer(
     };
     let tls = req.extensions.get::<crate::http::Transport>().is_some_and(|t| t.tls);
     let secure = dir.regions.secure_request(remote.ip(), tls, &req.headers);
+    // With MaxMind databases, a client the prefix map does not place is ranked by them.
+    let ranking = (!dir.geo.is_empty() && region.is_none()).then(|| {
+        let steer = Steer::from_query(req.uri.query());
+        let client = steer.apply(dir.geo.lookup(dir.regions.client_ip(remote.ip(), &req.headers)));
+        e.geo_ranking(&client, &steer, secure)
+    });
     if meta4 {
         let path = node.store.object_path(&e.sha256);
         let pieces = if node.store.contains(&e.sha256) {
@@ -234,7 +245,11 @@ async fn answer(
         } else {
             None
         };
-        return metalink_response(table.metalink(e, region, secure, pieces.as_deref()));
+        let doc = match &ranking {
+            Some(r) => table.geo_metalink(e, r, pieces.as_deref()),
+            None => table.metalink(e, region, secure, pieces.as_deref()),
+        };
+        return metalink_response(doc);
     }
     let get = req.method == Method::GET;
     // A relay that did not hold the artifact sent the client back here (`odi-via=<relay>`):
@@ -244,7 +259,15 @@ async fn answer(
         table.view.as_ref().is_some_and(|v| via.iter().any(|n| v.network.relays.contains_key(n)))
     });
     let u = if e.candidates.len() > 1 { rand::thread_rng().gen::<f64>() } else { 0.0 };
-    if let Some((g, pos)) = e.choose(region, u, secure).filter(|_| !bounced) {
+    if let Some(r) = &ranking {
+        if let Some(pos) = e.geo_choose(r, u).filter(|_| !bounced) {
+            if get {
+                e.counter.hit();
+                dir.region_counter(region).hit();
+            }
+            return e.geo_redirect(r, pos, dir.max_links, get);
+        }
+    } else if let Some((g, pos)) = e.choose(region, u, secure).filter(|_| !bounced) {
         if get {
             e.counter.hit();
             dir.region_counter(region).hit();

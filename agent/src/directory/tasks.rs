@@ -45,6 +45,7 @@ pub async fn rebuild(dir: &Arc<DirectoryMode>) {
             healthy: &healthy,
             regions: &d.regions,
             stats: &d.stats,
+            geo: &d.geo,
         })
     })
     .await;
@@ -102,6 +103,12 @@ async fn probe_loop(dir: Arc<DirectoryMode>, shutdown: CancellationToken) {
         }
     };
     loop {
+        // A MaxMind database replaced on disk is picked up here; the table rebuilt after the
+        // round places relays with it. A file that does not load keeps the last good one.
+        for e in dir.geo.reload_if_changed() {
+            tracing::warn!(error = %e, "cannot reload a MaxMind database; keeping the last good one");
+            node.health().error(format!("MaxMind database: {e}"));
+        }
         if let Some(view) = node.view() {
             probe_round(&dir, &client, &view, ProbeSettings { timeout }).await;
         }

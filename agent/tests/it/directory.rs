@@ -682,6 +682,7 @@ fn fixed_table() -> (Table, Stats) {
         healthy: &healthy,
         regions: &regions,
         stats: &stats,
+        geo: &odi_agent::directory::geo::Geo::default(),
     });
     (table, stats)
 }

@@ -9,6 +9,7 @@ mod demo;
 mod directory;
 mod federation;
 mod flood;
+mod geo;
 mod publish;
 mod relay;
 mod schemas;

@@ -144,6 +144,9 @@ pub fn generate(artifacts: usize, relays: usize) -> NetworkBuilder {
                     ]
                 },
                 tags: if by_tag { vec![TAGS[i % TAGS.len()].into()] } else { vec![] },
+                location: None,
+                countries: vec![],
+                exclude_countries: vec![],
             },
         );
     }

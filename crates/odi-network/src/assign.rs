@@ -355,6 +355,9 @@ mod tests {
                     // Half subscribe by name, half by tag: both must count.
                     catalogs: if i % 2 == 0 { vec!["c".into()] } else { vec![] },
                     tags: if i % 2 == 0 { vec![] } else { vec!["t".into()] },
+                    location: None,
+                    countries: vec![],
+                    exclude_countries: vec![],
                 },
             );
         }

@@ -564,6 +564,54 @@ fn build(root: Root, docs: Vec<(String, Kind, Doc)>, problems: &mut Vec<Problem>
                 "subscribe to at least one catalog or tag",
             ));
         }
+        let code = |field: String, v: &str, problems: &mut Vec<Problem>| -> String {
+            if v.len() != 2 || !v.bytes().all(|b| b.is_ascii_alphabetic()) {
+                problems.push(Problem::field(
+                    file,
+                    field,
+                    format!("`{v}` is not a two-letter code"),
+                ));
+            }
+            v.to_ascii_uppercase()
+        };
+        let location = r.location.map(|l| {
+            let country = l.country.map(|c| code("location.country".into(), &c, problems));
+            let continent = l.continent.map(|c| code("location.continent".into(), &c, problems));
+            if l.latitude.is_some_and(|v| !(-90.0..=90.0).contains(&v)) {
+                problems.push(Problem::field(
+                    file,
+                    "location.latitude",
+                    "must be between -90 and 90",
+                ));
+            }
+            if l.longitude.is_some_and(|v| !(-180.0..=180.0).contains(&v)) {
+                problems.push(Problem::field(
+                    file,
+                    "location.longitude",
+                    "must be between -180 and 180",
+                ));
+            }
+            if l.latitude.is_some() != l.longitude.is_some() {
+                problems.push(Problem::field(
+                    file,
+                    "location",
+                    "give both latitude and longitude, or neither",
+                ));
+            }
+            crate::raw::RelayLocation { country, continent, ..l }
+        });
+        let countries: Vec<String> = r
+            .countries
+            .iter()
+            .enumerate()
+            .map(|(i, c)| code(format!("countries[{i}]"), c, problems))
+            .collect();
+        let exclude_countries: Vec<String> = r
+            .exclude_countries
+            .iter()
+            .enumerate()
+            .map(|(i, c)| code(format!("exclude_countries[{i}]"), c, problems))
+            .collect();
         if let Some(url) = url {
             out_relays.insert(
                 name.clone(),
@@ -577,6 +625,9 @@ fn build(root: Root, docs: Vec<(String, Kind, Doc)>, problems: &mut Vec<Problem>
                     directories: r.directories,
                     catalogs: r.catalogs,
                     tags: r.tags,
+                    location,
+                    countries,
+                    exclude_countries,
                 },
             );
         }

@@ -124,6 +124,12 @@ pub struct Relay {
     pub catalogs: Vec<String>,
     /// Catalogs subscribed by tag.
     pub tags: Vec<String>,
+    /// Where it says it is (validated: upper-case codes, coordinates in range).
+    pub location: Option<crate::raw::RelayLocation>,
+    /// Serves only clients of these countries (upper case); empty: everyone.
+    pub countries: Vec<String>,
+    /// Never serves clients of these countries (upper case).
+    pub exclude_countries: Vec<String>,
 }
 
 /// `base` joined with `rel` as a path below it: a base without a trailing slash is treated as

@@ -377,4 +377,36 @@ pub struct RelayFile {
     /// Catalogs it mirrors, by tag.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Where it is, for directories that place clients by a MaxMind database (same ASN, same
+    /// country, same continent, then distance). Without it, a directory looks the relay's
+    /// address up in its own database when the URL's host is an IP address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<RelayLocation>,
+    /// Serve only clients from these countries (ISO 3166-1 alpha-2); empty: everyone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub countries: Vec<String>,
+    /// Never serve clients from these countries (ISO 3166-1 alpha-2).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_countries: Vec<String>,
+}
+
+/// A relay's place, as its operator states it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RelayLocation {
+    /// ISO 3166-1 alpha-2 country code, such as `SE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// Continent code as MaxMind writes it: `AF`, `AN`, `AS`, `EU`, `NA`, `OC`, `SA`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continent: Option<String>,
+    /// Degrees north, -90 to 90.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latitude: Option<f64>,
+    /// Degrees east, -180 to 180.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longitude: Option<f64>,
+    /// Autonomous system number of its network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asn: Option<u32>,
 }

@@ -235,6 +235,9 @@ pub fn small_network() -> NetworkBuilder {
                 directories: dirs.iter().map(|d| (*d).to_owned()).collect(),
                 catalogs: if by_tag { vec![] } else { vec![CATALOG.into()] },
                 tags: if by_tag { vec![TAG.into()] } else { vec![] },
+                location: None,
+                countries: vec![],
+                exclude_countries: vec![],
             },
         );
     }
