@@ -353,7 +353,13 @@ mod tests {
         let (r, d) = rank(&jp, &au);
         assert_eq!(r.0, 3);
         assert!((d.unwrap() - 8150.0).abs() < 150.0, "{d:?}");
-        assert!(rank(&jp, &au).0 < rank(&jp, &se).0, "Tokyo is nearer Melbourne than Stockholm");
+        let us = Place {
+            country: code("US"),
+            continent: code("NA"),
+            coords: Some((41.9, -87.6)),
+            asn: None,
+        };
+        assert!(rank(&jp, &au).0 < rank(&jp, &us).0, "Tokyo is nearer Melbourne than Chicago");
         assert_eq!(rank(&Place::default(), &se).0, (4, 0));
 
         let s = Steer::from_query(Some("country=jp&avoid=SE,de&x=1"));
