@@ -79,7 +79,7 @@ async fn clients_get_relays_by_asn_country_continent_then_distance_from_a_real_g
     let places = [
         ("relay-1", place("SE", "EU", 59.33, 18.05, None)),
         ("relay-2", place("US", "NA", 41.88, -87.63, Some(64500))),
-        ("relay-3", place("AU", "OC", -37.81, 144.96, Some(64501))),
+        ("relay-3", place("AU", "OC", -33.87, 151.21, Some(64501))),
     ];
     for (name, p) in places {
         let r = b.relays.get_mut(name).unwrap();
@@ -130,7 +130,7 @@ async fn clients_get_relays_by_asn_country_continent_then_distance_from_a_real_g
         ),
         ("8.8.8.8", "", "relay-2", "the United States: same country"),
         ("200.160.0.8", "", "relay-2", "Brazil: Chicago is the nearest"),
-        ("202.12.27.33", "", "relay-3", "Japan: Melbourne is the nearest"),
+        ("202.12.27.33", "", "relay-3", "Japan: Sydney (7,800 km) is nearer than Stockholm (8,200 km)"),
         ("10.1.2.3", "", "relay-2", "a private address of AS64500: same network"),
         ("89.160.20.128", "?country=AU", "relay-3", "steered to Australia"),
         ("89.160.20.128", "?avoid=SE", "relay-2", "Sweden avoided: Chicago next"),
