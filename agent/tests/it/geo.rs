@@ -130,7 +130,12 @@ async fn clients_get_relays_by_asn_country_continent_then_distance_from_a_real_g
         ),
         ("8.8.8.8", "", "relay-2", "the United States: same country"),
         ("200.160.0.8", "", "relay-2", "Brazil: Chicago is the nearest"),
-        ("202.12.27.33", "", "relay-3", "Japan: Sydney (7,800 km) is nearer than Stockholm (8,200 km)"),
+        (
+            "202.12.27.33",
+            "",
+            "relay-3",
+            "Japan: Sydney (7,800 km) is nearer than Stockholm (8,200 km)",
+        ),
         ("10.1.2.3", "", "relay-2", "a private address of AS64500: same network"),
         ("89.160.20.128", "?country=AU", "relay-3", "steered to Australia"),
         ("89.160.20.128", "?avoid=SE", "relay-2", "Sweden avoided: Chicago next"),
