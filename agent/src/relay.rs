@@ -174,11 +174,7 @@ pub struct RelayPageDoc {
 /// A relay's one page: which network, which directories, what it holds, its status.
 pub async fn page(State(relay): State<Arc<RelayMode>>, req: Parts) -> Response<Body> {
     use maud::html;
-    let format = if req.uri.path().ends_with(".json") {
-        crate::web::Format::Json
-    } else {
-        crate::web::Format::of(&req.headers)
-    };
+    let format = crate::web::Format::of_request(req.uri.path(), &req.headers);
     crate::node::off_thread(move || {
         let node = &relay.node;
         let view = node.view();

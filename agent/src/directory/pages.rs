@@ -40,11 +40,7 @@ const TOP: usize = 20;
 
 /// `.json` twins are the same page as JSON.
 fn format_of(req: &Parts) -> Format {
-    if req.uri.path().ends_with(".json") {
-        Format::Json
-    } else {
-        Format::of(&req.headers)
-    }
+    Format::of_request(req.uri.path(), &req.headers)
 }
 
 fn page(title: &str, node: &str, current: &str, refresh: Option<u32>, body: Markup) -> String {
@@ -1057,13 +1053,8 @@ pub fn mirror_page(dir: &DirectoryMode, req: &Parts, remote: SocketAddr) -> Resp
         };
     }
     let region = dir.regions.region_of_request(remote.ip(), &req.headers);
-    let geo_client = (!dir.geo.is_empty() && region.is_none()).then(|| {
-        let steer = super::geo::Steer::from_query(req.uri.query());
-        let tls = req.extensions.get::<crate::http::Transport>().is_some_and(|t| t.tls);
-        let secure = dir.regions.secure_request(remote.ip(), tls, &req.headers);
-        let client = steer.apply(dir.geo.lookup(dir.regions.client_ip(remote.ip(), &req.headers)));
-        (client, steer, secure)
-    });
+    let (secure, placed) = super::serve::client_of(dir, req, remote, region);
+    let geo_client = placed.map(|(client, steer)| (client, steer, secure));
     let Some(doc) =
         mirror_list(dir, view, &parsed.catalog, artifact.path.as_str(), region, geo_client)
     else {

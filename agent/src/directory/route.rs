@@ -118,6 +118,15 @@ pub struct BuildInput<'a> {
     pub geo: &'a Geo,
 }
 
+/// A weight a draw can use: a zero, negative or absurd one counts as nothing.
+fn usable(w: f64) -> f64 {
+    if w.is_finite() && w > 0.0 {
+        w
+    } else {
+        0.0
+    }
+}
+
 fn header(s: &str) -> Option<HeaderValue> {
     HeaderValue::from_str(s).ok()
 }
@@ -366,13 +375,7 @@ fn group(region: Option<RegionId>, cands: &[Candidate], order: Vec<u16>, draw: u
         .all(|&i| cands[i as usize].weight.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater));
     for &i in &order[..draw] {
         let w = cands[i as usize].weight;
-        total += if all_zero {
-            1.0
-        } else if w.is_finite() && w > 0.0 {
-            w
-        } else {
-            0.0
-        };
+        total += if all_zero { 1.0 } else { usable(w) };
         cum.push(total);
     }
     let links = order
@@ -427,14 +430,7 @@ impl Entry {
         let weight_at = |pos: usize| -> f64 {
             match g.cum.get(pos) {
                 Some(c) => c - if pos == 0 { 0.0 } else { g.cum[pos - 1] },
-                None => {
-                    let w = self.candidates[g.order[pos] as usize].weight;
-                    if w.is_finite() && w > 0.0 {
-                        w
-                    } else {
-                        0.0
-                    }
-                }
+                None => usable(self.candidates[g.order[pos] as usize].weight),
             }
         };
         let https = |pos: &usize| self.candidates[g.order[*pos] as usize].https;
@@ -533,14 +529,7 @@ impl Entry {
     pub fn geo_choose(&self, ranking: &[(usize, Rank, Option<f64>)], u: f64) -> Option<usize> {
         let best = ranking.first()?.1;
         let tier = ranking.iter().take_while(|r| r.1 == best).count();
-        let w = |i: usize| {
-            let w = self.candidates[ranking[i].0].weight;
-            if w.is_finite() && w > 0.0 {
-                w
-            } else {
-                0.0
-            }
-        };
+        let w = |i: usize| usable(self.candidates[ranking[i].0].weight);
         let total: f64 = (0..tier).map(w).sum();
         if total <= 0.0 {
             return Some(0);

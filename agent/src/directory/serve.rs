@@ -230,14 +230,8 @@ async fn answer(
     } else {
         dir.regions.region_of_request(remote.ip(), &req.headers)
     };
-    let tls = req.extensions.get::<crate::http::Transport>().is_some_and(|t| t.tls);
-    let secure = dir.regions.secure_request(remote.ip(), tls, &req.headers);
-    // With MaxMind databases, a client the prefix map does not place is ranked by them.
-    let ranking = (!dir.geo.is_empty() && region.is_none()).then(|| {
-        let steer = Steer::from_query(req.uri.query());
-        let client = steer.apply(dir.geo.lookup(dir.regions.client_ip(remote.ip(), &req.headers)));
-        e.geo_ranking(&client, &steer, secure)
-    });
+    let (secure, placed) = client_of(dir, req, remote, region);
+    let ranking = placed.map(|(client, steer)| e.geo_ranking(&client, &steer, secure));
     if meta4 {
         let path = node.store.object_path(&e.sha256);
         let pieces = if node.store.contains(&e.sha256) {
@@ -284,6 +278,25 @@ async fn answer(
         );
     };
     fallback(node, dir, req, view, &e.catalog, artifact, Some(e), &e.counter, region).await
+}
+
+/// How relays are ranked for a request: whether it came over HTTPS (then only HTTPS relays),
+/// and, with MaxMind databases and no prefix-map region, where they place the client (with
+/// its `?country=` / `?avoid=` steering applied).
+pub(super) fn client_of(
+    dir: &DirectoryMode,
+    req: &Parts,
+    remote: SocketAddr,
+    region: Option<RegionId>,
+) -> (bool, Option<(super::geo::Place, Steer)>) {
+    let tls = req.extensions.get::<crate::http::Transport>().is_some_and(|t| t.tls);
+    let secure = dir.regions.secure_request(remote.ip(), tls, &req.headers);
+    let placed = (!dir.geo.is_empty() && region.is_none()).then(|| {
+        let steer = Steer::from_query(req.uri.query());
+        let ip = dir.regions.client_ip(remote.ip(), &req.headers);
+        (steer.apply(dir.geo.lookup(ip)), steer)
+    });
+    (secure, placed)
 }
 
 /// No relay can serve it: the directory's own copy, else a redirect to an HTTP origin.

@@ -82,6 +82,17 @@ impl Format {
     }
 }
 
+impl Format {
+    /// [`Format::of`], or JSON for a page's `.json` twin.
+    pub fn of_request(path: &str, headers: &HeaderMap) -> Self {
+        if path.ends_with(".json") {
+            Self::Json
+        } else {
+            Self::of(headers)
+        }
+    }
+}
+
 /// A page: its title, the navigation entry it belongs to, and the body.
 #[derive(Debug)]
 pub struct Page<'a> {
