@@ -261,6 +261,14 @@ pub fn http_client(
     connect_timeout: Duration,
     timeout: Option<Duration>,
 ) -> Result<reqwest::Client, FetchError> {
+    builder(role, connect_timeout, timeout).build().map_err(|source| FetchError::Client { source })
+}
+
+fn builder(
+    role: ClientRole,
+    connect_timeout: Duration,
+    timeout: Option<Duration>,
+) -> reqwest::ClientBuilder {
     let redirects = match role {
         ClientRole::Download => reqwest::redirect::Policy::limited(MAX_REDIRECTS),
         ClientRole::Probe => reqwest::redirect::Policy::none(),
@@ -278,7 +286,51 @@ pub fn http_client(
     if let Some(t) = timeout {
         b = b.timeout(t);
     }
-    b.build().map_err(|source| FetchError::Client { source })
+    b
+}
+
+/// An IP address family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// IPv4.
+    V4,
+    /// IPv6.
+    V6,
+}
+
+/// Resolves names to the addresses of one family only, so a client built with it reaches a
+/// dual-stack host over that family (an IP literal in a URL is not resolved: the caller
+/// picks the client of the literal's family).
+#[derive(Debug)]
+struct FamilyResolver(Family);
+
+impl reqwest::dns::Resolve for FamilyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let family = self.0;
+        Box::pin(async move {
+            let found = tokio::net::lookup_host((name.as_str(), 0)).await?;
+            let wanted: Vec<std::net::SocketAddr> = found
+                .filter(|a| (family == Family::V4) == a.ip().to_canonical().is_ipv4())
+                .collect();
+            if wanted.is_empty() {
+                let which = if family == Family::V4 { "IPv4" } else { "IPv6" };
+                return Err(format!("{} has no {which} address", name.as_str()).into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(wanted.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
+/// A probe client ([`ClientRole::Probe`]) that reaches names over `family` only.
+pub fn family_client(
+    connect_timeout: Duration,
+    family: Family,
+) -> Result<reqwest::Client, FetchError> {
+    builder(ClientRole::Probe, connect_timeout, None)
+        .dns_resolver(std::sync::Arc::new(FamilyResolver(family)))
+        .build()
+        .map_err(|source| FetchError::Client { source })
 }
 
 /// [`http_client`]'s blocking twin, for the tooling commands that read indexes and files

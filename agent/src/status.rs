@@ -134,6 +134,14 @@ pub struct RelayEntry {
     /// Its quota, as it reported it.
     #[serde(default)]
     pub quota: Option<u64>,
+    /// Its last probe over IPv4: `passed` or `failed: <why>`; `None` when not probed over
+    /// IPv4 (its URL is an IPv6 address, or its name has no IPv4 address).
+    #[serde(default)]
+    pub ipv4: Option<String>,
+    /// The same over IPv6. IPv6 clients are sent only to relays that passed over IPv6, and
+    /// IPv4 clients likewise.
+    #[serde(default)]
+    pub ipv6: Option<String>,
 }
 
 /// The routing table's state.

@@ -220,6 +220,10 @@ pub async fn start(
     let mut addrs = Vec::new();
     for listen in &node.config.listen {
         let mut sc = ServerConfig::new(*listen);
+        // `[::]:p` next to an IPv4 address on port p: each family on its own socket.
+        sc.v6_only = listen.is_ipv6()
+            && listen.port() != 0
+            && node.config.listen.iter().any(|o| o.is_ipv4() && o.port() == listen.port());
         sc.tls = node.config.tls.clone();
         sc.threads = node.config.http_threads;
         sc.max_connections = node.config.max_connections;

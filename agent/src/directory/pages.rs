@@ -21,6 +21,7 @@ use odi_network::model::{Catalog, Network};
 use odi_network::raw::ImportFormat;
 use serde::Serialize;
 
+use super::route::Serves;
 use super::stats::{ArtifactStat, HistoryDoc, StatsDoc};
 use super::DirectoryMode;
 use crate::artifact::path::{parse_artifact_path, ARTIFACT_PREFIX, INDEX_FILE};
@@ -371,6 +372,9 @@ fn relay_row(r: &RelayEntry, redirects: u64, total: u64) -> Markup {
             td {
                 (web::badge(r.healthy, "healthy", "unhealthy"))
                 @if let Some(why) = &r.reason { br; span class="muted" { (why) } }
+                @for (family, reach) in [("IPv4", &r.ipv4), ("IPv6", &r.ipv6)] {
+                    @if let Some(reach) = reach { br; span class="muted" { (family) " " (reach) } }
+                }
             }
             td { (lag) }
             td { @if let Some(t) = &r.last_probe { (t) } @else { span class="muted" { "never" } } }
@@ -809,6 +813,8 @@ pub struct MirrorEntry {
     pub assigned: bool,
     /// Its last passing probe listed exactly these bytes.
     pub holds: bool,
+    /// The address families it passed its last probe over (`IPv4`, `IPv6`).
+    pub families: Vec<&'static str>,
     /// Why it is not offered, when it is not.
     pub excluded: Option<String>,
 }
@@ -820,7 +826,8 @@ pub fn mirror_list(
     catalog: &str,
     path: &str,
     region: Option<super::region::RegionId>,
-    geo_client: Option<(super::geo::Place, super::geo::Steer, bool)>,
+    need: Serves,
+    geo_client: Option<(super::geo::Place, super::geo::Steer)>,
 ) -> Option<MirrorListDoc> {
     let net = &view.network;
     let artifact = net.artifact(catalog, path)?;
@@ -828,7 +835,7 @@ pub fn mirror_list(
     let table = dir.table();
     let decoded = format!("{ARTIFACT_PREFIX}{catalog}/{path}");
     let entry = table.get(&decoded).filter(|e| e.sha256 == artifact.sha256.0);
-    let ranking = entry.map(|e| e.ranking(region)).unwrap_or_default();
+    let ranking = entry.map(|e| e.ranking(region, need)).unwrap_or_default();
     let health = dir.relay_health();
     let assigned = view.assignment.holders(catalog, path);
     let region_name = region.and_then(|r| dir.regions.names().get(usize::from(r)).cloned());
@@ -854,12 +861,13 @@ pub fn mirror_list(
             healthy: true,
             assigned: assigned.contains(&&*c.relay),
             holds: true,
+            families: c.serves.families(),
             excluded,
         };
     let mut relays: Vec<MirrorEntry> = match (&geo_client, entry) {
         // Ranked by the MaxMind databases: tiers, distances, and the refused ones.
-        (Some((client, steer, secure)), Some(e)) => {
-            let ranked = e.geo_ranking(client, steer, *secure);
+        (Some((client, steer)), Some(e)) => {
+            let ranked = e.geo_ranking(client, steer, need);
             let best = ranked.first().map(|r| r.1);
             let tier_weight: f64 =
                 ranked.iter().filter(|r| Some(r.1) == best).map(|r| e.candidates[r.0].weight).sum();
@@ -884,7 +892,7 @@ pub fn mirror_list(
                 })
                 .collect();
             for c in &e.candidates {
-                if let Some(why) = e.refusal(c, client, steer, *secure) {
+                if let Some(why) = e.refusal(c, client, steer, need) {
                     let (r, km) = super::geo::rank(client, &c.place);
                     out.push(entry_of(
                         c,
@@ -898,11 +906,22 @@ pub fn mirror_list(
             }
             out
         }
-        _ => ranking
-            .iter()
-            .enumerate()
-            .map(|(i, (c, chance))| entry_of(c, Some(i + 1), *chance, tier(&c.region), None, None))
-            .collect(),
+        _ => {
+            let mut out: Vec<MirrorEntry> = ranking
+                .iter()
+                .enumerate()
+                .map(|(i, (c, chance))| {
+                    entry_of(c, Some(i + 1), *chance, tier(&c.region), None, None)
+                })
+                .collect();
+            // Healthy holders that do not offer what this client needs (HTTPS, its family).
+            for c in entry.map(|e| e.candidates.as_slice()).unwrap_or_default() {
+                if let Some(why) = c.serves.lack(need) {
+                    out.push(entry_of(c, None, 0.0, tier(&c.region), None, Some(why.into())));
+                }
+            }
+            out
+        }
     };
     let c = net.catalogs.get(catalog)?;
     for r in net.subscribers(c).filter(|r| r.directories.contains(me)) {
@@ -941,6 +960,7 @@ pub fn mirror_list(
             healthy,
             assigned: is_assigned,
             holds,
+            families: h.map(|h| h.families.serves().families()).unwrap_or_default(),
             excluded: Some(excluded),
         });
     }
@@ -950,7 +970,7 @@ pub fn mirror_list(
         size: artifact.size,
         sha256: hex::encode(artifact.sha256.0),
         client_region: region_name,
-        client_place: geo_client.as_ref().map(|(p, _, _)| {
+        client_place: geo_client.as_ref().map(|(p, _)| {
             let mut parts = Vec::new();
             if let Some(c) = p.country {
                 parts.push(format!("country {}", super::geo::text(c)));
@@ -1013,7 +1033,10 @@ fn mirror_html(node: &str, d: &MirrorListDoc) -> String {
                             td { (m.tier.unwrap_or("")) }
                             td class="num" { @if let Some(km) = m.distance_km { (km) " km" } }
                             td class="num" { (format!("{:.0}%", m.chance * 100.0)) }
-                            td { (web::badge(m.healthy, "healthy", "unhealthy")) }
+                            td {
+                                (web::badge(m.healthy, "healthy", "unhealthy"))
+                                @if !m.families.is_empty() { " " span class="muted" { (m.families.join(", ")) } }
+                            }
                             td { (m.excluded.as_deref().unwrap_or("")) }
                         }
                     }
@@ -1053,10 +1076,9 @@ pub fn mirror_page(dir: &DirectoryMode, req: &Parts, remote: SocketAddr) -> Resp
         };
     }
     let region = dir.regions.region_of_request(remote.ip(), &req.headers);
-    let (secure, placed) = super::serve::client_of(dir, req, remote, region);
-    let geo_client = placed.map(|(client, steer)| (client, steer, secure));
+    let (need, placed) = super::serve::client_of(dir, req, remote, region);
     let Some(doc) =
-        mirror_list(dir, view, &parsed.catalog, artifact.path.as_str(), region, geo_client)
+        mirror_list(dir, view, &parsed.catalog, artifact.path.as_str(), region, need, placed)
     else {
         return response::text(
             StatusCode::NOT_FOUND,

@@ -11,17 +11,25 @@
 //! in any one round with probability at least `CHECKS_PER_ROUND / W` (for a relay holding one
 //! 8 MiB object: 64 windows, found within 16 rounds, 1 in 16 per round). Damage a relay can see
 //! itself (a file changed on disk) is caught sooner, by the relay, when it next opens the file.
+//!
+//! Address families are probed apart: a relay known by an IP literal over that family only,
+//! one known by name over each family its name resolves to (IPv6 first). The whole probe runs
+//! over the first family that passes; every other family must answer the status as the same
+//! relay and pass the same content checks. Clients of a family are sent only to relays that
+//! passed over it (see [`super::route::Serves`]).
 
 use std::collections::HashMap;
 use std::io::SeekFrom;
 use std::sync::Arc;
 use std::time::Duration;
 
-use odi_network::model::Relay;
+use odi_network::model::{Network, Relay};
 use time::OffsetDateTime;
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+use url::Host;
 
-use super::route::{artifact_url, Held};
+use super::route::{artifact_url, Held, Serves};
+use crate::fetch::{family_client, Family, FetchError};
 use crate::node::View;
 use crate::store::Store;
 use crate::wire::Inventory;
@@ -108,6 +116,132 @@ pub struct Probed {
     pub store: (Option<u64>, Option<u64>),
 }
 
+/// How a relay answered over one address family at its last probe.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Reach {
+    /// Not probed over it: its URL is an address of the other family, or its name has no
+    /// address of this one.
+    #[default]
+    Absent,
+    /// Passed.
+    Passed,
+    /// Failed, and why.
+    Failed(String),
+}
+
+impl Reach {
+    /// `passed`, `failed: <why>`, or `None` when absent.
+    pub fn text(&self) -> Option<String> {
+        match self {
+            Reach::Absent => None,
+            Reach::Passed => Some("passed".into()),
+            Reach::Failed(why) => Some(format!("failed: {why}")),
+        }
+    }
+}
+
+/// How a relay answered over each family.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Families {
+    /// Over IPv4.
+    pub v4: Reach,
+    /// Over IPv6.
+    pub v6: Reach,
+}
+
+impl Families {
+    /// The families it passed over.
+    pub fn serves(&self) -> Serves {
+        let mut s = Serves::NONE;
+        if self.v4 == Reach::Passed {
+            s = s.with(Serves::V4);
+        }
+        if self.v6 == Reach::Passed {
+            s = s.with(Serves::V6);
+        }
+        s
+    }
+
+    fn set(&mut self, f: Family, r: Reach) {
+        match f {
+            Family::V4 => self.v4 = r,
+            Family::V6 => self.v6 = r,
+        }
+    }
+}
+
+/// What one probe of a relay found.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The whole probe: passed over at least one family, or the first failure.
+    pub result: Result<Probed, ProbeError>,
+    /// Each family's answer.
+    pub families: Families,
+    /// Where the next content checks start.
+    pub cursor: usize,
+}
+
+/// The probe's HTTP clients, one per family: each resolves names to its own family's
+/// addresses only, so a relay known by name is probed over each family apart.
+#[derive(Debug, Clone)]
+pub struct ProbeClients {
+    v4: reqwest::Client,
+    v6: reqwest::Client,
+}
+
+impl ProbeClients {
+    /// Clients that give up connecting after `timeout`.
+    pub fn new(timeout: Duration) -> Result<Self, FetchError> {
+        Ok(Self {
+            v4: family_client(timeout, Family::V4)?,
+            v6: family_client(timeout, Family::V6)?,
+        })
+    }
+
+    fn get(&self, f: Family) -> &reqwest::Client {
+        match f {
+            Family::V4 => &self.v4,
+            Family::V6 => &self.v6,
+        }
+    }
+}
+
+/// The families to probe a relay over, IPv6 first.
+async fn families_of(relay: &Relay, timeout: Duration) -> Result<Vec<Family>, ProbeError> {
+    let unreachable = |message: String| ProbeError::Unreachable { what: "status", message };
+    match relay.url.host() {
+        Some(Host::Ipv4(_)) => Ok(vec![Family::V4]),
+        Some(Host::Ipv6(_)) => Ok(vec![Family::V6]),
+        Some(Host::Domain(name)) => {
+            let port = relay.url.port_or_known_default().unwrap_or(80);
+            let found = tokio::time::timeout(timeout, tokio::net::lookup_host((name, port)))
+                .await
+                .map_err(|_| unreachable(format!("resolving {name}: timed out")))?
+                .map_err(|e| unreachable(format!("resolving {name}: {e}")))?;
+            let (mut v4, mut v6) = (false, false);
+            for a in found {
+                if a.ip().to_canonical().is_ipv4() {
+                    v4 = true;
+                } else {
+                    v6 = true;
+                }
+            }
+            let fams: Vec<Family> = [(v6, Family::V6), (v4, Family::V4)]
+                .into_iter()
+                .filter_map(|(has, f)| has.then_some(f))
+                .collect();
+            if fams.is_empty() {
+                return Err(unreachable(format!("{name} has no address")));
+            }
+            Ok(fams)
+        }
+        None => Err(ProbeError::Invalid {
+            what: "status",
+            message: format!("no host in {}", relay.url),
+        }),
+    }
+}
+
 /// One relay's probe settings.
 #[derive(Debug, Clone, Copy)]
 pub struct ProbeSettings {
@@ -162,21 +296,85 @@ async fn get_json<T: serde::de::DeserializeOwned>(
         .map_err(|e| ProbeError::Invalid { what, message: format!("not the expected JSON: {e}") })
 }
 
-/// Probes one relay against `view`. `cursor` rotates the content checks; the next value is
-/// returned with the outcome.
+/// Probes one relay against `view` over each of its families. `cursor` rotates the content
+/// checks; the next value comes with the outcome.
 pub async fn probe(
-    client: &reqwest::Client,
+    clients: &ProbeClients,
     relay: &Relay,
     view: &View,
     me: &str,
     store: &Store,
     cursor: usize,
     s: ProbeSettings,
-) -> (Result<Probed, ProbeError>, usize) {
-    match probe_inner(client, relay, view, me, store, cursor, s).await {
-        Ok((p, next)) => (Ok(p), next),
-        Err(e) => (Err(e), cursor),
+) -> Outcome {
+    let mut families = Families::default();
+    let fams = match families_of(relay, s.timeout).await {
+        Ok(f) => f,
+        Err(e) => {
+            let why = Reach::Failed(e.to_string());
+            families = Families { v4: why.clone(), v6: why };
+            return Outcome { result: Err(e), families, cursor };
+        }
+    };
+    let mut full: Option<(Probed, usize)> = None;
+    let mut first_err: Option<ProbeError> = None;
+    for f in fams {
+        let client = clients.get(f);
+        let r = match &full {
+            None => match probe_inner(client, relay, view, me, store, cursor, s).await {
+                Ok(p) => {
+                    full = Some(p);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
+            // The same relay over another family: the same name and the same bytes.
+            Some((p, _)) => match status(client, relay, s.timeout).await {
+                Ok(_) => content_checks(client, relay, &view.network, store, &p.held, cursor, s)
+                    .await
+                    .map(|_| ()),
+                Err(e) => Err(e),
+            },
+        };
+        match r {
+            Ok(()) => families.set(f, Reach::Passed),
+            Err(e) => {
+                families.set(f, Reach::Failed(e.to_string()));
+                first_err.get_or_insert(e);
+            }
+        }
     }
+    match (full, first_err) {
+        (Some((p, next)), _) => Outcome { result: Ok(p), families, cursor: next },
+        (None, Some(e)) => Outcome { result: Err(e), families, cursor },
+        (None, None) => unreachable!("at least one family is probed"),
+    }
+}
+
+/// The relay's status, checked to come from the relay of this name.
+async fn status(
+    client: &reqwest::Client,
+    relay: &Relay,
+    timeout: Duration,
+) -> Result<serde_json::Value, ProbeError> {
+    let url = join(relay, ".odi/v1/status", "status")?;
+    let status: serde_json::Value = get_json(client, url, "status", MAX_STATUS, timeout).await?;
+    if let Some(name) = status.get("name").and_then(|n| n.as_str()) {
+        if name != relay.name {
+            return Err(ProbeError::Invalid {
+                what: "status",
+                message: format!("the agent at {} is `{name}`, not `{}`", relay.url, relay.name),
+            });
+        }
+    }
+    Ok(status)
+}
+
+fn join(relay: &Relay, p: &str, what: &'static str) -> Result<url::Url, ProbeError> {
+    odi_network::model::url_under(&relay.url, p).ok_or_else(|| ProbeError::Invalid {
+        what,
+        message: format!("cannot join {p} to {}", relay.url),
+    })
 }
 
 async fn probe_inner(
@@ -188,28 +386,11 @@ async fn probe_inner(
     cursor: usize,
     s: ProbeSettings,
 ) -> Result<(Probed, usize), ProbeError> {
-    let join = |p: &str, what: &'static str| {
-        odi_network::model::url_under(&relay.url, p).ok_or_else(|| ProbeError::Invalid {
-            what,
-            message: format!("cannot join {p} to {}", relay.url),
-        })
-    };
-
-    let status: serde_json::Value =
-        get_json(client, join(".odi/v1/status", "status")?, "status", MAX_STATUS, s.timeout)
-            .await?;
-    if let Some(name) = status.get("name").and_then(|n| n.as_str()) {
-        if name != relay.name {
-            return Err(ProbeError::Invalid {
-                what: "status",
-                message: format!("the agent at {} is `{name}`, not `{}`", relay.url, relay.name),
-            });
-        }
-    }
+    let status = status(client, relay, s.timeout).await?;
     // The inventory can be large; it gets a longer deadline than the small requests.
     let inv: Inventory = get_json(
         client,
-        join(".odi/v1/inventory", "inventory")?,
+        join(relay, ".odi/v1/inventory", "inventory")?,
         "inventory",
         MAX_INVENTORY,
         s.timeout * 4,
@@ -248,7 +429,24 @@ async fn probe_inner(
             held.insert((item.catalog.clone(), item.path.clone()), sha);
         }
     }
+    let (checks, next) = content_checks(client, relay, net, store, &held, cursor, s).await?;
+    let store = status.get("store");
+    let figure = |k: &str| store.and_then(|s| s.get(k)).and_then(serde_json::Value::as_u64);
+    let store = (figure("bytes"), figure("quota"));
+    Ok((Probed { commit: inv.commit, listed: inv.artifacts.len(), held, checks, store }, next))
+}
 
+/// Compares the next `CHECKS_PER_ROUND` windows from `cursor` of what the relay holds with
+/// the directory's verified copy: (checks passed, the next cursor).
+async fn content_checks(
+    client: &reqwest::Client,
+    relay: &Relay,
+    net: &Network,
+    store: &Store,
+    held: &Held,
+    cursor: usize,
+    s: ProbeSettings,
+) -> Result<(usize, usize), ProbeError> {
     // Content checks over what the directory can compare (it holds the bytes) and what has
     // bytes to compare, rotating through them in a stable order.
     let mut checkable: Vec<(&(String, String), &[u8; 32], u64)> = held
@@ -285,10 +483,7 @@ async fn probe_inner(
         checks += 1;
     }
     let next = if total == 0 { 0 } else { (cursor + n) % total };
-    let store = status.get("store");
-    let figure = |k: &str| store.and_then(|s| s.get(k)).and_then(serde_json::Value::as_u64);
-    let store = (figure("bytes"), figure("quota"));
-    Ok((Probed { commit: inv.commit, listed: inv.artifacts.len(), held, checks, store }, next))
+    Ok((checks, next))
 }
 
 /// The directory's own bytes `offset..offset+len` of an object; `None` if it is gone (garbage
@@ -389,22 +584,21 @@ pub struct RelayHealth {
     pub cursor: usize,
     /// Consecutive failed probes.
     pub failures: u32,
+    /// How it answered over each address family at the last probe.
+    pub families: Families,
 }
 
 impl RelayHealth {
     /// Records a probe outcome; returns whether the relay's routability changed.
-    pub fn record(
-        &mut self,
-        outcome: Result<Probed, ProbeError>,
-        cursor: usize,
-        now: OffsetDateTime,
-    ) -> bool {
+    pub fn record(&mut self, outcome: Outcome, now: OffsetDateTime) -> bool {
         let was = self.healthy;
         self.last_probe = Some(now);
-        self.cursor = cursor;
-        match outcome {
+        self.cursor = outcome.cursor;
+        let families_changed = self.families.serves() != outcome.families.serves();
+        self.families = outcome.families;
+        match outcome.result {
             Ok(p) => {
-                let changed = !was || *self.held != p.held;
+                let changed = !was || families_changed || *self.held != p.held;
                 self.healthy = true;
                 self.reason = None;
                 self.last_healthy = Some(now);

@@ -26,6 +26,79 @@ use crate::node::View;
 /// What a relay proved it holds at its last passing probe: (catalog, path) to SHA-256.
 pub type Held = HashMap<(String, String), [u8; 32]>;
 
+/// Healthy relays: what each holds, and the address families it answered its probe on.
+pub type Healthy = HashMap<String, (Arc<Held>, Serves)>;
+
+/// What a relay offers a client, or what a client needs of a relay, as a set: HTTPS, and
+/// the address families (a relay is offered only over a family it answered its probe on; a
+/// client needs its own). A candidate fits a client when its set covers the client's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Serves(u8);
+
+impl Serves {
+    /// Nothing.
+    pub const NONE: Serves = Serves(0);
+    /// HTTPS.
+    pub const HTTPS: Serves = Serves(1);
+    /// IPv4.
+    pub const V4: Serves = Serves(2);
+    /// IPv6.
+    pub const V6: Serves = Serves(4);
+    /// Both families.
+    pub const DUAL: Serves = Serves(2 | 4);
+    /// Everything (the meet of no candidates).
+    const ALL: Serves = Serves(1 | 2 | 4);
+
+    /// Both sets.
+    #[must_use]
+    pub const fn with(self, other: Serves) -> Serves {
+        Serves(self.0 | other.0)
+    }
+
+    /// Every item of `need` is in `self`.
+    #[inline]
+    pub const fn covers(self, need: Serves) -> bool {
+        self.0 & need.0 == need.0
+    }
+
+    /// What a client needs: HTTPS when it came over HTTPS, and the family of its address (an
+    /// IPv4-mapped IPv6 address is IPv4).
+    #[inline]
+    pub fn client(secure: bool, ip: std::net::IpAddr) -> Serves {
+        let family = if ip.to_canonical().is_ipv4() { Serves::V4 } else { Serves::V6 };
+        if secure {
+            family.with(Serves::HTTPS)
+        } else {
+            family
+        }
+    }
+
+    /// The first thing of `need` that `self` lacks, in words: why a candidate is refused.
+    pub fn lack(self, need: Serves) -> Option<&'static str> {
+        if need.covers(Serves::HTTPS) && !self.covers(Serves::HTTPS) {
+            Some("serves plain HTTP and the client came over HTTPS")
+        } else if need.covers(Serves::V6) && !self.covers(Serves::V6) {
+            Some("did not answer its last probe over IPv6, and the client came over IPv6")
+        } else if need.covers(Serves::V4) && !self.covers(Serves::V4) {
+            Some("did not answer its last probe over IPv4, and the client came over IPv4")
+        } else {
+            None
+        }
+    }
+
+    /// The families, as `IPv4`, `IPv6` or `IPv4, IPv6`.
+    pub fn families(self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.covers(Serves::V4) {
+            v.push("IPv4");
+        }
+        if self.covers(Serves::V6) {
+            v.push("IPv6");
+        }
+        v
+    }
+}
+
 /// A relay that may serve an artifact.
 #[derive(Debug)]
 pub struct Candidate {
@@ -37,8 +110,8 @@ pub struct Candidate {
     pub url: Box<str>,
     /// Weight (its quota).
     pub weight: f64,
-    /// It serves over HTTPS: the only kind an HTTPS client is sent to.
-    pub https: bool,
+    /// HTTPS or not, and the families it answered its last probe on.
+    pub serves: Serves,
     /// Where it is (from its relay file, else the directory's databases).
     pub place: Place,
     /// Serves only clients of these countries; empty: everyone.
@@ -79,8 +152,9 @@ pub struct Entry {
     pub candidates: Vec<Candidate>,
     /// This artifact's counter in [`Stats`], kept across rebuilds; one hit per GET routed.
     pub counter: Arc<Counter>,
-    /// Some candidates serve plain HTTP and some HTTPS (HTTPS clients then draw among fewer).
-    mixed: bool,
+    /// What every candidate offers: a client that needs no more is drawn for without
+    /// looking at each candidate (the common case); others draw among fewer.
+    common: Serves,
     groups: Vec<Group>,
     digest: HeaderValue,
     repr_digest: HeaderValue,
@@ -108,8 +182,8 @@ pub struct BuildInput<'a> {
     pub view: &'a Arc<View>,
     /// This directory's name.
     pub me: &'a str,
-    /// Healthy relays and what they hold.
-    pub healthy: &'a HashMap<String, Arc<Held>>,
+    /// Healthy relays, what they hold, and the families they answered on.
+    pub healthy: &'a Healthy,
     /// Turns relay regions into the ids that candidates are grouped by for client regions.
     pub regions: &'a RegionMap,
     /// Hands out the artifact and relay counters, which outlive any one table.
@@ -160,7 +234,7 @@ impl Table {
         // this commit. A relay that lags (older commit) or never got the artifact is simply
         // absent here, so it can never be sent a request for it.
         let mut holders: HashMap<(&str, &str), Vec<&str>> = HashMap::new();
-        for (name, held) in input.healthy {
+        for (name, (held, _)) in input.healthy {
             for ((c, p), sha) in held.iter() {
                 if !me.catalogs.iter().any(|mc| mc == c) {
                     continue;
@@ -202,7 +276,9 @@ impl Table {
                         region: relay.region.as_str().into(),
                         url: url.as_str().into(),
                         weight: relay.quota.0 as f64,
-                        https: url.scheme() == "https",
+                        serves: input.healthy.get(n).map_or(Serves::NONE, |h| h.1).with(
+                            if url.scheme() == "https" { Serves::HTTPS } else { Serves::NONE },
+                        ),
                         place: places.get(n).copied().unwrap_or_default(),
                         only: codes(&relay.countries),
                         never: codes(&relay.exclude_countries),
@@ -211,8 +287,7 @@ impl Table {
                     });
                 }
                 let groups = groups(&candidates, input.regions);
-                let mixed =
-                    candidates.iter().any(|c| c.https) && candidates.iter().any(|c| !c.https);
+                let common = candidates.iter().fold(Serves::ALL, |m, c| Serves(m.0 & c.serves.0));
                 let own = artifact_url(&me.url, &catalog.name, path)
                     .map(|u| u.to_string())
                     .unwrap_or_else(|| raw.clone());
@@ -243,7 +318,7 @@ impl Table {
                     published: a.published,
                     candidates,
                     counter: input.stats.artifact(&catalog.name, path),
-                    mixed,
+                    common,
                     groups,
                     digest,
                     repr_digest,
@@ -313,12 +388,13 @@ impl Table {
 
     /// Renders the Metalink of an entry for a client of `region`: its ranked relays, then the
     /// directory itself.
-    /// `secure`: the client came over HTTPS, so only HTTPS relays are listed.
+    /// `need`: what the client needs of a relay (see [`Serves::client`]); only relays that
+    /// offer it are listed.
     pub fn metalink(
         &self,
         e: &Entry,
         region: Option<RegionId>,
-        secure: bool,
+        need: Serves,
         pieces: Option<&super::pieces::Pieces>,
     ) -> String {
         let g = e.group(region);
@@ -327,7 +403,7 @@ impl Table {
                 g.order
                     .iter()
                     .map(|&i| &e.candidates[i as usize])
-                    .filter(|c| c.https || !secure)
+                    .filter(|c| c.serves.covers(need))
                     .map(|c| MetaUrl { url: &c.url, location: Some(&c.region) })
                     .collect()
             })
@@ -405,18 +481,19 @@ impl Entry {
     /// among the relays of the client's region when there are any, else among all.
     /// Returns the group and the position in its order.
     ///
-    /// `secure`: the client came over HTTPS; it is sent only to an HTTPS relay (by weight among
-    /// those of the first tier, else among every HTTPS candidate), or to none.
+    /// `need`: what the client needs (see [`Serves::client`]); it is sent only to a relay that
+    /// offers it (by weight among those of the first tier, else among every such candidate),
+    /// or to none.
     #[inline]
     pub fn choose(
         &self,
         region: Option<RegionId>,
         u: f64,
-        secure: bool,
+        need: Serves,
     ) -> Option<(&Group, usize)> {
         let g = self.group(region)?;
-        if secure && (self.mixed || !self.candidates.first().is_some_and(|c| c.https)) {
-            return self.choose_https(g, u).map(|pos| (g, pos));
+        if !self.common.covers(need) {
+            return self.choose_where(g, u, need).map(|pos| (g, pos));
         }
         let total = *g.cum.last()?;
         let x = u * total;
@@ -424,28 +501,23 @@ impl Entry {
         Some((g, pos))
     }
 
-    /// A position in `g.order` of an HTTPS candidate, drawn by weight: among the drawn tier
-    /// first, then among all. No allocation: candidate lists are a few relays.
-    fn choose_https(&self, g: &Group, u: f64) -> Option<usize> {
-        let weight_at = |pos: usize| -> f64 {
-            match g.cum.get(pos) {
-                Some(c) => c - if pos == 0 { 0.0 } else { g.cum[pos - 1] },
-                None => usable(self.candidates[g.order[pos] as usize].weight),
-            }
-        };
-        let https = |pos: &usize| self.candidates[g.order[*pos] as usize].https;
+    /// A position in `g.order` of a candidate that offers `need`, drawn by weight: among the
+    /// drawn tier first, then among all. No allocation: candidate lists are a few relays.
+    fn choose_where(&self, g: &Group, u: f64, need: Serves) -> Option<usize> {
+        let weight_at = |pos: usize| self.weight_at(g, pos);
+        let fits = |pos: &usize| self.candidates[g.order[*pos] as usize].serves.covers(need);
         for range in [0..g.cum.len(), 0..g.order.len()] {
-            let total: f64 = range.clone().filter(https).map(weight_at).sum();
+            let total: f64 = range.clone().filter(fits).map(weight_at).sum();
             let mut first = None;
             let mut acc = 0.0;
-            for pos in range.clone().filter(https) {
+            for pos in range.clone().filter(fits) {
                 first.get_or_insert(pos);
                 acc += weight_at(pos);
                 if total > 0.0 && u * total < acc {
                     return Some(pos);
                 }
             }
-            // Only zero weights: the first HTTPS candidate rather than none.
+            // Only zero weights: the first fitting candidate rather than none.
             if first.is_some() {
                 return first;
             }
@@ -453,22 +525,39 @@ impl Entry {
         None
     }
 
-    /// For a client of `region`: every candidate in the order it is offered (redirect, then
-    /// `Link` and Metalink alternatives), with its chance of being the redirect target (zero
-    /// for the ones only offered as alternatives: other regions' relays when the client's
-    /// region has some).
-    pub fn ranking(&self, region: Option<RegionId>) -> Vec<(&Candidate, f64)> {
+    /// The weight position `pos` of `g` is drawn with (as the group's cumulative weights
+    /// count it within the tier).
+    fn weight_at(&self, g: &Group, pos: usize) -> f64 {
+        match g.cum.get(pos) {
+            Some(c) => c - if pos == 0 { 0.0 } else { g.cum[pos - 1] },
+            None => usable(self.candidates[g.order[pos] as usize].weight),
+        }
+    }
+
+    /// For a client of `region` that needs `need`: every candidate that offers it, in the
+    /// order it is offered (redirect, then `Link` and Metalink alternatives), with its chance
+    /// of being the redirect target, as [`Entry::choose`] draws (zero for the ones only offered
+    /// as alternatives: other regions' relays when the client's region has some that fit).
+    pub fn ranking(&self, region: Option<RegionId>, need: Serves) -> Vec<(&Candidate, f64)> {
         let Some(g) = self.group(region) else { return Vec::new() };
-        let total = g.cum.last().copied().unwrap_or(0.0);
-        g.order
-            .iter()
-            .enumerate()
-            .map(|(pos, &i)| {
-                let share = match (g.cum.get(pos), total > 0.0) {
-                    (Some(c), true) => (c - if pos == 0 { 0.0 } else { g.cum[pos - 1] }) / total,
-                    _ => 0.0,
+        let fits = |pos: &usize| self.candidate(g, *pos).serves.covers(need);
+        let tier = 0..g.cum.len();
+        let drawn = if tier.clone().any(|p| fits(&p)) { tier } else { 0..g.order.len() };
+        let total: f64 = drawn.clone().filter(fits).map(|p| self.weight_at(g, p)).sum();
+        let first = drawn.clone().find(fits);
+        (0..g.order.len())
+            .filter(fits)
+            .map(|pos| {
+                let share = if !drawn.contains(&pos) {
+                    0.0
+                } else if total > 0.0 {
+                    self.weight_at(g, pos) / total
+                } else if Some(pos) == first {
+                    1.0
+                } else {
+                    0.0
                 };
-                (&self.candidates[i as usize], share)
+                (self.candidate(g, pos), share)
             })
             .collect()
     }
@@ -480,10 +569,10 @@ impl Entry {
         c: &Candidate,
         client: &Place,
         steer: &Steer,
-        secure: bool,
+        need: Serves,
     ) -> Option<String> {
-        if secure && !c.https {
-            return Some("serves plain HTTP and the client came over HTTPS".into());
+        if let Some(why) = c.serves.lack(need) {
+            return Some(why.into());
         }
         if !c.only.is_empty() && !client.country.is_some_and(|k| c.only.contains(&k)) {
             let list: Vec<String> = c.only.iter().map(|k| geo::text(*k)).collect();
@@ -504,13 +593,13 @@ impl Entry {
         &self,
         client: &Place,
         steer: &Steer,
-        secure: bool,
+        need: Serves,
     ) -> Vec<(usize, Rank, Option<f64>)> {
         let mut out: Vec<(usize, Rank, Option<f64>)> = self
             .candidates
             .iter()
             .enumerate()
-            .filter(|(_, c)| self.refusal(c, client, steer, secure).is_none())
+            .filter(|(_, c)| self.refusal(c, client, steer, need).is_none())
             .map(|(i, c)| {
                 let (r, d) = geo::rank(client, &c.place);
                 (i, r, d)
@@ -589,12 +678,12 @@ impl Entry {
         pos: usize,
         max_links: usize,
         count: bool,
-        secure: bool,
+        need: Serves,
     ) -> Response<Body> {
         let mut resp = response::empty(StatusCode::FOUND);
         let h = resp.headers_mut();
         h.reserve(6 + max_links.min(g.links.len()));
-        self.redirect_headers(g, pos, max_links, count, secure, |name, value| {
+        self.redirect_headers(g, pos, max_links, count, need, |name, value| {
             h.append(name, value.clone());
         });
         resp
@@ -608,13 +697,11 @@ impl Entry {
         pos: usize,
         max_links: usize,
         count: bool,
-        secure: bool,
+        need: Serves,
         out: &mut Vec<u8>,
     ) {
         let mut r = PlainResponse::new(out, StatusCode::FOUND);
-        self.redirect_headers(g, pos, max_links, count, secure, |name, value| {
-            r.header(&name, value)
-        });
+        self.redirect_headers(g, pos, max_links, count, need, |name, value| r.header(&name, value));
         r.finish_empty();
     }
 
@@ -626,13 +713,13 @@ impl Entry {
         pos: usize,
         max_links: usize,
         count: bool,
-        secure: bool,
+        need: Serves,
         mut put: impl FnMut(HeaderName, &HeaderValue),
     ) {
         let c = self.candidate(g, pos);
         put(LOCATION, &c.location);
         put(CACHE_CONTROL, &PRIVATE_NO_CACHE);
-        let listed = |i: &usize| *i != pos && (!secure || self.candidate(g, *i).https);
+        let listed = |i: &usize| *i != pos && self.candidate(g, *i).serves.covers(need);
         for (_, link) in g.links.iter().enumerate().filter(|(i, _)| listed(i)).take(max_links) {
             put(LINK, link);
         }
@@ -750,13 +837,14 @@ pub(crate) mod tests {
         })
     }
 
-    pub(crate) fn holding(net: &Network, names: &[&str]) -> HashMap<String, Arc<Held>> {
+    /// Relays that hold every artifact of `c` and answered over both families.
+    pub(crate) fn holding(net: &Network, names: &[&str]) -> Healthy {
         let held: Held = net.catalogs["c"]
             .live()
             .map(|a| (("c".to_owned(), a.path.as_str().to_owned()), a.sha256.0))
             .collect();
         let held = Arc::new(held);
-        names.iter().map(|n| ((*n).to_owned(), held.clone())).collect()
+        names.iter().map(|n| ((*n).to_owned(), (held.clone(), Serves::DUAL))).collect()
     }
 
     fn regions() -> RegionMap {
@@ -777,7 +865,10 @@ pub(crate) mod tests {
         // r3 lags: it holds a.bin with other bytes and nothing else.
         healthy.insert(
             "r3".into(),
-            Arc::new(HashMap::from([(("c".to_owned(), "a.bin".to_owned()), [9u8; 32])])),
+            (
+                Arc::new(HashMap::from([(("c".to_owned(), "a.bin".to_owned()), [9u8; 32])])),
+                Serves::DUAL,
+            ),
         );
         let stats = Stats::in_memory();
         let t = Table::build(&BuildInput {
@@ -797,9 +888,9 @@ pub(crate) mod tests {
         assert!(t.get("/r/c/dir/b c.bin").is_some());
         assert!(t.get("/r/c/nope").is_none());
         let (g, pos) =
-            e.choose(regions().lookup("10.2.0.1".parse().unwrap()), 0.99, false).unwrap();
+            e.choose(regions().lookup("10.2.0.1".parse().unwrap()), 0.99, Serves::V4).unwrap();
         assert_eq!(&*e.candidate(g, pos).relay, "r2", "a us client goes to the us relay");
-        let r = e.redirect(g, pos, 5, true, false);
+        let r = e.redirect(g, pos, 5, true, Serves::V4);
         assert_eq!(r.status(), 302);
         assert_eq!(r.headers()[LOCATION], "https://r2.example/mirror/r/c/a.bin");
         let links: Vec<_> =
@@ -838,7 +929,7 @@ pub(crate) mod tests {
         let count = |region: Option<RegionId>| {
             let mut n: HashMap<String, u32> = HashMap::new();
             for i in 0..4000 {
-                let (g, pos) = e.choose(region, (i as f64 + 0.5) / 4000.0, false).unwrap();
+                let (g, pos) = e.choose(region, (i as f64 + 0.5) / 4000.0, Serves::V4).unwrap();
                 *n.entry(e.candidate(g, pos).relay.to_string()).or_default() += 1;
             }
             n
@@ -870,9 +961,10 @@ pub(crate) mod tests {
         });
         let e = t.get("/r/c/a.bin").unwrap();
         let draws = |region: Option<RegionId>, secure: bool| {
+            let need = if secure { Serves::V4.with(Serves::HTTPS) } else { Serves::V4 };
             let mut n: HashMap<String, u32> = HashMap::new();
             for i in 0..400 {
-                let (g, pos) = e.choose(region, (i as f64 + 0.5) / 400.0, secure).unwrap();
+                let (g, pos) = e.choose(region, (i as f64 + 0.5) / 400.0, need).unwrap();
                 *n.entry(e.candidate(g, pos).relay.to_string()).or_default() += 1;
             }
             n
@@ -891,13 +983,14 @@ pub(crate) mod tests {
                 want.iter().map(|(r, n)| ((*r).to_owned(), *n)).collect();
             assert_eq!(draws(rm.id(region), *secure), want, "{region} secure={secure}");
         }
-        let (g, pos) = e.choose(rm.id("eu"), 0.0, true).unwrap();
-        let r = e.redirect(g, pos, 5, false, true);
+        let https = Serves::V4.with(Serves::HTTPS);
+        let (g, pos) = e.choose(rm.id("eu"), 0.0, https).unwrap();
+        let r = e.redirect(g, pos, 5, false, https);
         let links: Vec<_> = r.headers().get_all(LINK).iter().map(|v| v.to_str().unwrap()).collect();
         assert!(links.iter().all(|l| !l.contains("http://")), "no plain-HTTP Link: {links:?}");
-        let doc = t.metalink(e, rm.id("eu"), true, None);
+        let doc = t.metalink(e, rm.id("eu"), https, None);
         assert!(doc.contains("https://e1.example/") && !doc.contains("http://plain"), "{doc}");
-        assert!(t.metalink(e, rm.id("eu"), false, None).contains("http://plain-e2.example/"));
+        assert!(t.metalink(e, rm.id("eu"), Serves::V4, None).contains("http://plain-e2.example/"));
 
         // Only plain-HTTP relays: an HTTPS client gets none (the directory answers it itself).
         let net = network(&[("plain-a", "eu", 1)]);
@@ -912,8 +1005,67 @@ pub(crate) mod tests {
             geo: &Geo::default(),
         });
         let e = t.get("/r/c/a.bin").unwrap();
-        assert!(e.choose(rm.id("eu"), 0.5, true).is_none());
-        assert!(e.choose(rm.id("eu"), 0.5, false).is_some());
+        assert!(e.choose(rm.id("eu"), 0.5, https).is_none());
+        assert!(e.choose(rm.id("eu"), 0.5, Serves::V4).is_some());
+    }
+
+    #[test]
+    fn clients_go_only_to_relays_of_their_family_and_the_ranking_says_so() {
+        let net = network(&[("v4", "eu", 1), ("v6", "eu", 3), ("dual", "us", 4)]);
+        let v = view(net.clone());
+        let mut healthy = holding(&net, &["v4", "v6", "dual"]);
+        healthy.get_mut("v4").unwrap().1 = Serves::V4;
+        healthy.get_mut("v6").unwrap().1 = Serves::V6;
+        let (stats, rm) = (Stats::in_memory(), regions());
+        let t = Table::build(&BuildInput {
+            view: &v,
+            me: "dir",
+            healthy: &healthy,
+            regions: &rm,
+            stats: &stats,
+            geo: &Geo::default(),
+        });
+        let e = t.get("/r/c/a.bin").unwrap();
+        // (client region, need, relay -> draws out of 400)
+        type Case<'a> = (&'a str, Serves, &'a [(&'a str, u32)]);
+        let cases: &[Case<'_>] = &[
+            // The eu tier has one relay of each family: each family's clients get theirs.
+            ("eu", Serves::V4, &[("v4", 400)]),
+            ("eu", Serves::V6, &[("v6", 400)]),
+            ("us", Serves::V6, &[("dual", 400)]),
+            ("us", Serves::V4, &[("dual", 400)]),
+        ];
+        for (region, need, want) in cases {
+            let mut n: HashMap<String, u32> = HashMap::new();
+            for i in 0..400 {
+                let (g, pos) = e.choose(rm.id(region), (i as f64 + 0.5) / 400.0, *need).unwrap();
+                *n.entry(e.candidate(g, pos).relay.to_string()).or_default() += 1;
+            }
+            let want: HashMap<String, u32> =
+                want.iter().map(|(r, n)| ((*r).to_owned(), *n)).collect();
+            assert_eq!(n, want, "{region} {need:?}");
+            // The mirror list's chances are the draw's.
+            let ranking = e.ranking(rm.id(region), *need);
+            for (c, share) in &ranking {
+                assert!(c.serves.covers(*need), "{} offered to {need:?}", c.relay);
+                let drawn = f64::from(n.get(&*c.relay).copied().unwrap_or(0)) / 400.0;
+                assert!((share - drawn).abs() < 1e-9, "{region} {need:?} {}: {share}", c.relay);
+            }
+            let (g, pos) = e.choose(rm.id(region), 0.0, *need).unwrap();
+            let r = e.redirect(g, pos, 5, false, *need);
+            for l in r.headers().get_all(LINK) {
+                let l = l.to_str().unwrap();
+                let refused = e.candidates.iter().filter(|c| !c.serves.covers(*need));
+                for c in refused {
+                    assert!(!l.contains(&*c.url), "{need:?} offered {l}");
+                }
+            }
+        }
+        assert_eq!(
+            Serves::V4.lack(Serves::client(false, "2001:db8::1".parse().unwrap())),
+            Some("did not answer its last probe over IPv6, and the client came over IPv6")
+        );
+        assert_eq!(Serves::client(false, "::ffff:10.0.0.1".parse().unwrap()), Serves::V4);
     }
 
     #[test]
@@ -931,8 +1083,8 @@ pub(crate) mod tests {
         });
         let e = t.get("/r/c/a.bin").unwrap();
         assert!(e.candidates.is_empty());
-        assert!(e.choose(None, 0.5, false).is_none());
-        let doc = t.metalink(e, None, false, None);
+        assert!(e.choose(None, 0.5, Serves::V4).is_none());
+        let doc = t.metalink(e, None, Serves::V4, None);
         assert!(
             doc.contains("<url location=\"eu\" priority=\"1\">https://dir.example/r/c/a.bin</url>"),
             "{doc}"

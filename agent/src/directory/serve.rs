@@ -15,7 +15,7 @@ use rand::Rng as _;
 
 use super::geo::Steer;
 use super::region::RegionId;
-use super::route::{Entry, Table};
+use super::route::{Entry, Serves, Table};
 use super::stats::Counter;
 use super::{federation, metalink, DirectoryMode};
 use crate::artifact::path::{ARTIFACT_PREFIX, META4_SUFFIX};
@@ -109,11 +109,12 @@ fn answer_plain(dir: &DirectoryMode, req: &PlainRequest<'_>, out: &mut Vec<u8>) 
     if region.is_none() && !dir.geo.is_empty() {
         return false;
     }
-    let secure = dir.regions.secure_plain(req);
+    let client = dir.regions.client_ip_from(req.remote.ip(), req.header_values("x-forwarded-for"));
+    let need = Serves::client(dir.regions.secure_plain(req), client);
     let u = if e.candidates.len() > 1 { rand::thread_rng().gen::<f64>() } else { 0.0 };
-    let Some((g, pos)) = e.choose(region, u, secure) else { return false };
+    let Some((g, pos)) = e.choose(region, u, need) else { return false };
     let get = !req.head;
-    e.write_redirect(g, pos, dir.max_links, get, secure, out);
+    e.write_redirect(g, pos, dir.max_links, get, need, out);
     if get {
         e.counter.hit();
         dir.region_counter(region).hit();
@@ -230,8 +231,8 @@ async fn answer(
     } else {
         dir.regions.region_of_request(remote.ip(), &req.headers)
     };
-    let (secure, placed) = client_of(dir, req, remote, region);
-    let ranking = placed.map(|(client, steer)| e.geo_ranking(&client, &steer, secure));
+    let (need, placed) = client_of(dir, req, remote, region);
+    let ranking = placed.map(|(client, steer)| e.geo_ranking(&client, &steer, need));
     if meta4 {
         let path = node.store.object_path(&e.sha256);
         let pieces = if node.store.contains(&e.sha256) {
@@ -241,7 +242,7 @@ async fn answer(
         };
         let doc = match &ranking {
             Some(r) => table.geo_metalink(e, r, pieces.as_deref()),
-            None => table.metalink(e, region, secure, pieces.as_deref()),
+            None => table.metalink(e, region, need, pieces.as_deref()),
         };
         return metalink_response(doc);
     }
@@ -261,12 +262,12 @@ async fn answer(
             }
             return e.geo_redirect(r, pos, dir.max_links, get);
         }
-    } else if let Some((g, pos)) = e.choose(region, u, secure).filter(|_| !bounced) {
+    } else if let Some((g, pos)) = e.choose(region, u, need).filter(|_| !bounced) {
         if get {
             e.counter.hit();
             dir.region_counter(region).hit();
         }
-        return e.redirect(g, pos, dir.max_links, get, secure);
+        return e.redirect(g, pos, dir.max_links, get, need);
     }
     let Some(view) = table.view.as_deref() else {
         return response::text(StatusCode::SERVICE_UNAVAILABLE, "no verified commit applied yet");
@@ -280,23 +281,23 @@ async fn answer(
     fallback(node, dir, req, view, &e.catalog, artifact, Some(e), &e.counter, region).await
 }
 
-/// How relays are ranked for a request: whether it came over HTTPS (then only HTTPS relays),
-/// and, with MaxMind databases and no prefix-map region, where they place the client (with
-/// its `?country=` / `?avoid=` steering applied).
+/// How relays are ranked for a request: what the client needs of a relay (HTTPS when it came
+/// over HTTPS, and its address family), and, with MaxMind databases and no prefix-map region,
+/// where they place the client (with its `?country=` / `?avoid=` steering applied).
 pub(super) fn client_of(
     dir: &DirectoryMode,
     req: &Parts,
     remote: SocketAddr,
     region: Option<RegionId>,
-) -> (bool, Option<(super::geo::Place, Steer)>) {
+) -> (Serves, Option<(super::geo::Place, Steer)>) {
     let tls = req.extensions.get::<crate::http::Transport>().is_some_and(|t| t.tls);
     let secure = dir.regions.secure_request(remote.ip(), tls, &req.headers);
+    let ip = dir.regions.client_ip(remote.ip(), &req.headers);
     let placed = (!dir.geo.is_empty() && region.is_none()).then(|| {
         let steer = Steer::from_query(req.uri.query());
-        let ip = dir.regions.client_ip(remote.ip(), &req.headers);
         (steer.apply(dir.geo.lookup(ip)), steer)
     });
-    (secure, placed)
+    (Serves::client(secure, ip), placed)
 }
 
 /// No relay can serve it: the directory's own copy, else a redirect to an HTTP origin.

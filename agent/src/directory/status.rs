@@ -37,6 +37,8 @@ impl DirectoryMode {
                         content_checks: h.checks,
                         stored_bytes: h.store.0,
                         quota: h.store.1,
+                        ipv4: h.families.v4.text(),
+                        ipv6: h.families.v6.text(),
                     }
                 })
                 .collect()

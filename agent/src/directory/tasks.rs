@@ -12,10 +12,9 @@ use odi_network::model::Relay;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use super::probe::{self, ProbeSettings};
-use super::route::{BuildInput, Held, Table};
+use super::probe::{self, ProbeClients, ProbeSettings};
+use super::route::{BuildInput, Healthy, Table};
 use super::{federation, DirectoryMode};
-use crate::fetch::{http_client, ClientRole};
 use crate::node::{jitter, lock, View};
 use crate::wire::{HotItem, HotList};
 
@@ -32,10 +31,10 @@ pub async fn rebuild(dir: &Arc<DirectoryMode>) {
     let node = &dir.node;
     let _guard = dir.rebuild_lock.lock().await;
     let Some(view) = node.view() else { return };
-    let healthy: HashMap<String, Arc<Held>> = lock(&dir.relays)
+    let healthy: Healthy = lock(&dir.relays)
         .iter()
         .filter(|(_, h)| h.healthy)
-        .map(|(n, h)| (n.clone(), h.held.clone()))
+        .map(|(n, h)| (n.clone(), (h.held.clone(), h.families.serves())))
         .collect();
     let d = dir.clone();
     let built = tokio::task::spawn_blocking(move || {
@@ -94,7 +93,7 @@ async fn probe_loop(dir: Arc<DirectoryMode>, shutdown: CancellationToken) {
     let node = &dir.node;
     // Short enough that a dead relay costs little of a round, long enough for a loaded one.
     let timeout = dir.probe_interval.clamp(Duration::from_secs(2), Duration::from_secs(10));
-    let client = match http_client(ClientRole::Probe, timeout, None) {
+    let client = match ProbeClients::new(timeout) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot build the probe HTTP client; relays will not be probed");
@@ -124,7 +123,7 @@ async fn probe_loop(dir: Arc<DirectoryMode>, shutdown: CancellationToken) {
 /// a relay that fails is taken out of the table at once, the rest are applied after the round.
 pub async fn probe_round(
     dir: &Arc<DirectoryMode>,
-    client: &reqwest::Client,
+    client: &ProbeClients,
     view: &Arc<View>,
     settings: ProbeSettings,
 ) {
@@ -154,21 +153,32 @@ pub async fn probe_round(
             .collect();
     let mut results = futures_util::stream::iter(probes).buffer_unordered(PROBE_CONCURRENCY);
     let mut changed = false;
-    while let Some((relay, (outcome, cursor))) = results.next().await {
-        let kind = outcome.as_ref().map_or_else(|e| e.kind(), |_| "ok");
+    while let Some((relay, outcome)) = results.next().await {
+        let kind = outcome.result.as_ref().map_or_else(|e| e.kind(), |_| "ok");
         node.metrics.inc(
             "odi_probes_total",
             "Relay probes by relay and outcome.",
             &[("relay", &relay.name), ("outcome", kind)],
             1.0,
         );
+        let families = outcome.families.clone();
         let (was, now_healthy, routing_changed, reason) = {
             let mut m = lock(&dir.relays);
             let h = m.entry(relay.name.clone()).or_default();
             let was = h.healthy;
-            let c = h.record(outcome, cursor, OffsetDateTime::now_utc());
+            let c = h.record(outcome, OffsetDateTime::now_utc());
             (was, h.healthy, c, h.reason.clone())
         };
+        for (family, reach) in [("ipv4", &families.v4), ("ipv6", &families.v6)] {
+            if *reach != probe::Reach::Absent {
+                node.metrics.set(
+                    "odi_relay_family_up",
+                    "1 when the relay passed its last probe over this address family.",
+                    &[("relay", &relay.name), ("family", family)],
+                    f64::from(u8::from(*reach == probe::Reach::Passed)),
+                );
+            }
+        }
         match (was, now_healthy) {
             (true, false) => {
                 tracing::warn!(relay = %relay.name, reason = reason.as_deref().unwrap_or(""), "relay failed its probe; no more redirects to it");

@@ -39,8 +39,13 @@ use super::workers::Workers;
 /// Listener settings.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Where to listen; port 0 picks one (see [`RunningServer::local_addr`]).
+    /// Where to listen; port 0 picks one (see [`RunningServer::local_addr`]). An IPv6
+    /// address takes IPv4 connections too (as IPv4-mapped addresses, which the server turns
+    /// back into IPv4 before anything sees them) unless `v6_only`.
     pub listen: SocketAddr,
+    /// An IPv6 listener takes IPv6 connections only: needed when the same port is also
+    /// listened on over IPv4 (a dual-stack `[::]:p` holds every IPv4 address's port `p`).
+    pub v6_only: bool,
     /// `None` serves plain HTTP (for use behind a TLS-terminating proxy).
     pub tls: Option<TlsFiles>,
     /// Time from accepting a connection to its first byte (a TLS ClientHello or a request).
@@ -67,6 +72,7 @@ impl ServerConfig {
     pub fn new(listen: SocketAddr) -> Self {
         Self {
             listen,
+            v6_only: false,
             tls: None,
             first_byte_timeout: Duration::from_secs(5),
             header_read_timeout: Duration::from_secs(10),
@@ -156,7 +162,7 @@ pub async fn bind(
         None => (None, None),
     };
     let bind_err = |source| ServerError::Bind { addr: config.listen, source };
-    let listener = TcpListener::bind(config.listen).await.map_err(bind_err)?;
+    let listener = listener(config.listen, config.v6_only).map_err(bind_err)?;
     let local_addr = listener.local_addr().map_err(bind_err)?;
     let workers = Workers::start(config.threads, "odi-http")
         .map_err(|source| ServerError::Threads { addr: config.listen, source })?;
@@ -174,6 +180,21 @@ pub async fn bind(
     let admission = Admission::new(config.max_connections, config.max_connections_per_address);
     let task = tokio::spawn(accept_loop(listener, admission, ctx, workers, shutdown));
     Ok(RunningServer { local_addr, task, tls: reloader })
+}
+
+/// A listening socket as `TcpListener::bind` makes one (address reuse, a backlog of 1,024),
+/// with the IPv6-only choice made explicitly rather than left to the system's default.
+fn listener(addr: SocketAddr, v6_only: bool) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(v6_only)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
 }
 
 /// What every connection of a listener shares.
@@ -210,6 +231,9 @@ async fn accept_loop(
                 }
             },
         };
+        // A dual-stack listener's IPv4 client is itself, not `::ffff:a.b.c.d`: admission,
+        // prefix maps, trusted proxies and address families all see IPv4.
+        let remote = SocketAddr::new(remote.ip().to_canonical(), remote.port());
         // Decided at once: waiting here would let a flood hold up every later client.
         let ticket = match admission.admit(remote.ip()) {
             Ok(t) => t,

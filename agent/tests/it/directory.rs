@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use odi_agent::directory::region::RegionMap;
-use odi_agent::directory::route::{BuildInput, Held, Table};
+use odi_agent::directory::route::{BuildInput, Healthy, Held, Serves, Table};
 use odi_agent::directory::stats::Stats;
 use odi_agent::node::View;
 use odi_network::assign::{assign, Extras};
@@ -275,6 +275,115 @@ async fn https_clients_behind_a_trusted_proxy_are_never_sent_to_plain_http_relay
         assert!(!doc.contains(&net.url(r)), "no plain-HTTP relay in the Metalink: {doc}");
     }
     assert!(doc.contains(&net.url("dir-a")), "{doc}");
+    r1.stop().await;
+    r3.stop().await;
+    dir.stop().await;
+}
+
+/// A directory listening on `[::]` answers both families, and sends each client only to
+/// relays that answered their probe over the client's family: relay-3 listens on `::1` only
+/// (its URL an IPv6 literal), relay-1 on 127.0.0.1 only, known by the name `localhost`
+/// (which may or may not resolve to `::1` too: either way it cannot answer over IPv6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_go_only_to_relays_that_answered_over_their_address_family() {
+    let mut net = TestNet::small().await;
+    net.rehost("dir-a", "[::]", "127.0.0.1");
+    net.rehost("relay-3", "[::1]", "[::1]");
+    net.rehost("relay-1", "127.0.0.1", "localhost");
+    let dir = net.start("dir-a").await;
+    let r1 = net.start("relay-1").await;
+    let r3 = net.start("relay-3").await;
+    wait_routable(&net, "dir-a", &["relay-1", "relay-3"]).await;
+    let d = dir_status(&net.url("dir-a")).await;
+    let (e1, e3) = (relay_entry(&d, "relay-1"), relay_entry(&d, "relay-3"));
+    assert_eq!(e3["ipv6"], "passed", "{e3}");
+    assert!(e3["ipv4"].is_null(), "an IPv6 literal is not probed over IPv4: {e3}");
+    assert_eq!(e1["ipv4"], "passed", "{e1}");
+    assert!(
+        e1["ipv6"].is_null() || e1["ipv6"].as_str().is_some_and(|s| s.starts_with("failed")),
+        "{e1}"
+    );
+
+    let port = net.ports["dir-a"];
+    let (at1, at3) = (
+        format!("http://localhost:{}/", net.ports["relay-1"]),
+        format!("http://[::1]:{}/", net.ports["relay-3"]),
+    );
+    let bytes: BTreeMap<String, Vec<u8>> = support::artifact_bytes().into_iter().collect();
+    let c = client();
+    // (directory address, the relay its clients may go to, the one they never go to)
+    let cases = [(format!("127.0.0.1:{port}"), &at1, &at3), (format!("[::1]:{port}"), &at3, &at1)];
+    for (host, may, never) in &cases {
+        let mut sent = 0;
+        // The plain path (no query) and the router's (a query) alike.
+        for query in ["", "?x=1"] {
+            for path in live_paths() {
+                for _ in 0..4 {
+                    let url = format!("http://{host}/r/{CATALOG}/{path}{query}");
+                    let resp = c.get(&url).send().await.unwrap();
+                    let links: Vec<String> = resp
+                        .headers()
+                        .get_all("link")
+                        .iter()
+                        .map(|l| l.to_str().unwrap().to_owned())
+                        .collect();
+                    assert!(links.iter().all(|l| !l.contains(never.as_str())), "{url}: {links:?}");
+                    match resp.status().as_u16() {
+                        302 => {
+                            let loc = resp.headers()["location"].to_str().unwrap();
+                            assert!(loc.starts_with(may.as_str()), "{url} went to {loc}");
+                            sent += 1;
+                        }
+                        // Not held by the relay of this family: the directory's own copy.
+                        200 => assert_eq!(resp.bytes().await.unwrap().as_ref(), bytes[&path]),
+                        s => panic!("{url}: HTTP {s}"),
+                    }
+                }
+            }
+        }
+        assert!(sent > 0, "clients of {host} were sent to {may} at least once");
+        let meta = c
+            .get(format!("http://{host}/r/{CATALOG}/hello.txt.meta4"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(!meta.contains(never.as_str()), "{meta}");
+    }
+
+    // The mirror list says why relay-1 is not offered to an IPv6 client, when it holds the
+    // artifact at all.
+    let list: serde_json::Value = c
+        .get(format!("http://[::1]:{port}/r/{CATALOG}/hello.txt?mirrorlist"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for m in list["relays"].as_array().unwrap() {
+        if m["relay"] == "relay-1" && m["holds"] == true {
+            assert!(m["excluded"].as_str().unwrap().contains("IPv6"), "{m}");
+            assert_eq!(m["rank"], serde_json::Value::Null, "{m}");
+        }
+        if m["relay"] == "relay-3" {
+            assert_eq!(m["families"], serde_json::json!(["IPv6"]), "{m}");
+        }
+    }
+
+    // curl over IPv6 follows the redirect to the IPv6-only relay and gets the exact bytes.
+    for path in live_paths() {
+        let out = std::process::Command::new("curl")
+            .args(["-sSfgL", "--max-time", "10"])
+            .arg(format!("http://[::1]:{port}/r/{CATALOG}/{path}"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{path}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.stdout, bytes[&path], "{path}");
+    }
     r1.stop().await;
     r3.stop().await;
     dir.stop().await;
@@ -659,8 +768,8 @@ fn fixed_table() -> (Table, Stats) {
         .collect();
     let held = Arc::new(held);
     // Every relay (as if all worked with dir-a) holds every artifact.
-    let healthy: HashMap<String, Arc<Held>> =
-        network.relays.keys().map(|n| (n.clone(), held.clone())).collect();
+    let healthy: Healthy =
+        network.relays.keys().map(|n| (n.clone(), (held.clone(), Serves::DUAL))).collect();
     let view = Arc::new(View {
         commit: "0123abc".into(),
         network,
@@ -712,20 +821,20 @@ fn snapshot_redirect_headers_and_metalink() {
         ("us client", regions.id("us")),
         ("client of no region", None),
     ] {
-        let (g, pos) = e.choose(region, 0.0, false).unwrap();
+        let (g, pos) = e.choose(region, 0.0, Serves::V4).unwrap();
         text.push_str(&format!(
             "## {label}\n{}\n",
-            headers_text(&e.redirect(g, pos, 5, false, false))
+            headers_text(&e.redirect(g, pos, 5, false, Serves::V4))
         ));
     }
     insta::assert_snapshot!("redirect_headers", text);
-    let (g, pos) = e.choose(regions.id("eu"), 0.0, false).unwrap();
+    let (g, pos) = e.choose(regions.id("eu"), 0.0, Serves::V4).unwrap();
     insta::assert_snapshot!(
         "redirect_headers_one_link",
-        headers_text(&e.redirect(g, pos, 1, false, false))
+        headers_text(&e.redirect(g, pos, 1, false, Serves::V4))
     );
     let doc = table
-        .metalink(e, regions.id("us"), false, None)
+        .metalink(e, regions.id("us"), Serves::V4, None)
         .replace(env!("CARGO_PKG_VERSION"), "VERSION");
     insta::assert_snapshot!("metalink", doc);
 }

@@ -222,6 +222,8 @@ pub struct TestNet {
     pub repo_url: Option<String>,
     /// Extra lines for the `[repository]` section of every agent config.
     pub repo_extra: String,
+    /// Listen address (without port) by node name, when not `127.0.0.1`.
+    pub listen: BTreeMap<String, String>,
 }
 
 impl TestNet {
@@ -255,6 +257,7 @@ impl TestNet {
             extra_config: BTreeMap::new(),
             repo_url: None,
             repo_extra: String::new(),
+            listen: BTreeMap::new(),
         };
         net.commit("initial network");
         net
@@ -271,6 +274,20 @@ impl TestNet {
         commit_all(&self.repo, message).unwrap().to_string()
     }
 
+    /// Moves node `name` to other loopback addresses, keeping its port: it listens on
+    /// `listen` (like `[::1]`, or `[::]` for both families) and its file's URL names
+    /// `url_host` (like `[::1]` or `localhost`). Commits.
+    pub fn rehost(&mut self, name: &str, listen: &str, url_host: &str) {
+        let url = format!("http://{url_host}:{}/", self.ports[name]);
+        if let Some(d) = self.builder.directories.get_mut(name) {
+            d.url = url;
+        } else {
+            self.builder.relays.get_mut(name).expect("a node of the network").url = url;
+        }
+        self.listen.insert(name.to_owned(), listen.to_owned());
+        self.commit(&format!("{name} at {url_host}"));
+    }
+
     /// The data folder of a node.
     pub fn data_dir(&self, name: &str) -> PathBuf {
         self.tmp.path().join("agents").join(name)
@@ -284,8 +301,9 @@ impl TestNet {
         let dir = self.data_dir(name);
         std::fs::create_dir_all(&dir).unwrap();
         let text = format!(
-            "mode = \"{mode}\"\nname = \"{name}\"\ndata_dir = \"{}\"\nlisten = [\"127.0.0.1:{}\"]\n\n[repository]\nurl = \"{}\"\nbranch = \"main\"\nroot_keys = [{}]\ninterval = \"300ms\"\n{}\n\n[reconcile]\nretry_after = \"300ms\"\nstall_timeout = \"2s\"\n\n[directory]\nprobe_interval = \"300ms\"\ntrusted_proxies = [\"127.0.0.1\"]\n{}\n",
+            "mode = \"{mode}\"\nname = \"{name}\"\ndata_dir = \"{}\"\nlisten = [\"{}:{}\"]\n\n[repository]\nurl = \"{}\"\nbranch = \"main\"\nroot_keys = [{}]\ninterval = \"300ms\"\n{}\n\n[reconcile]\nretry_after = \"300ms\"\nstall_timeout = \"2s\"\n\n[directory]\nprobe_interval = \"300ms\"\ntrusted_proxies = [\"127.0.0.1\"]\n{}\n",
             dir.join("data").display(),
+            self.listen.get(name).map_or("127.0.0.1", String::as_str),
             self.ports[name],
             self.repo_url.clone().unwrap_or_else(|| self.repo.display().to_string()),
             keys.join(", "),
