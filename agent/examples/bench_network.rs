@@ -3,10 +3,13 @@
 //! as a git repository, plus an agent configuration for each node.
 //!
 //! ```text
-//! cargo run --release -p odi --example bench_network -- OUT ORIGIN_DIR RELAY_PORT DIR_PORT FILE...
+//! cargo run --release -p odi --example bench_network -- [--tls] OUT ORIGIN_DIR RELAY_PORT DIR_PORT FILE...
 //! ```
 //! Each FILE is a file name inside ORIGIN_DIR; it becomes the artifact `bench/<FILE>`.
-//! Writes `OUT/network` (the repository), `OUT/relay.toml` and `OUT/directory.toml`.
+//! Writes `OUT/network` (the repository), `OUT/relay.toml` and `OUT/directory.toml`. With
+//! `--tls` both nodes serve HTTPS (`https://` URLs in the network) with one self-signed P-256
+//! certificate for `127.0.0.1` and `localhost`, `OUT/tls/cert.pem` and `key.pem`, which the
+//! agents also trust for their own probes (`ca_file`) and a reference server can share.
 
 use std::io::Read as _;
 use std::path::Path;
@@ -35,20 +38,47 @@ fn sha256_file(path: &Path) -> std::io::Result<(u64, [u8; 32])> {
     }
 }
 
-fn config(mode: &str, name: &str, out: &Path, port: u16, key: &str, extra: &str) -> String {
+fn config(
+    mode: &str,
+    name: &str,
+    out: &Path,
+    port: u16,
+    key: &str,
+    extra: &str,
+    tls: bool,
+) -> String {
+    let (ca, tls) = if tls {
+        let dir = out.join("tls");
+        (
+            format!("ca_file = \"{}\"\n", dir.join("cert.pem").display()),
+            format!(
+                "\n[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+                dir.join("cert.pem").display(),
+                dir.join("key.pem").display()
+            ),
+        )
+    } else {
+        (String::new(), String::new())
+    };
     format!(
-        "mode = \"{mode}\"\nname = \"{name}\"\ndata_dir = \"{data}\"\nlisten = [\"127.0.0.1:{port}\"]\n\n\
+        "mode = \"{mode}\"\nname = \"{name}\"\ndata_dir = \"{data}\"\nlisten = [\"127.0.0.1:{port}\"]\n{ca}\n\
          [repository]\nurl = \"{repo}\"\nbranch = \"main\"\nroot_keys = [\"{key}\"]\ninterval = \"1h\"\n\n\
-         [reconcile]\nscrub_interval = \"0s\"\n{extra}",
+         [reconcile]\nscrub_interval = \"0s\"\n{extra}{tls}",
         data = out.join(format!("{name}-data")).display(),
         repo = out.join("network").display(),
     )
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let tls = args.first().is_some_and(|a| a == "--tls");
+    if tls {
+        args.remove(0);
+    }
     if args.len() < 5 {
-        return Err("usage: bench_network OUT ORIGIN_DIR RELAY_PORT DIR_PORT FILE...".into());
+        return Err(
+            "usage: bench_network [--tls] OUT ORIGIN_DIR RELAY_PORT DIR_PORT FILE...".into()
+        );
     }
     std::fs::create_dir_all(&args[0])?;
     let out = std::fs::canonicalize(&args[0])?;
@@ -68,6 +98,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
     }
 
+    let scheme = if tls { "https" } else { "http" };
+    if tls {
+        let dir = out.join("tls");
+        std::fs::create_dir_all(&dir)?;
+        let c = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])?;
+        std::fs::write(dir.join("cert.pem"), c.cert.pem())?;
+        std::fs::write(dir.join("key.pem"), c.signing_key.serialize_pem())?;
+    }
     let mut b = NetworkBuilder::new()?;
     b.catalogs.insert(
         CATALOG.into(),
@@ -87,7 +125,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         DirectoryFile {
             serial: 1,
             name: "bench-dir".into(),
-            url: format!("http://127.0.0.1:{dir_port}/"),
+            url: format!("{scheme}://127.0.0.1:{dir_port}/"),
             region: "local".into(),
             kind: DirectoryKind::Directory,
             contact: None,
@@ -101,7 +139,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         RelayFile {
             serial: 1,
             name: "bench-relay".into(),
-            url: format!("http://127.0.0.1:{relay_port}/"),
+            url: format!("{scheme}://127.0.0.1:{relay_port}/"),
             region: "local".into(),
             contact: "bench@localhost".into(),
             quota: "2 GiB".parse()?,
@@ -122,7 +160,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let key = b.root_keys[0].public().to_owned();
     std::fs::write(
         out.join("relay.toml"),
-        config("relay", "bench-relay", &out, relay_port, &key, ""),
+        config("relay", "bench-relay", &out, relay_port, &key, "", tls),
     )?;
     // Probes every few seconds: enough to route to the relay, quiet while wrk measures.
     std::fs::write(
@@ -134,6 +172,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             dir_port,
             &key,
             "\n[directory]\nprobe_interval = \"5s\"\n",
+            tls,
         ),
     )?;
     println!("{}", repo.display());

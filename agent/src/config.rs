@@ -10,6 +10,7 @@ use ipnet::IpNet;
 use odi_network::signature::PublicKey;
 use serde::Deserialize;
 
+pub use crate::http::acme::AcmeConfig;
 use crate::http::TlsFiles;
 
 /// What is wrong with a configuration file.
@@ -90,6 +91,11 @@ pub struct RawConfig {
     /// HTTPS certificate and key (PEM); plain HTTP when absent.
     #[serde(default)]
     pub tls: Option<RawTls>,
+    /// Extra CA certificates (PEM) trusted, besides the system's, for the agent's outgoing
+    /// HTTPS: origins, relays it probes or fetches from, peer directories. A private CA, or
+    /// the one `odi demo --tls` makes.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// Tuning of the reconcile loop.
     #[serde(default)]
     pub reconcile: RawReconcile,
@@ -145,14 +151,60 @@ fn default_interval() -> String {
     "5m".into()
 }
 
-/// `[tls]`.
+/// `[tls]`: certificate files, or `[tls.acme]` to obtain and renew one.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
-    /// Certificate chain, PEM.
-    pub cert: PathBuf,
+    /// Certificate chain, PEM (with `key`; not with `[tls.acme]`).
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
     /// Private key, PEM.
-    pub key: PathBuf,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// `max-age` of `Strict-Transport-Security` on HTTPS answers (default `365d`); `off`
+    /// sends none, `0s` tells browsers to forget an earlier one.
+    #[serde(default)]
+    pub hsts: Option<String>,
+    /// Offer HTTP/2 in ALPN (default true).
+    #[serde(default)]
+    pub http2: Option<bool>,
+    /// Obtain the certificate from an ACME CA (RFC 8555).
+    #[serde(default)]
+    pub acme: Option<RawAcme>,
+}
+
+/// `[tls.acme]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAcme {
+    /// The CA's directory URL, e.g. `https://acme-v02.api.letsencrypt.org/directory`.
+    pub directory: String,
+    /// Contact URLs for the account, e.g. `mailto:ops@example.org`.
+    #[serde(default)]
+    pub contact: Vec<String>,
+    /// DNS names the certificate is for; every one must reach this agent's HTTPS port 443
+    /// (TLS-ALPN-01 validation).
+    pub names: Vec<String>,
+    /// Extra CA certificate (PEM) trusted for the ACME server itself: a private or test CA.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Renew when this much of the certificate's life is left (default: a third of it).
+    #[serde(default)]
+    pub renew_before: Option<String>,
+}
+
+/// Validated `[tls]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// The files served; with ACME, `DATA_DIR/tls/acme.crt` and `acme.key`, which the ACME
+    /// task writes (and the server reloads).
+    pub files: TlsFiles,
+    /// HSTS `max-age`; `None`: no header.
+    pub hsts: Option<Duration>,
+    /// Offer `h2`.
+    pub http2: bool,
+    /// Obtain and renew `files` by ACME.
+    pub acme: Option<AcmeConfig>,
 }
 
 /// `[reconcile]`.
@@ -235,8 +287,10 @@ pub struct Config {
     pub on_expiry: OnExpiry,
     /// Extra CA for the repository.
     pub repo_ca_pem: Option<Vec<u8>>,
-    /// Certificate and key for HTTPS on every listen address; `None` serves plain HTTP.
-    pub tls: Option<TlsFiles>,
+    /// HTTPS on every listen address; `None` serves plain HTTP.
+    pub tls: Option<TlsConfig>,
+    /// `ca_file`'s certificates, trusted for outgoing HTTPS besides the system's.
+    pub extra_roots: Vec<reqwest::Certificate>,
     /// Downloads the reconcile loop runs at once (1 to 256, default 4).
     pub concurrency: usize,
     /// A download is aborted when headers or the next body chunk take longer (default 30s).
@@ -279,6 +333,96 @@ impl DirectoryConfig {
             .max_by_key(|(net, _)| net.prefix_len())
             .map(|(_, r)| r.as_str())
     }
+}
+
+/// Validates `[tls]`; `data_dir` is where ACME keeps its files.
+fn tls_config(
+    t: RawTls,
+    data_dir: &Path,
+    rel: &dyn Fn(&Path) -> PathBuf,
+    invalid: &dyn Fn(&str, String) -> ConfigError,
+) -> Result<TlsConfig, ConfigError> {
+    let hsts = match t.hsts.as_deref().map(str::trim) {
+        None => Some(Duration::from_secs(365 * 86400)),
+        Some("off") => None,
+        Some(v) => Some(parse_duration(v).map_err(|m| invalid("tls.hsts", m))?),
+    };
+    let tls_dir = data_dir.join("tls");
+    let (files, acme) = match (t.cert, t.key, t.acme) {
+        (Some(cert), Some(key), None) => (TlsFiles { cert: rel(&cert), key: rel(&key) }, None),
+        (None, None, Some(a)) => {
+            let u = url::Url::parse(&a.directory)
+                .map_err(|e| invalid("tls.acme.directory", format!("`{}`: {e}", a.directory)))?;
+            let loopback = match u.host() {
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                Some(url::Host::Domain(d)) => d == "localhost",
+                None => false,
+            };
+            if u.scheme() != "https" && !(u.scheme() == "http" && loopback) {
+                return Err(invalid("tls.acme.directory", "must be an https:// URL".into()));
+            }
+            if a.names.is_empty() {
+                return Err(invalid("tls.acme.names", "at least one DNS name is needed".into()));
+            }
+            let mut names = Vec::new();
+            for n in &a.names {
+                let n = n.trim().trim_end_matches('.').to_ascii_lowercase();
+                let ok = !n.is_empty()
+                    && n.len() <= 253
+                    && n.split('.').all(|l| {
+                        !l.is_empty()
+                            && l.len() <= 63
+                            && !l.starts_with('-')
+                            && !l.ends_with('-')
+                            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    });
+                if !ok {
+                    return Err(invalid(
+                        "tls.acme.names",
+                        format!("`{n}` is not a DNS name (TLS-ALPN-01 cannot validate wildcards)"),
+                    ));
+                }
+                names.push(n);
+            }
+            for c in &a.contact {
+                if !c.contains(':') {
+                    return Err(invalid(
+                        "tls.acme.contact",
+                        format!("`{c}` is not a URL like mailto:ops@example.org"),
+                    ));
+                }
+            }
+            let ca_pem =
+                match &a.ca_file {
+                    Some(f) => Some(std::fs::read(rel(f)).map_err(|e| {
+                        invalid("tls.acme.ca_file", format!("{}: {e}", f.display()))
+                    })?),
+                    None => None,
+                };
+            let renew_before = match &a.renew_before {
+                Some(v) => {
+                    Some(parse_duration(v).map_err(|m| invalid("tls.acme.renew_before", m))?)
+                }
+                None => None,
+            };
+            let files = TlsFiles { cert: tls_dir.join("acme.crt"), key: tls_dir.join("acme.key") };
+            let acme = AcmeConfig {
+                directory: a.directory,
+                contact: a.contact,
+                names,
+                ca_pem,
+                renew_before,
+                account_file: tls_dir.join("acme-account.json"),
+            };
+            (files, Some(acme))
+        }
+        (_, _, Some(_)) => {
+            return Err(invalid("tls", "cert and key files or [tls.acme], not both".into()))
+        }
+        _ => return Err(invalid("tls", "needs cert and key files, or [tls.acme]".into())),
+    };
+    Ok(TlsConfig { files, hsts, http2: t.http2.unwrap_or(true), acme })
 }
 
 /// Parses `500ms`, `30s`, `5m`, `2h`, `1d`.
@@ -373,6 +517,19 @@ impl Config {
             ),
             None => None,
         };
+        let extra_roots = match &raw.ca_file {
+            Some(f) => {
+                let pem = std::fs::read(rel(f))
+                    .map_err(|e| invalid("ca_file", format!("{}: {e}", f.display())))?;
+                let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                    .map_err(|e| invalid("ca_file", format!("{}: {e}", f.display())))?;
+                if certs.is_empty() {
+                    return Err(invalid("ca_file", format!("{}: no PEM certificate", f.display())));
+                }
+                certs
+            }
+            None => Vec::new(),
+        };
         let repo_url = if raw.repository.url.contains("://") {
             raw.repository.url.clone()
         } else {
@@ -437,7 +594,11 @@ impl Config {
             trigger_token,
             on_expiry: raw.repository.on_expiry,
             repo_ca_pem,
-            tls: raw.tls.map(|t| TlsFiles { cert: rel(&t.cert), key: rel(&t.key) }),
+            extra_roots,
+            tls: match raw.tls {
+                Some(t) => Some(tls_config(t, &rel(&raw.data_dir), &rel, &invalid)?),
+                None => None,
+            },
             concurrency,
             stall_timeout: dur(
                 "reconcile.stall_timeout",
@@ -515,6 +676,65 @@ mod tests {
                 err.contains("http_threads") && err.contains("between 1 and 1024"),
                 "{bad}: {err}"
             );
+        }
+    }
+
+    fn with_tls(tls: &str) -> Result<Config, ConfigError> {
+        let text = format!(
+            "mode='relay'\nname='x'\ndata_dir='d'\nlisten=['127.0.0.1:0']\n[repository]\nurl='u'\nroot_keys=['RWQfTyCvJGMEtZKZJqRa316GjVgsG4Nr3/qcvSKyrv7KPsIMIQsBOxvj']\n{tls}"
+        );
+        Config::validate(toml::from_str::<RawConfig>(&text).unwrap(), Path::new("/etc/odi/r.toml"))
+    }
+
+    #[test]
+    fn tls_settings() {
+        let t = with_tls("[tls]\ncert='c.pem'\nkey='k.pem'").unwrap().tls.unwrap();
+        assert_eq!(t.files.cert, Path::new("/etc/odi/c.pem"));
+        assert_eq!(t.hsts, Some(Duration::from_secs(365 * 86400)), "HSTS for a year by default");
+        assert!(t.http2 && t.acme.is_none());
+        let t = with_tls("[tls]\ncert='c'\nkey='k'\nhsts='off'\nhttp2=false").unwrap().tls.unwrap();
+        assert_eq!((t.hsts, t.http2), (None, false));
+        let t = with_tls(
+            "[tls]\n[tls.acme]\ndirectory='https://ca.example/dir'\nnames=['Relay.Example.org.']\ncontact=['mailto:a@b']",
+        )
+        .unwrap()
+        .tls
+        .unwrap();
+        let acme = t.acme.unwrap();
+        assert_eq!(acme.names, ["relay.example.org"]);
+        assert_eq!(t.files.cert, Path::new("/etc/odi/d/tls/acme.crt"), "kept in the data dir");
+        assert_eq!(acme.account_file, Path::new("/etc/odi/d/tls/acme-account.json"));
+        assert!(with_tls("[tls]\n[tls.acme]\ndirectory='http://127.0.0.1:1/dir'\nnames=['a.b']")
+            .is_ok());
+    }
+
+    #[test]
+    fn bad_tls_settings_are_named() {
+        let acme = |more: &str| format!("[tls]\n[tls.acme]\ndirectory='https://ca/dir'\n{more}");
+        let cases: &[(&str, &str)] = &[
+            ("[tls]\ncert='c'", "needs cert and key files"),
+            ("[tls]", "needs cert and key files"),
+            ("[tls]\ncert='c'\nkey='k'\nhsts='forever'", "tls.hsts"),
+            (&acme("names=[]"), "tls.acme.names"),
+            (&acme("names=['*.example.org']"), "is not a DNS name"),
+            (&acme("names=['a..b']"), "is not a DNS name"),
+            (&acme("names=['-a.b']"), "is not a DNS name"),
+            (&acme("names=['a.b']\ncontact=['ops@example.org']"), "tls.acme.contact"),
+            (&acme("names=['a.b']\nrenew_before='soon'"), "tls.acme.renew_before"),
+            (&acme("names=['a.b']\nca_file='/nonexistent/ca.pem'"), "tls.acme.ca_file"),
+            (
+                "[tls]\n[tls.acme]\ndirectory='http://ca.example/dir'\nnames=['a.b']",
+                "must be an https:// URL",
+            ),
+            ("[tls]\n[tls.acme]\ndirectory='not a url'\nnames=['a.b']", "tls.acme.directory"),
+            (
+                "[tls]\ncert='c'\nkey='k'\n[tls.acme]\ndirectory='https://ca/d'\nnames=['a.b']",
+                "not both",
+            ),
+        ];
+        for (tls, want) in cases {
+            let err = with_tls(tls).unwrap_err().to_string();
+            assert!(err.contains(want), "{tls}: {err}");
         }
     }
 

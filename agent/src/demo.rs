@@ -9,9 +9,14 @@
 //!
 //! Each node is a separate process (not a task in this one) so that a person can `kill -9`
 //! a relay the demo printed and watch the network route around it.
+//!
+//! With `--tls` every node speaks HTTPS (HTTP/2, HSTS) with a certificate from a local CA made
+//! for the run ([`tls`]), kept at `DIR/ca.pem`; agents trust it for their own probes and
+//! fetches, and the printed commands pass it to each client.
 
 pub mod archive;
 pub mod catalogs;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -214,6 +219,8 @@ pub struct DemoOptions {
     pub listen: SocketAddr,
     /// Keep everything here; without it a temporary folder is used and removed at exit.
     pub dir: Option<PathBuf>,
+    /// Every node over HTTPS, with a local CA at `DIR/ca.pem`.
+    pub tls: bool,
 }
 
 /// Runs the demo until SIGINT or SIGTERM; returns once every node has stopped.
@@ -260,7 +267,8 @@ async fn run_async(options: DemoOptions) -> Result<(), DemoError> {
     .await?;
     let origin_url = format!("http://{}/", origin.local_addr);
 
-    let planned = plan_nodes(options.listen)?;
+    let ca = if options.tls { Some(tls::DemoCa::create(&root.join("ca.pem"))?) } else { None };
+    let planned = plan_nodes(options.listen, ca.is_some())?;
     let urls: HashMap<&str, String> = planned.iter().map(|p| (p.name, p.url.clone())).collect();
     let builder =
         demo_network(&catalogs, &origin_url, |n| urls.get(n).cloned().unwrap_or_default())?;
@@ -280,7 +288,12 @@ async fn run_async(options: DemoOptions) -> Result<(), DemoError> {
         let dir = root.join("agents").join(p.name);
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let config = dir.join("agent.toml");
-        std::fs::write(&config, agent_config(p)).map_err(io_err(&config))?;
+        let mut text = agent_config(p);
+        if let Some(ca) = &ca {
+            ca.issue(&dir.join("tls"), p.listen.ip())?;
+            text = with_tls(&text);
+        }
+        std::fs::write(&config, text).map_err(io_err(&config))?;
         fleet.spawn(&exe, p, &config, &dir.join("agent.log"))?;
     }
 
@@ -295,7 +308,7 @@ async fn run_async(options: DemoOptions) -> Result<(), DemoError> {
     }
     bar.enable_steady_tick(Duration::from_millis(120));
     let started = tokio::select! {
-        r = wait_ready(&mut fleet, START_TIMEOUT, &bar) => r,
+        r = wait_ready(&mut fleet, START_TIMEOUT, &bar, ca.as_ref()) => r,
         () = stop.recv() => {
             bar.finish_and_clear();
             println!("Interrupted while starting; stopping the agents.");
@@ -307,7 +320,9 @@ async fn run_async(options: DemoOptions) -> Result<(), DemoError> {
     bar.finish_and_clear();
     started?;
 
-    let summary = summary(&root, options.dir.is_some(), &origin_url, &fleet, &exe);
+    let ca_file = ca.as_ref().map(|_| root.join("ca.pem"));
+    let summary =
+        summary(&root, options.dir.is_some(), &origin_url, &fleet, &exe, ca_file.as_deref());
     print!("{summary}");
     let readme = root.join("README.txt");
     if let Err(e) = std::fs::write(&readme, &summary) {
@@ -425,8 +440,10 @@ struct Planned {
     url: String,
 }
 
-/// The entry point at `listen`, every other node on a free loopback port.
-fn plan_nodes(listen: SocketAddr) -> Result<Vec<Planned>, DemoError> {
+/// The entry point at `listen`, every other node on a free loopback port; `https` URLs with
+/// `tls`.
+fn plan_nodes(listen: SocketAddr, tls: bool) -> Result<Vec<Planned>, DemoError> {
+    let scheme = if tls { "https" } else { "http" };
     let mut out = Vec::new();
     for (name, role, region) in nodes() {
         let addr = if role == Role::Meta {
@@ -444,7 +461,8 @@ fn plan_nodes(listen: SocketAddr) -> Result<Vec<Planned>, DemoError> {
         } else {
             addr
         };
-        out.push(Planned { name, role, region, listen: addr, url: format!("http://{host}/") });
+        let url = format!("{scheme}://{host}/");
+        out.push(Planned { name, role, region, listen: addr, url });
     }
     Ok(out)
 }
@@ -478,6 +496,16 @@ fn agent_config(p: &Planned) -> String {
         text.push_str("\n[directory]\nprobe_interval = \"2s\"\n");
     }
     text
+}
+
+/// `config` with HTTPS: the node's certificate (written by [`tls::DemoCa::issue`]) and the
+/// demo CA trusted for its own probes and fetches. `ca_file` is a top-level key, so it goes
+/// before the first table.
+fn with_tls(config: &str) -> String {
+    let (top, tables) = config.split_at(config.find("\n[").map_or(config.len(), |i| i + 1));
+    format!(
+        "{top}ca_file = \"../../ca.pem\"\n{tables}\n[tls]\ncert = \"tls/cert.pem\"\nkey = \"tls/key.pem\"\n"
+    )
 }
 
 /// One started agent.
@@ -597,14 +625,15 @@ async fn wait_ready(
     fleet: &mut Fleet,
     timeout: Duration,
     bar: &ProgressBar,
+    ca: Option<&tls::DemoCa>,
 ) -> Result<(), DemoError> {
     // Not `fetch::http_client`: the demo's nodes are on loopback, so this client never goes
     // through a proxy from the environment, which that builder honours for real networks.
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .map_err(|e| DemoError::Setup(format!("HTTP client: {e}")))?;
+    let mut client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(2));
+    if let Some(ca) = ca {
+        client = client.add_root_certificate(ca.certificate()?);
+    }
+    let client = client.build().map_err(|e| DemoError::Setup(format!("HTTP client: {e}")))?;
     let deadline = Instant::now() + timeout;
     let mut why: HashMap<&str, String> = HashMap::new();
     loop {
@@ -688,7 +717,14 @@ fn odi_command(exe: &Path) -> String {
 }
 
 /// What a person needs: the nodes, then commands to paste.
-fn summary(root: &Path, kept: bool, origin_url: &str, fleet: &Fleet, exe: &Path) -> String {
+fn summary(
+    root: &Path,
+    kept: bool,
+    origin_url: &str,
+    fleet: &Fleet,
+    exe: &Path,
+    ca: Option<&Path>,
+) -> String {
     use catalogs::{
         HELLO, HELLO_EXPUNGED, HELLO_LARGE, HELLO_MEDIUM, HELLO_README, MAVEN, MAVEN_COORDS, PYPI,
         PYPI_PROJECT,
@@ -732,18 +768,52 @@ fn summary(root: &Path, kept: bool, origin_url: &str, fleet: &Fleet, exe: &Path)
     }
     let r = format!("{entry}r");
     let _ = writeln!(s, "\nEntry point (the meta-directory {META}): {entry}");
+    // With the demo CA, each client is told to trust it on its own command line.
+    let (curl, wget, aria2c, pip, mvn) = match ca {
+        Some(ca) => {
+            let ca = ca.display();
+            let jks = root.join("ca.jks");
+            (
+                format!("curl --cacert {ca}"),
+                format!("wget --ca-certificate={ca}"),
+                format!("aria2c --ca-certificate={ca}"),
+                format!("pip download --cert {ca}"),
+                format!(
+                    "mvn -Djavax.net.ssl.trustStore={} -Djavax.net.ssl.trustStorePassword=odi-demo",
+                    jks.display()
+                ),
+            )
+        }
+        None => {
+            ("curl".into(), "wget".into(), "aria2c".into(), "pip download".into(), "mvn".into())
+        }
+    };
     let _ = writeln!(
         s,
         "\nDownload through the network (each request is redirected to a relay holding the bytes):\n  \
-         curl -L {r}/{HELLO}/{HELLO_README}\n  \
-         curl -L -O {r}/{HELLO}/{HELLO_LARGE}\n  \
-         curl -L -C - -O {r}/{HELLO}/{HELLO_LARGE}        # resume an interrupted download\n  \
-         wget {r}/{HELLO}/{HELLO_MEDIUM}\n  \
-         aria2c -x2 -s4 -k1M --follow-metalink=mem {r}/{HELLO}/{HELLO_LARGE}.meta4   # Metalink: pieces from several relays, each checked\n  \
-         curl -L -I {r}/{HELLO}/{HELLO_EXPUNGED}        # expunged: 410 Gone\n  \
-         pip download --no-deps --index-url {r}/{PYPI}/simple/ {PYPI_PROJECT}\n  \
-         mvn dependency:get -Dartifact={MAVEN_COORDS} -DremoteRepositories=odi::default::{r}/{MAVEN}/"
+         {curl} -L {r}/{HELLO}/{HELLO_README}\n  \
+         {curl} -L -O {r}/{HELLO}/{HELLO_LARGE}\n  \
+         {curl} -L -C - -O {r}/{HELLO}/{HELLO_LARGE}        # resume an interrupted download\n  \
+         {wget} {r}/{HELLO}/{HELLO_MEDIUM}\n  \
+         {aria2c} -x2 -s4 -k1M --follow-metalink=mem {r}/{HELLO}/{HELLO_LARGE}.meta4   # Metalink: pieces from several relays, each checked\n  \
+         {curl} -L -I {r}/{HELLO}/{HELLO_EXPUNGED}        # expunged: 410 Gone\n  \
+         {pip} --no-deps --index-url {r}/{PYPI}/simple/ {PYPI_PROJECT}\n  \
+         {mvn} dependency:get -Dartifact={MAVEN_COORDS} -DremoteRepositories=odi::default::{r}/{MAVEN}/"
     );
+    if let Some(ca) = ca {
+        let ca = ca.display();
+        let jks = root.join("ca.jks");
+        let _ = writeln!(
+            s,
+            "\nEvery node speaks HTTPS (HTTP/2, HSTS) with a certificate from the demo's own CA, {ca}.\n\
+             Trust it per command as above, or for a whole shell or system:\n  \
+             export CURL_CA_BUNDLE={ca} PIP_CERT={ca}        # curl and pip\n  \
+             echo 'Acquire::https::CAInfo \"{ca}\";' | sudo tee /etc/apt/apt.conf.d/99odi-demo   # apt\n  \
+             keytool -importcert -noprompt -alias odi-demo -file {ca} -keystore {jks} -storepass odi-demo   # Maven (once)\n  \
+             sudo cp {ca} /usr/local/share/ca-certificates/odi-demo.crt && sudo update-ca-certificates   # the whole system",
+            jks = jks.display(),
+        );
+    }
     let _ = writeln!(s, "\nLook at a node (any URL above):\n  {odi} status {entry}");
     if let Some(relay) = relay {
         let _ = writeln!(s, "  {odi} status {}", relay.url);

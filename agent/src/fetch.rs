@@ -260,14 +260,19 @@ pub fn http_client(
     role: ClientRole,
     connect_timeout: Duration,
     timeout: Option<Duration>,
+    roots: &[reqwest::Certificate],
 ) -> Result<reqwest::Client, FetchError> {
-    builder(role, connect_timeout, timeout).build().map_err(|source| FetchError::Client { source })
+    builder(role, connect_timeout, timeout, roots)
+        .build()
+        .map_err(|source| FetchError::Client { source })
 }
 
+/// `roots` are trusted besides the system's (the agent's `ca_file`: a private CA, the demo's).
 fn builder(
     role: ClientRole,
     connect_timeout: Duration,
     timeout: Option<Duration>,
+    roots: &[reqwest::Certificate],
 ) -> reqwest::ClientBuilder {
     let redirects = match role {
         ClientRole::Download => reqwest::redirect::Policy::limited(MAX_REDIRECTS),
@@ -285,6 +290,9 @@ fn builder(
         .tcp_nodelay(true);
     if let Some(t) = timeout {
         b = b.timeout(t);
+    }
+    for r in roots {
+        b = b.add_root_certificate(r.clone());
     }
     b
 }
@@ -326,8 +334,9 @@ impl reqwest::dns::Resolve for FamilyResolver {
 pub fn family_client(
     connect_timeout: Duration,
     family: Family,
+    roots: &[reqwest::Certificate],
 ) -> Result<reqwest::Client, FetchError> {
-    builder(ClientRole::Probe, connect_timeout, None)
+    builder(ClientRole::Probe, connect_timeout, None, roots)
         .dns_resolver(std::sync::Arc::new(FamilyResolver(family)))
         .build()
         .map_err(|source| FetchError::Client { source })
@@ -351,8 +360,11 @@ pub fn blocking_client(timeout: Duration) -> Result<reqwest::blocking::Client, F
 }
 
 /// The download client for [`fetch`].
-pub fn client(limits: &Limits) -> Result<reqwest::Client, FetchError> {
-    http_client(ClientRole::Download, limits.connect_timeout, None)
+pub fn client(
+    limits: &Limits,
+    roots: &[reqwest::Certificate],
+) -> Result<reqwest::Client, FetchError> {
+    http_client(ClientRole::Download, limits.connect_timeout, None, roots)
 }
 
 /// Tries sources in order, returning the index of the first that succeeds or the errors of all

@@ -101,6 +101,10 @@ enum Command {
         /// without it a temporary folder is removed at exit.
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Every node over HTTPS (HTTP/2, HSTS), with certificates from a local CA the demo
+        /// makes and keeps at DIR/ca.pem; prints how to trust it.
+        #[arg(long)]
+        tls: bool,
     },
     /// Write and sign trust/snapshot.toml: every signed document of the work tree, with a
     /// raised serial and a short expiry (what the network's CI runs after each merge and on a
@@ -469,8 +473,8 @@ fn run(command: Command) -> anyhow::Result<()> {
             let out = cmd::trust::root_sign(&path, &key)?;
             println!("wrote {}", out.display());
         }
-        Command::Demo { listen, dir } => {
-            odi_agent::demo::run(odi_agent::demo::DemoOptions { listen, dir })?
+        Command::Demo { listen, dir, tls } => {
+            odi_agent::demo::run(odi_agent::demo::DemoOptions { listen, dir, tls })?
         }
         Command::Schemas { dir } => {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

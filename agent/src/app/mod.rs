@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, Mode};
 use crate::directory::{DirectoryError, DirectoryMode};
 use crate::fetch::{self, Limits};
-use crate::http::{self as web, PlainAnswer, ServerConfig};
+use crate::http::{self as web, PlainAnswer, ServerConfig, TlsSettings};
 use crate::node::{Node, View};
 use crate::reconcile::{Fetcher, Target};
 use crate::relay::RelayMode;
@@ -50,6 +50,9 @@ pub enum StartError {
     /// A listener.
     #[error(transparent)]
     Server(#[from] crate::http::ServerError),
+    /// The first certificate placeholder of `[tls.acme]`.
+    #[error(transparent)]
+    Acme(#[from] crate::http::acme::AcmeError),
     /// The HTTP client.
     #[error(transparent)]
     Fetch(#[from] crate::fetch::FetchError),
@@ -200,7 +203,7 @@ pub async fn start(
     let (syncer, applied) =
         tokio::task::spawn_blocking(move || Syncer::open(sync_config)).await??;
     let limits = Limits { stall_timeout: config.stall_timeout, ..Limits::default() };
-    let client = fetch::client(&limits)?;
+    let client = fetch::client(&limits, &config.extra_roots)?;
     let fetcher = Fetcher { client, limits, limiter: None, concurrency: config.concurrency };
     let node = Arc::new(Node::new(config, store, fetcher));
     let role = match node.config.mode {
@@ -216,6 +219,26 @@ pub async fn start(
 
     let router = routes::router(&role);
     let plain = role.plain();
+    let mut tasks = Vec::new();
+    let tls = match &node.config.tls {
+        Some(t) => {
+            if let Some(acme) = &t.acme {
+                web::acme::ensure_placeholder(&t.files, &acme.names)?;
+            }
+            let certs =
+                web::tls::start(&t.files, web::tls::DEFAULT_POLL_INTERVAL, shutdown.child_token())
+                    .map_err(web::ServerError::from)?;
+            if let Some(acme) = &t.acme {
+                tasks.push(web::acme::spawn(
+                    acme.clone(),
+                    Arc::clone(&certs),
+                    shutdown.child_token(),
+                ));
+            }
+            Some(TlsSettings { certs, hsts: t.hsts, http2: t.http2 })
+        }
+        None => None,
+    };
     let mut servers = Vec::new();
     let mut addrs = Vec::new();
     for listen in &node.config.listen {
@@ -224,7 +247,7 @@ pub async fn start(
         sc.v6_only = listen.is_ipv6()
             && listen.port() != 0
             && node.config.listen.iter().any(|o| o.is_ipv4() && o.port() == listen.port());
-        sc.tls = node.config.tls.clone();
+        sc.tls = tls.clone();
         sc.threads = node.config.http_threads;
         sc.max_connections = node.config.max_connections;
         sc.max_connections_per_address = node.config.max_connections_per_address;
@@ -235,11 +258,11 @@ pub async fn start(
     let mode = node.config.mode.as_str();
     tracing::info!(mode, name = %node.config.name, addrs = ?addrs, "agent listening");
 
-    let mut tasks = vec![
+    tasks.extend([
         tokio::spawn(loops::sync_loop(node.clone(), syncer, shutdown.clone())),
         tokio::spawn(loops::reconcile_loop(node.clone(), role.clone(), shutdown.clone())),
         tokio::spawn(loops::scrub_loop(node.clone(), shutdown.clone())),
-    ];
+    ]);
     tasks.extend(role.spawn(&shutdown));
     Ok(RunningAgent { addrs, node, role, shutdown, tasks, servers })
 }

@@ -11,7 +11,7 @@ use crate::status::{DirectoryStatus, StatusDoc};
 pub async fn fetch_and_render(url: &str, json: bool) -> Result<String, CmdError> {
     let endpoint = format!("{}/.odi/v1/status", url.trim_end_matches('/'));
     let ten = std::time::Duration::from_secs(10);
-    let client = crate::fetch::http_client(crate::fetch::ClientRole::Probe, ten, Some(ten))
+    let client = crate::fetch::http_client(crate::fetch::ClientRole::Probe, ten, Some(ten), &[])
         .map_err(|e| CmdError::Usage(e.to_string()))?;
     let resp = client
         .get(&endpoint)

@@ -143,7 +143,8 @@ pub async fn probe_loop(
     interval: Duration,
     shutdown: CancellationToken,
 ) {
-    let client = match http_client(ClientRole::Probe, PROBE_CONNECT, Some(PROBE_TIMEOUT)) {
+    let roots = &node.config.extra_roots;
+    let client = match http_client(ClientRole::Probe, PROBE_CONNECT, Some(PROBE_TIMEOUT), roots) {
         Ok(c) => c,
         Err(e) => return tracing::error!(error = %e, "federation probe client"),
     };

@@ -190,11 +190,11 @@ pub struct ProbeClients {
 }
 
 impl ProbeClients {
-    /// Clients that give up connecting after `timeout`.
-    pub fn new(timeout: Duration) -> Result<Self, FetchError> {
+    /// Clients that give up connecting after `timeout` and trust `roots` besides the system's.
+    pub fn new(timeout: Duration, roots: &[reqwest::Certificate]) -> Result<Self, FetchError> {
         Ok(Self {
-            v4: family_client(timeout, Family::V4)?,
-            v6: family_client(timeout, Family::V6)?,
+            v4: family_client(timeout, Family::V4, roots)?,
+            v6: family_client(timeout, Family::V6, roots)?,
         })
     }
 

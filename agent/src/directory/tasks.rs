@@ -93,7 +93,7 @@ async fn probe_loop(dir: Arc<DirectoryMode>, shutdown: CancellationToken) {
     let node = &dir.node;
     // Short enough that a dead relay costs little of a round, long enough for a loaded one.
     let timeout = dir.probe_interval.clamp(Duration::from_secs(2), Duration::from_secs(10));
-    let client = match ProbeClients::new(timeout) {
+    let client = match ProbeClients::new(timeout, &node.config.extra_roots) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot build the probe HTTP client; relays will not be probed");

@@ -252,7 +252,7 @@ impl Case {
         let data = data();
         Case {
             origin: Origin::start().await,
-            client: client(&quick()).unwrap(),
+            client: client(&quick(), &[]).unwrap(),
             dir: tempfile::tempdir().unwrap(),
             expect: expect_for(&data),
             data,

@@ -4,9 +4,11 @@
 //! - `server` (the listener, limits, shutdown) uses `admission`, `plain`, `tls`, `workers`;
 //! - `layers` (panics, tracing, timeouts, `Host`) and `file` (serving a file with ranges and
 //!   validators) use `response` (body type and small builders);
+//! - `acme` (certificates from an ACME CA) uses `tls`, whose resolver answers its challenges;
 //! - `admission`, `plain`, `tls`, `workers`, `response` use nothing else here;
 //! - `testing` is a raw HTTP/1.1 client for tests.
 
+pub mod acme;
 mod admission;
 pub mod file;
 pub mod layers;
@@ -19,5 +21,5 @@ mod workers;
 
 pub use plain::{PlainAnswer, PlainRequest, PlainResponse};
 pub use response::Body;
-pub use server::{bind, RunningServer, ServerConfig, ServerError, Transport};
+pub use server::{bind, RunningServer, ServerConfig, ServerError, TlsSettings, Transport};
 pub use tls::TlsFiles;

@@ -153,6 +153,8 @@ pub(super) struct Limits<'a> {
     pub hard_stop: &'a CancellationToken,
     /// The connection is TLS (handlers send HTTPS clients only to HTTPS mirrors).
     pub tls: bool,
+    /// `Strict-Transport-Security` added to every answer (HTTPS only).
+    pub hsts: Option<&'a HeaderValue>,
 }
 
 /// Serves plain requests on `io` until the connection ends or a request needs hyper.
@@ -208,6 +210,9 @@ where
 {
     let (mut start, mut end) = (0usize, 0usize);
     let mut out = Vec::with_capacity(1024);
+    let hsts =
+        limits.hsts.map(|v| [b"strict-transport-security: ", v.as_bytes(), b"\r\n"].concat());
+    let conn = Conn { remote, tls: limits.tls, hsts: hsts.as_deref() };
     // Until shutdown starts only `shutdown` is watched while waiting for a request. Child
     // tokens, so that polling one touches this connection's node, not the one every other
     // connection polls too.
@@ -241,7 +246,7 @@ where
                     other = true;
                     break;
                 }
-                match parse(&buf[start..end], remote, limits.tls, handler, &mut out) {
+                match parse(&buf[start..end], &conn, handler, &mut out) {
                     Parsed::Answered(n) => {
                         start += n;
                         answered += 1;
@@ -314,15 +319,18 @@ where
     }
 }
 
-/// Parses the head at the start of `bytes` and, when it is plain and the handler answers it,
-/// appends the response to `out`.
-fn parse(
-    bytes: &[u8],
+/// What [`parse`] needs to know of the connection.
+struct Conn<'a> {
     remote: SocketAddr,
     tls: bool,
-    handler: &dyn PlainAnswer,
-    out: &mut Vec<u8>,
-) -> Parsed {
+    /// The whole `Strict-Transport-Security` line, CRLF included.
+    hsts: Option<&'a [u8]>,
+}
+
+/// Parses the head at the start of `bytes` and, when it is plain and the handler answers it,
+/// appends the response to `out`.
+fn parse(bytes: &[u8], conn: &Conn<'_>, handler: &dyn PlainAnswer, out: &mut Vec<u8>) -> Parsed {
+    let (remote, tls) = (conn.remote, conn.tls);
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(bytes) {
@@ -385,6 +393,14 @@ fn parse(
                 false
             });
     if answered {
+        if let Some(line) = conn.hsts {
+            // Right after the status line: handlers write whole responses, and one field
+            // more in the head costs a move of a few hundred bytes, not a second path.
+            if let Some(eol) = out[before..].windows(2).position(|w| w == b"\r\n") {
+                let at = before + eol + 2;
+                out.splice(at..at, line.iter().copied());
+            }
+        }
         Parsed::Answered(len)
     } else {
         out.truncate(before);

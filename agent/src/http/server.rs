@@ -1,4 +1,4 @@
-//! The HTTP/1.1 listener: plain or TLS, with the limits that keep abusive clients from hurting
+//! The HTTP listener: HTTP/1.1 plain or over TLS, and HTTP/2 where TLS negotiates `h2`, with the limits that keep abusive clients from hurting
 //! others, and a graceful, bounded shutdown. What a request means is the router's business:
 //! the server takes an axum [`Router`] (every request) and, optionally, a [`PlainAnswer`] that
 //! answers the plainest requests before hyper sees them (see [`super::plain`]).
@@ -11,7 +11,12 @@
 //!   room (see [`super::admission`]), so a flood of idle connections cannot starve real
 //!   clients;
 //! - heads over 32 KiB, or with more than 100 fields, are refused (431);
-//! - a connection with no bytes moving either way for `idle_timeout` is closed.
+//! - a connection with no bytes moving either way for `idle_timeout` is closed;
+//! - HTTP/2: at most [`H2_MAX_STREAMS`] streams at once, a header list of 32 KiB, 64 KiB of
+//!   unsent data buffered per stream, and a client that provokes resets faster than hyper
+//!   allows (the "rapid reset" and "MadeYouReset" floods) loses the connection.
+//!
+//! HTTPS answers carry `Strict-Transport-Security` when [`TlsSettings::hsts`] is set.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -22,8 +27,9 @@ use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
-use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use http::HeaderValue;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -33,7 +39,7 @@ use tower::ServiceExt as _;
 
 use super::admission::{Admission, Refusal, Ticket};
 use super::plain::{self, PlainAnswer};
-use super::tls::{self, CertReloader, TlsError, TlsFiles};
+use super::tls::{self, CertReloader, TlsError};
 use super::workers::Workers;
 
 /// Listener settings.
@@ -47,7 +53,7 @@ pub struct ServerConfig {
     /// listened on over IPv4 (a dual-stack `[::]:p` holds every IPv4 address's port `p`).
     pub v6_only: bool,
     /// `None` serves plain HTTP (for use behind a TLS-terminating proxy).
-    pub tls: Option<TlsFiles>,
+    pub tls: Option<TlsSettings>,
     /// Time from accepting a connection to its first byte (a TLS ClientHello or a request).
     /// Short: a real client speaks within a round trip, an idle flood never does.
     pub first_byte_timeout: Duration,
@@ -83,6 +89,29 @@ impl ServerConfig {
             idle_timeout: Duration::from_secs(60),
             threads: default_threads(),
         }
+    }
+}
+
+/// HTTPS settings of a listener.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// The certificate source, shared by every listener of an agent (a reload or an ACME
+    /// challenge applies to all of them at once).
+    pub certs: Arc<CertReloader>,
+    /// `max-age` of `Strict-Transport-Security` on every HTTPS answer; `None` sends none.
+    pub hsts: Option<Duration>,
+    /// Offer `h2` in ALPN (HTTP/1.1 is always offered).
+    pub http2: bool,
+}
+
+impl TlsSettings {
+    /// HSTS for a year and HTTP/2: what a public relay or directory should send.
+    pub fn new(certs: Arc<CertReloader>) -> Self {
+        Self { certs, hsts: Some(Duration::from_secs(365 * 24 * 3600)), http2: true }
+    }
+
+    fn hsts_value(&self) -> Option<HeaderValue> {
+        self.hsts.and_then(|d| HeaderValue::try_from(format!("max-age={}", d.as_secs())).ok())
     }
 }
 
@@ -139,6 +168,11 @@ impl RunningServer {
 const MAX_BUF: usize = 64 * 1024;
 const MAX_HEADER_BYTES: usize = 32 * 1024;
 const MAX_HEADERS: usize = 100;
+/// HTTP/2 streams one connection may have open at once (RFC 9113 recommends at least 100).
+pub const H2_MAX_STREAMS: u32 = 128;
+/// Unsent response bytes hyper buffers per HTTP/2 stream: a reader that stops costs this
+/// much per stream, not a whole file.
+const H2_SEND_BUF: usize = 64 * 1024;
 /// How long in-flight requests get after shutdown before being cut.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Pause after an accept error (e.g. out of file descriptors) so the loop
@@ -154,12 +188,12 @@ pub async fn bind(
     plain: Option<Arc<dyn PlainAnswer>>,
     shutdown: CancellationToken,
 ) -> Result<RunningServer, ServerError> {
-    let (acceptor, reloader) = match &config.tls {
-        Some(files) => {
-            let (a, r) = tls::start(files, tls::DEFAULT_POLL_INTERVAL, shutdown.child_token())?;
-            (Some(a), Some(r))
+    let (acceptor, reloader, hsts) = match &config.tls {
+        Some(t) => {
+            let cfg = tls::server_config(Arc::clone(&t.certs), t.http2)?;
+            (Some(tokio_rustls::TlsAcceptor::from(cfg)), Some(Arc::clone(&t.certs)), t.hsts_value())
         }
-        None => (None, None),
+        None => (None, None, None),
     };
     let bind_err = |source| ServerError::Bind { addr: config.listen, source };
     let listener = listener(config.listen, config.v6_only).map_err(bind_err)?;
@@ -174,6 +208,7 @@ pub async fn bind(
         header_read_timeout: config.header_read_timeout,
         idle_timeout: config.idle_timeout,
         tls: acceptor,
+        hsts,
         shutdown: shutdown.clone(),
         hard_stop: CancellationToken::new(),
     };
@@ -206,6 +241,8 @@ struct ConnCtx {
     header_read_timeout: Duration,
     idle_timeout: Duration,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// `Strict-Transport-Security` for HTTPS answers.
+    hsts: Option<HeaderValue>,
     /// Asks connections to finish their current request and close.
     shutdown: CancellationToken,
     /// Cuts connections that outlive the shutdown grace period.
@@ -321,7 +358,12 @@ async fn connection(stream: TcpStream, remote: SocketAddr, ticket: Ticket, ctx: 
                 r = hs => r,
             };
             match tls_stream {
-                Ok(Ok(s)) => serve_connection(s, remote, ctx).await,
+                Ok(Ok(s)) => match s.get_ref().1.alpn_protocol() {
+                    Some(tls::H2_ALPN) => serve_h2(s, remote, ctx).await,
+                    // The handshake was the whole validation.
+                    Some(tls::ACME_TLS_ALPN) => {}
+                    _ => serve_connection(s, remote, ctx).await,
+                },
                 Ok(Err(e)) => tracing::debug!(%remote, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
             }
@@ -342,11 +384,45 @@ where
         shutdown: &ctx.shutdown,
         hard_stop: &ctx.hard_stop,
         tls: ctx.tls.is_some(),
+        hsts: ctx.hsts.as_ref(),
     };
     match plain::serve(io, remote, &*answerer, limits).await {
         plain::Outcome::Closed => {}
         plain::Outcome::Handoff(io) => serve_hyper(io, remote, ctx).await,
     }
+}
+
+/// The router as hyper's service on one connection: it sees the peer through axum's
+/// `ConnectInfo` (as with `axum::serve`) and the transport through [`Transport`], and HTTPS
+/// answers get HSTS.
+fn service(
+    ctx: &ConnCtx,
+    remote: SocketAddr,
+) -> TowerToHyperService<
+    impl tower::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+            Future = impl Send,
+        > + Clone,
+> {
+    let transport = Transport { tls: ctx.tls.is_some() };
+    let hsts = ctx.hsts.clone();
+    let svc = ctx
+        .router
+        .clone()
+        .map_request(move |mut req: http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(remote));
+            req.extensions_mut().insert(transport);
+            req
+        })
+        .map_response(move |mut res: axum::response::Response| {
+            if let Some(v) = &hsts {
+                res.headers_mut().insert(http::header::STRICT_TRANSPORT_SECURITY, v.clone());
+            }
+            res
+        });
+    TowerToHyperService::new(svc)
 }
 
 async fn serve_hyper<I>(io: I, remote: SocketAddr, ctx: ConnCtx)
@@ -355,15 +431,6 @@ where
 {
     let activity = Activity::new();
     let io = TokioIo::new(Tracked { inner: io, activity: Arc::clone(&activity) });
-    // Handlers read the peer through axum's `ConnectInfo`, as with `axum::serve`, and the
-    // transport through [`Transport`].
-    let transport = Transport { tls: ctx.tls.is_some() };
-    let svc =
-        ctx.router.clone().map_request(move |mut req: http::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(remote));
-            req.extensions_mut().insert(transport);
-            req
-        });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(ctx.header_read_timeout)
@@ -371,8 +438,43 @@ where
         .max_buf_size(MAX_BUF)
         .max_header_size(MAX_HEADER_BYTES)
         .max_headers(MAX_HEADERS)
-        .serve_connection(io, TowerToHyperService::new(svc));
-    let mut conn = std::pin::pin!(conn);
+        .serve_connection(io, service(&ctx, remote));
+    drive(std::pin::pin!(conn), |c| c.graceful_shutdown(), &activity, remote, &ctx).await;
+}
+
+/// An HTTP/2 connection (negotiated by ALPN). The plain fast path is HTTP/1.1's; here every
+/// request goes through the router.
+async fn serve_h2<I>(io: I, remote: SocketAddr, ctx: ConnCtx)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Activity::new();
+    let io = TokioIo::new(Tracked { inner: io, activity: Arc::clone(&activity) });
+    let conn = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .max_send_buf_size(H2_SEND_BUF)
+        // hyper's defaults, stated: resets of streams not yet accepted, and resets the
+        // server had to send because of the client's errors, beyond which it hangs up.
+        .max_pending_accept_reset_streams(Some(20))
+        .max_local_error_reset_streams(Some(1024))
+        .serve_connection(io, service(&ctx, remote));
+    drive(std::pin::pin!(conn), |c| c.graceful_shutdown(), &activity, remote, &ctx).await;
+}
+
+/// Runs a hyper connection to its end: a graceful shutdown when the server stops, a cut at
+/// the hard stop, and a close after `idle_timeout` without a byte either way.
+async fn drive<C, E>(
+    mut conn: Pin<&mut C>,
+    graceful: impl Fn(Pin<&mut C>),
+    activity: &Activity,
+    remote: SocketAddr,
+    ctx: &ConnCtx,
+) where
+    C: std::future::Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     let mut draining = false;
     loop {
         let idle_deadline = activity.last() + ctx.idle_timeout;
@@ -388,7 +490,7 @@ where
                 return;
             }
             () = ctx.shutdown.cancelled(), if !draining => {
-                conn.as_mut().graceful_shutdown();
+                graceful(conn.as_mut());
                 draining = true;
             }
             () = ctx.hard_stop.cancelled() => return,
@@ -845,7 +947,7 @@ mod tests {
             eprintln!("openssl not available; skipping");
             return;
         };
-        let f = start(|c| c.tls = Some(files), dir).await;
+        let f = start(|c| c.tls = Some(crate::http::tls::tests::settings(&files)), dir).await;
         let (cert1, r) = tls_get(f.addr, "bytes=0-99").await;
         assert_eq!(r.status, 206);
         assert_eq!(r.body, &f.data[..100]);

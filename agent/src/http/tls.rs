@@ -4,7 +4,13 @@
 //! one pointer swap and handshakes in flight keep the key they started with.
 //! A new certificate that fails to load is logged and the old one kept: a
 //! half-written renewal must never take the server off the air.
+//!
+//! The resolver also answers ACME TLS-ALPN-01 validations (RFC 8737): a handshake that offers
+//! only `acme-tls/1` gets the challenge certificate set for its server name, or none at all.
+//! ALPN offers `h2` first, then `http/1.1`; the server's cipher order wins, and TLS 1.3
+//! tickets (and TLS 1.2 session IDs) let returning clients skip the full handshake.
 
+use std::collections::HashMap;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
@@ -48,11 +54,19 @@ pub enum TlsError {
     Watch { path: PathBuf, source: notify::Error },
 }
 
+/// The ALPN protocol of ACME TLS-ALPN-01 validation (RFC 8737).
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+/// The ALPN protocol of HTTP/2.
+pub const H2_ALPN: &[u8] = b"h2";
+
 /// Serves the current certificate and knows how to reload it.
 #[derive(Debug)]
 pub struct CertReloader {
     files: TlsFiles,
     current: RwLock<Arc<CertifiedKey>>,
+    /// TLS-ALPN-01 challenge certificates by (lower-case) server name, set while an ACME
+    /// validation is pending.
+    challenges: RwLock<HashMap<String, Arc<CertifiedKey>>>,
     /// Hash of the cert+key bytes last attempted (good or bad), so an
     /// unchanged bad file is reported once, not on every poll.
     last_attempt: Mutex<[u8; 32]>,
@@ -65,6 +79,7 @@ impl CertReloader {
         let key = certified_key(&files, &cert_pem, &key_pem)?;
         Ok(Arc::new(Self {
             current: RwLock::new(Arc::new(key)),
+            challenges: RwLock::new(HashMap::new()),
             last_attempt: Mutex::new(pair_hash(&cert_pem, &key_pem)),
             files,
         }))
@@ -77,6 +92,28 @@ impl CertReloader {
             Ok(g) => Arc::clone(&g),
             Err(p) => Arc::clone(&p.into_inner()),
         }
+    }
+
+    /// The files this serves.
+    pub fn files(&self) -> &TlsFiles {
+        &self.files
+    }
+
+    /// Answers TLS-ALPN-01 validations of `name` with `key` until [`Self::clear_challenge`].
+    pub fn set_challenge(&self, name: &str, key: CertifiedKey) {
+        let mut c = self.challenges.write().unwrap_or_else(|p| p.into_inner());
+        c.insert(name.to_ascii_lowercase(), Arc::new(key));
+    }
+
+    /// Stops answering validations of `name`.
+    pub fn clear_challenge(&self, name: &str) {
+        let mut c = self.challenges.write().unwrap_or_else(|p| p.into_inner());
+        c.remove(&name.to_ascii_lowercase());
+    }
+
+    fn challenge(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        let c = self.challenges.read().unwrap_or_else(|p| p.into_inner());
+        c.get(&name.to_ascii_lowercase()).cloned()
     }
 
     /// Re-reads the files. `Ok(true)` when a new certificate was installed,
@@ -122,34 +159,52 @@ impl CertReloader {
 }
 
 impl ResolvesServerCert for CertReloader {
-    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let acme = hello.alpn().is_some_and(|mut p| p.any(|p| p == ACME_TLS_ALPN));
+        if acme {
+            // A validator gets the challenge certificate or nothing: never the real one,
+            // which would only fail its check with a misleading error.
+            return hello.server_name().and_then(|name| self.challenge(name));
+        }
         Some(self.current())
     }
 }
 
-/// A rustls server configuration (HTTP/1.1 ALPN) using `resolver`.
-pub fn server_config(resolver: Arc<CertReloader>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+/// A rustls server configuration using `resolver`: ALPN `h2` (when `http2`), `http/1.1` and
+/// `acme-tls/1`; the server's cipher suite order; resumption by tickets and session IDs.
+pub fn server_config(
+    resolver: Arc<CertReloader>,
+    http2: bool,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(TlsError::Config)?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = Vec::new();
+    if http2 {
+        cfg.alpn_protocols.push(H2_ALPN.to_vec());
+    }
+    cfg.alpn_protocols.extend([b"http/1.1".to_vec(), ACME_TLS_ALPN.to_vec()]);
+    // ring's suites in rustls' order: AES-GCM before ChaCha20, all AEAD with forward secrecy;
+    // the client's preference would let it pick a weaker one where both are offered.
+    cfg.ignore_client_order = true;
+    // Tickets are encrypted with keys that rotate every 6 hours; the session-ID cache (for
+    // TLS 1.2 clients) stays as rustls sizes it.
+    cfg.ticketer = rustls::crypto::ring::Ticketer::new().map_err(TlsError::Config)?;
     Ok(Arc::new(cfg))
 }
 
-/// Loads the files, builds the acceptor, and starts watching for changes
-/// until `shutdown` fires.
+/// Loads the files and starts watching them for changes until `shutdown` fires.
 pub fn start(
     files: &TlsFiles,
     poll_interval: Duration,
     shutdown: CancellationToken,
-) -> Result<(tokio_rustls::TlsAcceptor, Arc<CertReloader>), TlsError> {
+) -> Result<Arc<CertReloader>, TlsError> {
     let reloader = CertReloader::load(files.clone())?;
-    let cfg = server_config(Arc::clone(&reloader))?;
     watch(Arc::clone(&reloader), poll_interval, shutdown)?;
-    Ok((tokio_rustls::TlsAcceptor::from(cfg), reloader))
+    Ok(reloader)
 }
 
 /// Reloads `reloader` on file-system events in the files' parent
@@ -336,6 +391,12 @@ pub(crate) mod tests {
         std::fs::rename(&tmp_k, &key).ok()?;
         std::fs::rename(&tmp_c, &cert).ok()?;
         Some(TlsFiles { cert, key })
+    }
+
+    /// HTTPS settings serving `files`, watched until the test's runtime ends.
+    pub(crate) fn settings(files: &TlsFiles) -> crate::http::server::TlsSettings {
+        let certs = start(files, DEFAULT_POLL_INTERVAL, CancellationToken::new()).unwrap();
+        crate::http::server::TlsSettings::new(certs)
     }
 
     fn end_entity(r: &CertReloader) -> Vec<u8> {

@@ -36,12 +36,17 @@ struct Demo {
 
 impl Demo {
     fn start(dir: &Path, listen: &str, stderr: &Path) -> Self {
+        Self::start_with(dir, listen, stderr, &[])
+    }
+
+    fn start_with(dir: &Path, listen: &str, stderr: &Path, extra: &[&str]) -> Self {
         let mut child = support::odi()
             .arg("demo")
             .arg("--dir")
             .arg(dir)
             .arg("--listen")
             .arg(listen)
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(stderr).unwrap())
             .spawn()
@@ -120,7 +125,7 @@ fn rows(lines: &[String]) -> Vec<Row> {
             let cols: Vec<&str> = l.split_whitespace().collect();
             let ok = cols.len() >= 5
                 && ["origin", "meta-directory", "directory", "relay"].contains(&cols[1])
-                && cols[3].starts_with("http://");
+                && (cols[3].starts_with("http://") || cols[3].starts_with("https://"));
             let pid = cols.get(4)?.parse().ok()?;
             ok.then(|| Row { name: cols[0].into(), role: cols[1].into(), url: cols[3].into(), pid })
         })
@@ -280,6 +285,36 @@ async fn demo_serves_survives_a_killed_relay_and_stops_every_node() {
         used.iter().map(|r| &r.name).collect::<Vec<_>>()
     );
 
+    // `curl -sI` at the entry point: the meta-directory's own redirect carries the digests.
+    let head = Command::new("curl")
+        .args(["-sI", &format!("{base}r/{HELLO}/{HELLO_LARGE}")])
+        .env_remove("http_proxy")
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&head.stdout).to_ascii_lowercase();
+    assert!(
+        head.starts_with("http/1.1 302") && head.contains("\r\nrepr-digest: sha-256=:"),
+        "{head}"
+    );
+    // `?mirrorlist` through the entry point, as JSON: the owning directory lists the relays.
+    let list: serde_json::Value = client
+        .get(format!("{base}r/{HELLO}/{HELLO_LARGE}?mirrorlist"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed: Vec<&str> =
+        list["relays"].as_array().unwrap().iter().filter_map(|r| r["relay"].as_str()).collect();
+    let demo_relays: Vec<&str> =
+        nodes.iter().filter(|r| r.role == "relay").map(|r| r.name.as_str()).collect();
+    assert!(
+        !listed.is_empty() && listed.iter().all(|n| demo_relays.contains(n)),
+        "mirror list {list}"
+    );
+
     let gone = client.get(format!("{base}r/{HELLO}/{HELLO_EXPUNGED}")).send().await.unwrap();
     assert_eq!(gone.status(), reqwest::StatusCode::GONE);
 
@@ -352,4 +387,82 @@ async fn demo_serves_survives_a_killed_relay_and_stops_every_node() {
         dir.join("network").join(".git").is_dir()
             && dir.join("keys").join("maintainer.key").is_file()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_over_tls_with_its_own_ca() {
+    let _heavy = crate::support::HEAVY.lock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let port = reserve_port();
+    let mut demo = Demo::start_with(
+        &dir,
+        &format!("127.0.0.1:{port}"),
+        &tmp.path().join("demo.stderr"),
+        &["--tls"],
+    );
+    let lines = demo.wait_ready(Duration::from_secs(240)).await;
+    let ctx = demo.output();
+    let ca = dir.join("ca.pem");
+    assert!(ca.exists(), "{ctx}");
+    let nodes: Vec<Row> = rows(&lines).into_iter().filter(|r| r.role != "origin").collect();
+    assert_eq!(nodes.len(), 6, "{ctx}");
+    assert!(nodes.iter().all(|r| r.url.starts_with("https://127.0.0.1:")), "{ctx}");
+    let entry = format!("https://127.0.0.1:{port}/");
+    // The printed `curl --cacert DIR/ca.pem -L -O` line, run as printed in a folder of its own:
+    // meta-directory, directory and relay over HTTPS, all verified against the demo CA.
+    let printed = lines
+        .iter()
+        .map(|l| l.trim())
+        .find(|l| l.starts_with("curl --cacert ") && l.contains(" -L -O "))
+        .unwrap_or_else(|| panic!("no `curl --cacert ... -L -O` line:\n{ctx}"));
+    assert!(printed.contains(&format!("--cacert {}", ca.display())), "{printed}");
+    let words: Vec<&str> = printed.split_whitespace().collect();
+    let url = *words.last().unwrap();
+    assert!(url.starts_with(&format!("{entry}r/{HELLO}/")), "{printed}");
+    let out = tmp.path().join("download");
+    std::fs::create_dir_all(&out).unwrap();
+    let file = out.join(url.rsplit('/').next().unwrap());
+    let origin = dir.join("origin").join(HELLO).join(file.file_name().unwrap());
+    let start = Instant::now();
+    loop {
+        let _ = std::fs::remove_file(&file);
+        let r = Command::new(words[0])
+            .args(["-sS", "--fail"])
+            .args(&words[1..])
+            .current_dir(&out)
+            .env_remove("https_proxy")
+            .output()
+            .unwrap();
+        if r.status.success() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{printed}: {}\n{ctx}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(std::fs::read(&file).unwrap(), std::fs::read(&origin).unwrap(), "{printed}");
+    // Every hop answers with HSTS, over HTTP/2 when asked.
+    let head = Command::new("curl")
+        .args(["-sSI", "--http2", "--cacert"])
+        .arg(&ca)
+        .arg(url)
+        .env_remove("https_proxy")
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&head.stdout).to_ascii_lowercase();
+    assert!(head.starts_with("http/2 302"), "{head}");
+    assert!(head.contains("strict-transport-security: max-age=31536000"), "{head}");
+    assert!(
+        head.contains("location: https://127.0.0.1:"),
+        "HTTPS clients go to HTTPS nodes: {head}"
+    );
+    // The printed trust instructions name the CA for curl, pip and apt.
+    let text = lines.join("\n");
+    for want in ["CURL_CA_BUNDLE=", "PIP_CERT=", "Acquire::https::CAInfo"] {
+        assert!(text.contains(want), "no {want} in:\n{ctx}");
+    }
 }

@@ -11,7 +11,7 @@ use crate::testnet::{client, eventually, status, store_root, Behavior, TestNet};
 const WAIT: Duration = Duration::from_secs(30);
 
 /// What the assignment says `relay` holds, computed independently from the repository.
-fn expected_share(net: &TestNet, relay: &str) -> Vec<String> {
+pub(crate) fn expected_share(net: &TestNet, relay: &str) -> Vec<String> {
     let tree = net.builder.tree().unwrap();
     let loaded = odi_network::load(
         &tree,

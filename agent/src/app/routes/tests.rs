@@ -124,8 +124,12 @@ async fn fixture(mode: &str, applied: bool) -> Fixture {
     std::fs::write(store.partial_path(&sha), HELD).unwrap();
     store.commit(&sha).unwrap();
     let limits = Limits::default();
-    let fetcher =
-        Fetcher { client: fetch::client(&limits).unwrap(), limits, limiter: None, concurrency: 1 };
+    let fetcher = Fetcher {
+        client: fetch::client(&limits, &[]).unwrap(),
+        limits,
+        limiter: None,
+        concurrency: 1,
+    };
     let node = Arc::new(Node::new(config, store, fetcher));
     if applied {
         let now = time::OffsetDateTime::now_utc();

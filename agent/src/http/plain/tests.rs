@@ -190,9 +190,13 @@ fn remote() -> SocketAddr {
     "192.0.2.7:4567".parse().unwrap()
 }
 
+fn conn() -> super::Conn<'static> {
+    super::Conn { remote: remote(), tls: false, hsts: None }
+}
+
 fn classify(bytes: &[u8]) -> (Kind, Vec<u8>) {
     let mut out = Vec::new();
-    let kind = match parse(bytes, remote(), false, &TestHandler, &mut out) {
+    let kind = match parse(bytes, &conn(), &TestHandler, &mut out) {
         Parsed::Answered(n) => Kind::Answered(n),
         Parsed::Partial => Kind::Partial,
         Parsed::Other => Kind::Other,
@@ -345,13 +349,13 @@ fn parse_tells_plain_heads_from_others() {
 fn parse_throws_away_what_a_declining_handler_wrote() {
     let mut out = b"earlier answer".to_vec();
     assert!(matches!(
-        parse(get("/plain/write-then-decline").as_bytes(), remote(), false, &TestHandler, &mut out),
+        parse(get("/plain/write-then-decline").as_bytes(), &conn(), &TestHandler, &mut out),
         Parsed::Other
     ));
     assert_eq!(out, b"earlier answer");
     // And an answer is appended, not written over what is there.
     assert!(matches!(
-        parse(get("/plain/x").as_bytes(), remote(), false, &TestHandler, &mut out),
+        parse(get("/plain/x").as_bytes(), &conn(), &TestHandler, &mut out),
         Parsed::Answered(_)
     ));
     assert!(
@@ -399,7 +403,7 @@ fn parse_shows_the_handler_the_request_as_sent() {
     for (bytes, want) in cases {
         let mut out = Vec::new();
         assert!(
-            matches!(parse(bytes.as_bytes(), remote(), false, &rec, &mut out), Parsed::Answered(n) if n == bytes.len()),
+            matches!(parse(bytes.as_bytes(), &conn(), &rec, &mut out), Parsed::Answered(n) if n == bytes.len()),
             "{bytes:?}"
         );
         assert_eq!(rec.seen.lock().unwrap().pop().as_deref(), Some(want), "{bytes:?}");
@@ -1205,6 +1209,7 @@ async fn answers_are_flushed() {
             shutdown: &shutdown,
             hard_stop: &hard_stop,
             tls: false,
+            hsts: None,
         };
         drop(super::serve(server, remote(), &TestHandler, limits).await);
     });
@@ -1235,7 +1240,7 @@ async fn tls_answers_to_a_long_pipeline_are_all_delivered() {
         return;
     };
     let f = start(|c| {
-        c.tls = Some(files);
+        c.tls = Some(crate::http::tls::tests::settings(&files));
         c.header_read_timeout = Duration::from_secs(30);
         c.idle_timeout = Duration::from_secs(30);
     })
@@ -1274,7 +1279,7 @@ async fn plain_answers_and_handoff_over_tls() {
         eprintln!("openssl not available; skipping");
         return;
     };
-    let f = start(|c| c.tls = Some(files)).await;
+    let f = start(|c| c.tls = Some(crate::http::tls::tests::settings(&files))).await;
     let connector = crate::http::tls::tests::insecure_connector();
     let name = rustls::pki_types::ServerName::try_from("plain.test").unwrap();
     let tls = tokio::time::timeout(
@@ -1287,7 +1292,11 @@ async fn plain_answers_and_handoff_over_tls() {
     let (rd, wr) = tokio::io::split(tls);
     let mut c = Client { wr, r: Reader { rd, buf: Vec::new() } };
     c.send(get("/plain/1")).await;
-    c.response().await.assert_plain("/plain/1");
+    // HTTPS answers carry HSTS on both paths.
+    let hsts = Some("max-age=31536000");
+    let r = c.response().await;
+    r.assert_plain("/plain/1");
+    assert_eq!(r.header("strict-transport-security"), hsts, "{r:?}");
     c.send(format!(
         "{}{}{}",
         head("/plain/2"),
@@ -1296,7 +1305,9 @@ async fn plain_answers_and_handoff_over_tls() {
     ))
     .await;
     c.head_response().await.assert_plain("/plain/2");
-    c.response().await.assert_hyper("GET", "/other", false);
+    let r = c.response().await;
+    r.assert_hyper("GET", "/other", false);
+    assert_eq!(r.header("strict-transport-security"), hsts, "{r:?}");
     c.response().await.assert_hyper("GET", "/plain/4", false);
     let got = c.closed_within(Duration::from_secs(5)).await;
     assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
