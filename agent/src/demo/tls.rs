@@ -2,7 +2,8 @@
 //! used to issue every node a certificate for `localhost` and its loopback address.
 //!
 //! The CA key lives only in this process: nothing can be issued from it after the demo stops,
-//! so trusting `ca.pem` trusts this run's nodes and nothing else. Certificates last 30 days.
+//! so trusting `ca.pem` trusts this run's nodes and nothing else. Node certificates last 397
+//! days, the most browsers accept (and over the 60 days below which testssl.sh warns).
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -42,7 +43,7 @@ impl DemoCa {
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let now = OffsetDateTime::now_utc();
         params.not_before = now - Duration::hours(1);
-        params.not_after = now + Duration::days(30);
+        params.not_after = now + Duration::days(398);
         let cert = params.self_signed(&key).map_err(setup)?;
         let pem = cert.pem();
         std::fs::write(pem_path, &pem).map_err(io_err(pem_path))?;
@@ -72,7 +73,7 @@ impl DemoCa {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let now = OffsetDateTime::now_utc();
         params.not_before = now - Duration::hours(1);
-        params.not_after = now + Duration::days(30);
+        params.not_after = now + Duration::days(397);
         let cert = params.signed_by(&key, &self.issuer).map_err(setup)?;
         let chain = format!("{}{}", cert.pem(), self.pem);
         let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));

@@ -460,6 +460,30 @@ async fn demo_over_tls_with_its_own_ca() {
         head.contains("location: https://127.0.0.1:"),
         "HTTPS clients go to HTTPS nodes: {head}"
     );
+    // testssl.sh against a relay: nothing of MEDIUM or above but what a local CA causes (a
+    // chain to a root no system trusts, and no CRL or OCSP responder for it).
+    let relay = nodes.iter().find(|r| r.role == "relay").unwrap();
+    let report = tmp.path().join("testssl.json");
+    let r = Command::new("testssl")
+        .args(["--quiet", "--color", "0", "--ip", "one", "--warnings", "batch", "--jsonfile"])
+        .arg(&report)
+        .arg(&relay.url)
+        .output()
+        .expect("testssl (Debian package testssl.sh; ci/install-test-deps.sh installs it)");
+    let findings: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(&report).unwrap_or_default()).unwrap_or_else(|e| {
+            panic!("no testssl report ({e}): {}", String::from_utf8_lossy(&r.stdout))
+        });
+    let local_ca = ["cert_chain_of_trust", "cert_revocation"];
+    let serious: Vec<String> = findings
+        .iter()
+        .filter(|f| matches!(f["severity"].as_str(), Some("MEDIUM" | "HIGH" | "CRITICAL")))
+        .filter(|f| !local_ca.contains(&f["id"].as_str().unwrap_or("")))
+        .map(|f| format!("{} {}: {}", f["severity"], f["id"], f["finding"]))
+        .collect();
+    assert!(serious.is_empty(), "testssl findings against {}: {serious:#?}", relay.url);
+    let hsts = findings.iter().find(|f| f["id"] == "HSTS_time").map(|f| f["finding"].to_string());
+    assert!(hsts.as_deref().is_some_and(|h| h.contains("31536000")), "HSTS: {hsts:?}");
     // The printed trust instructions name the CA for curl, pip and apt.
     let text = lines.join("\n");
     for want in ["CURL_CA_BUNDLE=", "PIP_CERT=", "Acquire::https::CAInfo"] {
