@@ -11,7 +11,11 @@
 #   3. sha256 of a 1 GiB file (page cache) the way the agent hashes vs `openssl dgst -sha256`,
 #      one core and all cores;
 #   4. `odi validate` and `odi plan` on a network of 100,000 artifacts and 1,000 relays (with a
-#      snapshot role).
+#      snapshot role);
+#   5. HTTPS (TLS 1.3, the same P-256 certificate on both sides): relay bytes/s vs nginx ssl,
+#      directory redirects/s with keep-alive and with one request per connection (a handshake
+#      each) vs nginx `return 302`, HTTP/2 redirects with h2load vs nginx `http2`; and the
+#      server CPU per GB of plain-HTTP relay bytes from figure 1 against its target.
 #
 # Everything listens on 127.0.0.1 only, every wait is bounded, every process started here is
 # stopped on exit (also on Ctrl-C), and the scratch folder (/tmp/odi-bench.*) is removed
@@ -30,7 +34,7 @@ RESULTS="$BENCH/results.txt"
 RUNS=5
 DUR=10
 KEEP=0
-ONLY=1234
+ONLY=12345
 for arg in "$@"; do
     case "$arg" in
         --quick) RUNS=3; DUR=5 ;;
@@ -84,6 +88,7 @@ command -v wrk >/dev/null || need_apt+=(wrk)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v git >/dev/null || need_apt+=(git)
+command -v h2load >/dev/null || need_apt+=(nghttp2-client)
 if [ ${#need_apt[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
     log "installing ${need_apt[*]}"
@@ -217,17 +222,29 @@ chmod 644 "$WORK/origin/"*.bin
 RELAY_PORT=$(free_port)
 DIR_PORT=$(free_port)
 NGINX_PORT=$(free_port)
+TLS_RELAY_PORT=$(free_port)
+TLS_DIR_PORT=$(free_port)
+NGINX_TLS_PORT=$(free_port)
 [ "$RELAY_PORT" != "$DIR_PORT" ] && [ "$DIR_PORT" != "$NGINX_PORT" ] && [ "$RELAY_PORT" != "$NGINX_PORT" ] || die "port clash, run again"
 
 log "generating the benchmark network"
 "$EX/bench_network" "$WORK/net" "$WORK/origin" "$RELAY_PORT" "$DIR_PORT" big.bin small.bin >/dev/null
+# The HTTPS twin (figure 5): its own keys, nodes and data; its certificate is nginx's too.
+"$EX/bench_network" --tls "$WORK/tlsnet" "$WORK/origin" "$TLS_RELAY_PORT" "$TLS_DIR_PORT" big.bin small.bin >/dev/null
+chmod 755 "$WORK/tlsnet" "$WORK/tlsnet/tls"; chmod 644 "$WORK/tlsnet/tls/"*.pem
 
 RELAY_URL="http://127.0.0.1:$RELAY_PORT"
 DIR_URL="http://127.0.0.1:$DIR_PORT"
 NGINX_URL="http://127.0.0.1:$NGINX_PORT"
 
+TLS_RELAY_URL="https://127.0.0.1:$TLS_RELAY_PORT"
+TLS_DIR_URL="https://127.0.0.1:$TLS_DIR_PORT"
+NGINX_TLS_URL="https://127.0.0.1:$NGINX_TLS_PORT"
+CA="$WORK/tlsnet/tls/cert.pem"
 sed -e "s#@PREFIX@#$WORK/nginx#g" -e "s#@PORT@#$NGINX_PORT#g" -e "s#@ROOT@#$WORK/origin#g" \
-    -e "s#@REDIRECT@#$RELAY_URL/r/bench/small.bin#g" "$BENCH/nginx.conf" > "$WORK/nginx/nginx.conf"
+    -e "s#@REDIRECT@#$RELAY_URL/r/bench/small.bin#g" -e "s#@TLSPORT@#$NGINX_TLS_PORT#g" \
+    -e "s#@CERT@#$CA#g" -e "s#@KEY@#$WORK/tlsnet/tls/key.pem#g" \
+    -e "s#@TLSREDIRECT@#$TLS_RELAY_URL/r/bench/small.bin#g" "$BENCH/nginx.conf" > "$WORK/nginx/nginx.conf"
 "$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" > "$WORK/nginx/stdout.log" 2>&1 &
 NGINX_PID=$!
 PIDS+=("$NGINX_PID")
@@ -289,6 +306,7 @@ for i in $(seq 1 "$RUNS"); do
 done
 O=$(printf '%s\n' "${odi_bps[@]}" | median); N=$(printf '%s\n' "${ngx_bps[@]}" | median); R=$(calc "$O / $N")
 OC=$(printf '%s\n' "${odi_cpg[@]}" | median); NC=$(printf '%s\n' "${ngx_cpg[@]}" | median)
+OC1=$OC; NC1=$NC
 add "$(printf '1. Relay bytes/s, 1 GiB artifact (wrk -t2 -c4, %ss x %s)\n   odi relay %s GB/s   nginx sendfile %s GB/s   ratio %sx  (target >= 0.90x: %s)\n   server CPU per GB sent: odi %s s, nginx %s s' \
     "$DUR" "$RUNS" "$(fmt "$(calc "$O/1e9")")" "$(fmt "$(calc "$N/1e9")")" "$(fmt "$R" 3)" "$(verdict "$R" 0.9)" "$(fmt "$OC" 3)" "$(fmt "$NC" 3)")"
 if [ -n "$BEFORE" ]; then
@@ -373,11 +391,95 @@ if [ -n "$BEFORE" ]; then
         "$(fmt "$B" 0)" "$(fmt "$BC" 1)" "$(fmt "$(calc "$O / $B")" 3)")"
 fi
 
-# The servers are not needed any more: stop them so the CPU figures below run alone.
-stop "$DIR_PID"; stop "$RELAY_PID"; stop "$NGINX_PID"
+stop "$DIR_PID"
 [ -z "$BEFORE" ] || { stop "$BDIR_PID"; stop "$BRELAY_PID"; }
 
 fi
+
+# ---------------------------------------------------------------- 5. HTTPS
+if want 5; then
+stop "$RELAY_PID" # its CPU is not measured here; the TLS twin serves the same bytes
+log "starting the HTTPS relay and directory (figure 5)"
+ODI_LOG=warn "$ODI" agent --config "$WORK/tlsnet/relay.toml" > "$WORK/tls-relay.log" 2>&1 &
+TRELAY_PID=$!
+PIDS+=("$TRELAY_PID")
+trelay_ready() { curl -sf --cacert "$CA" "$TLS_RELAY_URL/.odi/v1/status" | grep -q '"type":"Ready","status":true'; }
+wait_for 600 "the HTTPS relay to report Ready (log: $WORK/tls-relay.log)" trelay_ready
+ODI_LOG=warn "$ODI" agent --config "$WORK/tlsnet/directory.toml" > "$WORK/tls-directory.log" 2>&1 &
+TDIR_PID=$!
+PIDS+=("$TDIR_PID")
+trouted() { [ "$(curl -s --cacert "$CA" -o /dev/null -w '%{http_code} %{redirect_url}' "$TLS_DIR_URL/r/bench/small.bin")" = "302 $TLS_RELAY_URL/r/bench/small.bin" ]; }
+wait_for 600 "the HTTPS directory to redirect to the HTTPS relay (log: $WORK/tls-directory.log)" trouted
+[ "$(curl -s --cacert "$CA" -o /dev/null -w '%{http_code} %{redirect_url}' "$NGINX_TLS_URL/redirect/bench/small.bin")" = "302 $TLS_RELAY_URL/r/bench/small.bin" ] \
+    || die "nginx does not redirect over TLS"
+cmp -s <(curl -sf --cacert "$CA" "$TLS_RELAY_URL/r/bench/small.bin") "$WORK/origin/small.bin" || die "the HTTPS relay serves wrong bytes"
+find "$WORK/tlsnet/bench-relay-data" -type f -size +1000M -exec cat {} + > /dev/null
+sleep 2
+
+# h2load_run ARGS...: sets H2 to "requests_per_second succeeded failed".
+H2=""
+h2load_run() {
+    timeout $((DUR + 60)) h2load "$@" > "$WORK/h2load.out" 2>&1 || die "h2load $* failed: $(tail -5 "$WORK/h2load.out")"
+    local rps ok failed
+    rps=$(sed -n 's/^finished in [^,]*, \([0-9.]*\) req\/s.*/\1/p' "$WORK/h2load.out")
+    ok=$(sed -n 's/^requests: .* \([0-9]*\) succeeded, \([0-9]*\) failed.*/\1/p' "$WORK/h2load.out")
+    failed=$(sed -n 's/^requests: .* \([0-9]*\) succeeded, \([0-9]*\) failed.*/\2/p' "$WORK/h2load.out")
+    grep -q '^Application protocol: h2' "$WORK/h2load.out" || die "h2load did not speak h2: $(cat "$WORK/h2load.out")"
+    [ -n "$rps" ] && [ -n "$ok" ] || die "no figures from h2load: $(cat "$WORK/h2load.out")"
+    H2="$rps $ok $failed"
+}
+
+log "5. HTTPS vs nginx ssl: $RUNS x ${DUR}s each for bytes, keep-alive, one request per connection, h2"
+declare -A acc
+sides=(odi nginx)
+for i in $(seq 1 "$RUNS"); do
+    for who in $(order_of "$i" "${sides[@]}"); do
+        if [ "$who" = odi ]; then
+            big="$TLS_RELAY_URL/r/bench/big.bin"; redir="$TLS_DIR_URL/r/bench/small.bin"; bpid=$TRELAY_PID; rpid=$TDIR_PID
+        else
+            big="$NGINX_TLS_URL/r/big.bin"; redir="$NGINX_TLS_URL/redirect/bench/small.bin"; bpid=$NGINX_PID; rpid=$NGINX_PID
+        fi
+        c0=$(cpu_ticks "$bpid")
+        wrk_run -t2 -c4 -d"${DUR}s" --timeout 120s "$big"
+        c1=$(cpu_ticks "$bpid")
+        read -r bytes dur _ errs _ _ <<<"$WRK"
+        bps=$(calc "$bytes / ($dur / 1e6)"); cpg=$(calc "(($c1 - $c0) / $TICK) / ($bytes / 1e9)")
+        acc[$who.bps]+="$bps "; acc[$who.cpg]+="$cpg "
+        detail "5 run $i $who TLS bytes $(fmt "$(calc "$bps / 1e9")" 3) GB/s, server CPU $(fmt "$cpg" 3) s/GB, errors=$errs"
+        wrk_run -t2 -c64 -d"${DUR}s" --timeout 10s "$redir"
+        read -r _ dur reqs errs _ _ <<<"$WRK"
+        rps=$(calc "$reqs / ($dur / 1e6)"); acc[$who.ka]+="$rps "
+        detail "5 run $i $who TLS redirects keep-alive $(fmt "$rps" 0) req/s, errors=$errs"
+        wrk_run -t2 -c64 -d"${DUR}s" --timeout 10s -H "Connection: close" "$redir"
+        read -r _ dur reqs errs _ _ <<<"$WRK"
+        rps=$(calc "$reqs / ($dur / 1e6)"); acc[$who.close]+="$rps "
+        detail "5 run $i $who TLS redirects one per connection $(fmt "$rps" 0) req/s, errors=$errs"
+        h2load_run -D "$DUR" -c 64 -m 10 -t 2 "$redir"
+        read -r rps ok failed <<<"$H2"
+        acc[$who.h2]+="$rps "
+        detail "5 run $i $who h2 redirects $(fmt "$rps" 0) req/s, succeeded=$ok failed=$failed"
+    done
+done
+med() { printf '%s\n' ${acc[$1]} | median; }
+OB=$(med odi.bps); NB=$(med nginx.bps); OK=$(med odi.ka); NK=$(med nginx.ka)
+OX=$(med odi.close); NX=$(med nginx.close); OH=$(med odi.h2); NH=$(med nginx.h2)
+OG=$(med odi.cpg); NG=$(med nginx.cpg)
+RB=$(calc "$OB / $NB"); RK=$(calc "$OK / $NK"); RX=$(calc "$OX / $NX"); RH=$(calc "$OH / $NH")
+add "$(printf '5. HTTPS, TLS 1.3, one P-256 certificate (%ss x %s)\n   relay bytes (wrk -t2 -c4): odi %s GB/s, server CPU %s s/GB   nginx ssl %s GB/s, %s s/GB   ratio %sx  (target >= 1.00x: %s)\n   redirects, keep-alive (wrk -t2 -c64): odi %s req/s   nginx %s req/s   ratio %sx  (target >= 1.00x: %s)\n   redirects, one request per connection (wrk -c64, Connection: close): odi %s req/s   nginx %s req/s   ratio %sx  (target >= 1.00x: %s)\n   HTTP/2 redirects (h2load -c64 -m10): odi %s req/s   nginx http2 %s req/s   ratio %sx' \
+    "$DUR" "$RUNS" "$(fmt "$(calc "$OB/1e9")")" "$(fmt "$OG" 3)" "$(fmt "$(calc "$NB/1e9")")" "$(fmt "$NG" 3)" "$(fmt "$RB" 3)" "$(verdict "$RB" 1.0)" \
+    "$(fmt "$OK" 0)" "$(fmt "$NK" 0)" "$(fmt "$RK" 3)" "$(verdict "$RK" 1.0)" \
+    "$(fmt "$OX" 0)" "$(fmt "$NX" 0)" "$(fmt "$RX" 3)" "$(verdict "$RX" 1.0)" \
+    "$(fmt "$OH" 0)" "$(fmt "$NH" 0)" "$(fmt "$RH" 3)")"
+if want 1; then
+    RC=$(calc "$OC1 / $NC1")
+    add "$(printf '   plain-HTTP relay bytes, server CPU per GB (figure 1): odi %s s, nginx sendfile %s s   ratio %sx  (target <= 1.50x: %s)' \
+        "$(fmt "$OC1" 3)" "$(fmt "$NC1" 3)" "$(fmt "$RC" 2)" "$(verdict "$RC" 1.5001 lt)")"
+fi
+stop "$TDIR_PID"; stop "$TRELAY_PID"
+fi
+
+# The servers are not needed any more: stop them so the CPU figures below run alone.
+stop "${RELAY_PID:-}"; stop "$NGINX_PID"
 
 # ---------------------------------------------------------------- 3. sha256
 if want 3; then

@@ -5,8 +5,8 @@
 # pip (python3-pip), Maven with Debian's offline plugin repository under /usr/share/maven-repo
 # (maven, libmaven-dependency-plugin-java, and junit4 which its Debian poms depend on), apt
 # and dpkg-deb (apt, dpkg); Debian's Chromium, Node.js and npm for the browser tests of
-# agent/tests/it/web.rs; Pebble (an ACME test CA), h2load (nghttp2-client) and testssl.sh
-# for agent/tests/it/tls.rs and demo.rs. Run as root, or with sudo available; skips what is there.
+# agent/tests/it/web.rs; Pebble (an ACME test CA), h2load (nghttp2-client), testssl.sh
+# and slowhttptest for agent/tests/it/tls.rs, demo.rs and flood.rs. Run as root, or with sudo available; skips what is there.
 set -euo pipefail
 need=()
 command -v minisign >/dev/null || need+=(minisign)
@@ -32,6 +32,7 @@ command -v npm >/dev/null || need+=(npm)
 command -v pebble >/dev/null || need+=(pebble)
 command -v h2load >/dev/null || need+=(nghttp2-client)
 command -v testssl >/dev/null || need+=(testssl.sh)
+command -v slowhttptest >/dev/null || need+=(slowhttptest)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

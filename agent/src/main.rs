@@ -7,6 +7,12 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use odi_agent::cmd::{self, keys, plan::PlanArgs, validate::ValidateArgs, CmdError};
 
+/// jemalloc rather than glibc's malloc: its background threads give memory a burst of
+/// connections used back to the system once they close, where glibc's per-thread arenas kept
+/// it. Measured in `flood::slow_readers_cost_a_relay_no_buffers` and bench/run.sh figure 1.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "odi", version, about = "Open Distribution Initiative: network tooling and agent")]
 struct Cli {

@@ -11,7 +11,9 @@ use odi_network::model::{Artifact, Catalog, Network, Relay};
 use tokio_util::sync::CancellationToken;
 
 use crate::artifact::{self, lookup};
+use crate::http::plain::Answer;
 use crate::http::response::{self, Body};
+use crate::http::{PlainAnswer, PlainRequest};
 use crate::node::{jitter, Node, View};
 use crate::reconcile::{self, Target, Want};
 use crate::status::ShareStatus;
@@ -124,6 +126,27 @@ pub async fn serve(State(relay): State<Arc<RelayMode>>, req: Parts) -> Response<
             let msg = format!("{}/{} is not held by this relay", parsed.catalog, parsed.path);
             response::cache(response::text(StatusCode::NOT_FOUND, msg), response::CACHE_MISSING)
         }
+    }
+}
+
+/// The plain path's answer to `GET`/`HEAD /r/<catalog>/<path>` for bytes this relay holds and
+/// has verified: the head, then the file by `sendfile` (see [`crate::http::plain`]). Anything
+/// else (not held, not yet verified, expunged, unknown, a refusal, `.meta4`) is the router's.
+impl PlainAnswer for RelayMode {
+    fn answer(&self, req: &PlainRequest<'_>, out: &mut Vec<u8>) -> Answer {
+        let node = &self.node;
+        if node.refusing.load(std::sync::atomic::Ordering::Relaxed) {
+            return Answer::Declined;
+        }
+        let view = node.view();
+        let Ok((artifact, parsed)) = lookup(view.as_deref(), req.path) else {
+            return Answer::Declined;
+        };
+        if parsed.meta4 {
+            return Answer::Declined;
+        }
+        artifact::plain_stored(node, req, &parsed.catalog, artifact, out)
+            .unwrap_or(Answer::Declined)
     }
 }
 

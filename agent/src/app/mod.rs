@@ -129,7 +129,7 @@ impl Role {
     /// have none (every relay request goes through the router).
     fn plain(&self) -> Option<Arc<dyn PlainAnswer>> {
         match self {
-            Role::Relay(_) => None,
+            Role::Relay(r) => Some(r.clone()),
             Role::Directory(d) => Some(d.clone()),
         }
     }
@@ -192,6 +192,7 @@ pub async fn start(
 ) -> Result<RunningAgent, StartError> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|source| StartError::DataDir { path: config.data_dir.clone(), source })?;
+    raise_fd_limit(config.max_connections * config.listen.len());
     let store = Store::open(&config.data_dir.join("store"))?;
     let sync_config = SyncConfig {
         data_dir: config.data_dir.clone(),
@@ -265,6 +266,29 @@ pub async fn start(
     ]);
     tasks.extend(role.spawn(&shutdown));
     Ok(RunningAgent { addrs, node, role, shutdown, tasks, servers })
+}
+
+/// Raises the soft limit on open files towards the hard one, so that `connections` sockets
+/// (plus the store's files) fit: systemd and most shells start services at 1,024, below the
+/// default of 4,096 connections per listener. Logged, never fatal.
+fn raise_fd_limit(connections: usize) {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut lim = getrlimit(Resource::Nofile);
+    let want = u64::try_from(connections).unwrap_or(u64::MAX).saturating_add(1024);
+    let soft = lim.current.unwrap_or(u64::MAX);
+    if soft >= want {
+        return;
+    }
+    let new = lim.maximum.map_or(want, |hard| hard.min(want));
+    if new <= soft {
+        tracing::warn!(soft, want, "open-file limit is below what max_connections needs");
+        return;
+    }
+    lim.current = Some(new);
+    match setrlimit(Resource::Nofile, lim) {
+        Ok(()) => tracing::info!(from = soft, to = new, "raised the open-file limit"),
+        Err(e) => tracing::warn!(error = %e, soft, want, "cannot raise the open-file limit"),
+    }
 }
 
 /// Runs an agent until SIGINT or SIGTERM, pulling at once on SIGHUP; then shuts down cleanly.

@@ -94,21 +94,85 @@ pub async fn serve_stored(
         last_modified: artifact.published.map(Into::into),
     };
     let resp = file::serve(req, stored, &meta).await;
-    if resp.status().is_success() && req.method == http::Method::GET {
-        let m = &node.metrics;
-        m.inc(
-            "odi_served_total",
-            "Artifact responses with bytes, per catalog.",
-            &[("catalog", catalog)],
-            1.0,
-        );
-        let len = resp
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0);
-        m.inc("odi_served_bytes_total", "Bytes of artifact bodies served.", &[], len);
-    }
+    count_served(node, catalog, &req.method, resp.status(), resp.headers());
     Some(resp)
+}
+
+/// Counts an answer about stored bytes in the metrics (both paths call it).
+pub fn count_served(
+    node: &Node,
+    catalog: &str,
+    method: &http::Method,
+    status: http::StatusCode,
+    headers: &http::HeaderMap,
+) {
+    if !status.is_success() || method != http::Method::GET {
+        return;
+    }
+    let m = &node.metrics;
+    m.inc(
+        "odi_served_total",
+        "Artifact responses with bytes, per catalog.",
+        &[("catalog", catalog)],
+        1.0,
+    );
+    let len = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    m.inc("odi_served_bytes_total", "Bytes of artifact bodies served.", &[], len);
+}
+
+/// The plain path's answer for stored bytes (a relay's): the head into `out` and the file
+/// region to send, decided by the same [`file::plan`] as the router's answer. `None` (the
+/// router answers) unless the bytes are stored and verified and every header is usable.
+pub fn plain_stored(
+    node: &Node,
+    req: &crate::http::PlainRequest<'_>,
+    catalog: &str,
+    artifact: &Artifact,
+    out: &mut Vec<u8>,
+) -> Option<crate::http::plain::Answer> {
+    use http::header;
+    let file = node.store.open_verified_now(&artifact.sha256.0)?;
+    let mut headers = http::HeaderMap::new();
+    for name in [
+        header::RANGE,
+        header::IF_RANGE,
+        header::IF_MATCH,
+        header::IF_NONE_MATCH,
+        header::IF_MODIFIED_SINCE,
+        header::IF_UNMODIFIED_SINCE,
+    ] {
+        for v in req.header_values(name.as_str()) {
+            headers.append(name.clone(), http::HeaderValue::from_bytes(v).ok()?);
+        }
+    }
+    let uri: http::Uri = req.path.parse().ok()?;
+    let method = if req.head { http::Method::HEAD } else { http::Method::GET };
+    let meta = ArtifactMeta {
+        size: artifact.size,
+        sha256: artifact.sha256.0,
+        last_modified: artifact.published.map(Into::into),
+    };
+    let plan = file::plan(file::Head { method: &method, uri: &uri, headers: &headers }, &meta);
+    count_served(node, catalog, &method, plan.status, &plan.headers);
+    let mut head = crate::http::PlainResponse::new(out, plan.status);
+    for (name, value) in &plan.headers {
+        head.header(name, value);
+    }
+    head.finish_head();
+    Some(match plan.body {
+        Some((start, len)) => {
+            node.metrics.inc(
+                "odi_served_plain_total",
+                "Artifact bodies sent by the plain path (sendfile on plain HTTP), not by hyper.",
+                &[],
+                1.0,
+            );
+            crate::http::plain::Answer::File(crate::http::plain::FileRegion { file, start, len })
+        }
+        None => crate::http::plain::Answer::Done,
+    })
 }

@@ -82,8 +82,8 @@ pub async fn serve(
 /// listed artifact that a healthy relay holds, answered from the routing table. Anything
 /// else returns `false` and goes through the router.
 impl PlainAnswer for DirectoryMode {
-    fn answer(&self, req: &PlainRequest<'_>, out: &mut Vec<u8>) -> bool {
-        answer_plain(self, req, out)
+    fn answer(&self, req: &PlainRequest<'_>, out: &mut Vec<u8>) -> crate::http::plain::Answer {
+        answer_plain(self, req, out).into()
     }
 }
 

@@ -67,15 +67,58 @@ pub async fn serve(
     file: tokio::fs::File,
     meta: &ArtifactMeta,
 ) -> Response<Body> {
-    let req_parts: Head<'_> = req.into();
+    let req: Head<'_> = req.into();
+    if !matches!(*req.method, Method::GET | Method::HEAD) {
+        return method_not_allowed(response::text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed",
+        ));
+    }
+    let plan = plan(req, meta);
+    let body = match plan.body {
+        None => response::empty_body(),
+        Some((start, len)) => match file_body(file, start, len).await {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read artifact file");
+                return response::text(StatusCode::INTERNAL_SERVER_ERROR, "cannot read artifact");
+            }
+        },
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = plan.status;
+    *r.headers_mut() = plan.headers;
+    r
+}
+
+/// What to answer about a file, before any byte of it is read: the status, every header
+/// (`Content-Length` included), and the region of the file that is the body. The one place
+/// the rules live, for hyper's path ([`serve`]) and the plain path's zero-copy one.
+#[derive(Debug)]
+pub struct Plan {
+    /// 200, 206, 304, 412, 416 or 405.
+    pub status: StatusCode,
+    /// The answer's headers.
+    pub headers: HeaderMap,
+    /// `(start, len)` of the file to send; `None`: no body (HEAD, 304, errors, empty).
+    pub body: Option<(u64, u64)>,
+}
+
+fn method_not_allowed(mut r: Response<Body>) -> Response<Body> {
+    r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    r
+}
+
+/// Decides the answer to GET or HEAD for content `meta`.
+pub fn plan(req_parts: Head<'_>, meta: &ArtifactMeta) -> Plan {
+    let done = |r: Response<Body>| {
+        let (parts, _) = r.into_parts();
+        Plan { status: parts.status, headers: parts.headers, body: None }
+    };
     let is_head = match *req_parts.method {
         Method::GET => false,
         Method::HEAD => true,
-        _ => {
-            let mut r = response::text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
-            r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-            return r;
-        }
+        _ => return done(method_not_allowed(response::empty(StatusCode::METHOD_NOT_ALLOWED))),
     };
     let etag = etag(&meta.sha256);
     let lm = meta.last_modified.map(truncate_to_secs);
@@ -86,12 +129,12 @@ pub async fn serve(
         Precondition::NotModified => {
             let mut r = response::empty(StatusCode::NOT_MODIFIED);
             validators(r.headers_mut(), &etag, lm);
-            return r;
+            return done(r);
         }
         Precondition::Failed => {
             let mut r = response::empty(StatusCode::PRECONDITION_FAILED);
             validators(r.headers_mut(), &etag, lm);
-            return r;
+            return done(r);
         }
     }
 
@@ -112,24 +155,11 @@ pub async fn serve(
             h.insert(header::CONTENT_RANGE, header_value(format!("bytes */{size}")));
             h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
             validators(h, &etag, lm);
-            return r;
+            return done(r);
         }
     };
 
-    let body = if is_head || len == 0 {
-        response::empty_body()
-    } else {
-        match file_body(file, start, len).await {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read artifact file");
-                return response::text(StatusCode::INTERNAL_SERVER_ERROR, "cannot read artifact");
-            }
-        }
-    };
-    let mut r = Response::new(body);
-    *r.status_mut() = status;
-    let h = r.headers_mut();
+    let mut h = HeaderMap::with_capacity(12);
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(req_parts.uri.path())));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
@@ -137,9 +167,10 @@ pub async fn serve(
         let end = start + len - 1;
         h.insert(header::CONTENT_RANGE, header_value(format!("bytes {start}-{end}/{size}")));
     }
-    validators(h, &etag, lm);
-    digests(h, &meta.sha256);
-    r
+    validators(&mut h, &etag, lm);
+    digests(&mut h, &meta.sha256);
+    let body = (!is_head && len > 0).then_some((start, len));
+    Plan { status, headers: h, body }
 }
 
 /// The strong ETag for content with this sha256: the same on every relay.

@@ -6,6 +6,12 @@
 //! handler writes the response bytes straight into a reused buffer. Nothing is allocated per
 //! request.
 //!
+//! A relay's answer is a head and a region of a file ([`Answer::File`]): on plain HTTP the bytes
+//! go from the page cache to the socket with `sendfile(2)`, never through user space, and a
+//! client that reads slowly costs no buffer at all; over TLS they are read and written 64 KiB at
+//! a time through one buffer per transfer. Either way the connection thread may wait on the disk
+//! for a file not in the page cache, as nginx's workers do.
+//!
 //! Only the plainest requests take this path: `GET` or `HEAD`, HTTP/1.1, an origin-form
 //! target, exactly one `Host`, no body, no `Connection: close`, `Expect` or `Upgrade`, and an
 //! answerer that knows the answer without waiting for anything ([`PlainAnswer`]). Everything else,
@@ -32,10 +38,43 @@ const MAX_HEADERS: usize = 48;
 
 /// Answers plain requests without hyper when the answer is ready at hand.
 pub trait PlainAnswer: Send + Sync + 'static {
-    /// Writes the whole response (head and body) to `out` and returns `true`, or returns
-    /// `false` and the request goes to the router. Must not block or wait: it runs on a
+    /// Writes the response head (and any body held in memory) to `out`, or declines and the
+    /// request goes to the router. Must not wait on anything but a local file: it runs on a
     /// connection thread that serves many other connections.
-    fn answer(&self, req: &PlainRequest<'_>, out: &mut Vec<u8>) -> bool;
+    fn answer(&self, req: &PlainRequest<'_>, out: &mut Vec<u8>) -> Answer;
+}
+
+/// What [`PlainAnswer::answer`] did.
+#[derive(Debug)]
+pub enum Answer {
+    /// Nothing written (anything written is discarded): the router answers.
+    Declined,
+    /// The whole response is in `out`.
+    Done,
+    /// The head is in `out`; the body is this region of a file.
+    File(FileRegion),
+}
+
+impl From<bool> for Answer {
+    fn from(done: bool) -> Self {
+        if done {
+            Answer::Done
+        } else {
+            Answer::Declined
+        }
+    }
+}
+
+/// A body that is part of a file, sent as it is (the head has its `Content-Length`).
+#[derive(Debug)]
+pub struct FileRegion {
+    /// The open file.
+    pub file: std::fs::File,
+    /// First byte.
+    pub start: u64,
+    /// Bytes to send. If the file ends before them, the connection is closed: a client never
+    /// takes a short body for a whole one.
+    pub len: u64,
 }
 
 /// A `GET` or `HEAD` parsed by the server itself.
@@ -85,6 +124,14 @@ impl<'a> PlainResponse<'a> {
         self.out.extend_from_slice(b": ");
         self.out.extend_from_slice(value.as_bytes());
         self.out.extend_from_slice(b"\r\n");
+    }
+
+    /// Ends a head whose fields (`content-length` among them) are all written, adding `date`
+    /// as hyper would.
+    pub fn finish_head(self) {
+        self.out.extend_from_slice(b"date: ");
+        http_date(self.out);
+        self.out.extend_from_slice(b"\r\n\r\n");
     }
 
     /// Ends a response without a body, with `content-length: 0` and `date` as hyper would.
@@ -137,8 +184,8 @@ pub(super) enum Outcome<I> {
 
 /// What one buffered request head turned out to be.
 enum Parsed {
-    /// Answered; the head was this many bytes.
-    Answered(usize),
+    /// Answered; the head was this many bytes; the body to send after what `out` holds.
+    Answered(usize, Option<FileRegion>),
     /// Not a complete head yet.
     Partial,
     /// Hyper's business.
@@ -157,6 +204,25 @@ pub(super) struct Limits<'a> {
     pub hsts: Option<&'a HeaderValue>,
 }
 
+/// A connection's transport, for sending file regions: plain TCP has `sendfile(2)`.
+pub(super) trait RawSocket {
+    /// The socket, when bytes written to it reach the client as they are.
+    fn plain_tcp(&self) -> Option<&tokio::net::TcpStream> {
+        None
+    }
+}
+
+impl RawSocket for tokio::net::TcpStream {
+    fn plain_tcp(&self) -> Option<&tokio::net::TcpStream> {
+        Some(self)
+    }
+}
+
+impl<T> RawSocket for tokio_rustls::server::TlsStream<T> {}
+
+#[cfg(test)]
+impl<T> RawSocket for tokio::io::BufWriter<T> {}
+
 /// Serves plain requests on `io` until the connection ends or a request needs hyper.
 pub(super) async fn serve<I>(
     mut io: I,
@@ -165,7 +231,7 @@ pub(super) async fn serve<I>(
     limits: Limits<'_>,
 ) -> Outcome<I>
 where
-    I: AsyncRead + AsyncWrite + Unpin,
+    I: AsyncRead + AsyncWrite + Unpin + RawSocket,
 {
     let mut buf = vec![0u8; BUF];
     match run(&mut io, &mut buf, remote, handler, &limits).await {
@@ -206,7 +272,7 @@ async fn run<I>(
     limits: &Limits<'_>,
 ) -> Step
 where
-    I: AsyncRead + AsyncWrite + Unpin,
+    I: AsyncRead + AsyncWrite + Unpin + RawSocket,
 {
     let (mut start, mut end) = (0usize, 0usize);
     let mut out = Vec::with_capacity(1024);
@@ -237,6 +303,7 @@ where
         let mut other = false;
         while more {
             more = false;
+            let mut body = None;
             while start < end {
                 if out.len() >= BUF {
                     more = true;
@@ -247,11 +314,17 @@ where
                     break;
                 }
                 match parse(&buf[start..end], &conn, handler, &mut out) {
-                    Parsed::Answered(n) => {
+                    Parsed::Answered(n, file) => {
                         start += n;
                         answered += 1;
                         if answered % STOP_CHECK_EVERY == 0 && limits.shutdown.is_cancelled() {
                             stopping = true;
+                        }
+                        if file.is_some() {
+                            // Its head goes out first, then the file; then the next request.
+                            body = file;
+                            more = true;
+                            break;
                         }
                     }
                     Parsed::Partial => break,
@@ -272,6 +345,11 @@ where
                 };
                 out.clear();
                 if !wrote {
+                    return Step::Close;
+                }
+            }
+            if let Some(region) = body {
+                if !send_region(io, region, limits.idle_timeout, &mut hard_stop).await {
                     return Step::Close;
                 }
             }
@@ -390,9 +468,14 @@ fn parse(bytes: &[u8], conn: &Conn<'_>, handler: &dyn PlainAnswer, out: &mut Vec
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.answer(&request, out)))
             .unwrap_or_else(|_| {
                 tracing::error!(%remote, "plain request handler panicked");
-                false
+                Answer::Declined
             });
-    if answered {
+    let file = match answered {
+        Answer::Declined => None,
+        Answer::Done => Some(None),
+        Answer::File(f) => Some(Some(f)),
+    };
+    if let Some(file) = file {
         if let Some(line) = conn.hsts {
             // Right after the status line: handlers write whole responses, and one field
             // more in the head costs a move of a few hundred bytes, not a second path.
@@ -401,11 +484,81 @@ fn parse(bytes: &[u8], conn: &Conn<'_>, handler: &dyn PlainAnswer, out: &mut Vec
                 out.splice(at..at, line.iter().copied());
             }
         }
-        Parsed::Answered(len)
+        Parsed::Answered(len, file)
     } else {
         out.truncate(before);
         Parsed::Other
     }
+}
+
+/// Bytes of a file read and written at a time where `sendfile` cannot be used (TLS).
+const COPY_CHUNK: usize = 64 * 1024;
+
+/// Sends `r` to the client: with `sendfile(2)` on plain TCP, else through one buffer of
+/// [`COPY_CHUNK`]. `false` when the connection must end: the client went away or stopped
+/// reading for `idle`, the server is being cut, or the file ended early.
+async fn send_region<I, S>(
+    io: &mut I,
+    r: FileRegion,
+    idle: Duration,
+    hard_stop: &mut Pin<&mut S>,
+) -> bool
+where
+    I: AsyncWrite + Unpin + RawSocket,
+    S: std::future::Future<Output = ()>,
+{
+    let end = r.start.saturating_add(r.len);
+    if let Some(tcp) = io.plain_tcp() {
+        let mut off = r.start;
+        while off < end {
+            let ready = tokio::select! {
+                biased;
+                () = hard_stop.as_mut() => return false,
+                w = tokio::time::timeout(idle, tcp.writable()) => matches!(w, Ok(Ok(()))),
+            };
+            if !ready {
+                return false;
+            }
+            let count = usize::try_from(end - off).unwrap_or(usize::MAX).min(1 << 30);
+            let sent = tcp.try_io(tokio::io::Interest::WRITABLE, || {
+                rustix::fs::sendfile(tcp, &r.file, Some(&mut off), count)
+                    .map_err(std::io::Error::from)
+            });
+            match sent {
+                Ok(0) => return false,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return false,
+            }
+        }
+        return true;
+    }
+    use std::io::{Read as _, Seek as _};
+    let mut file = r.file;
+    if file.seek(std::io::SeekFrom::Start(r.start)).is_err() {
+        return false;
+    }
+    let mut buf = vec![0u8; usize::try_from(r.len).map_or(COPY_CHUNK, |l| l.min(COPY_CHUNK))];
+    let mut left = r.len;
+    while left > 0 {
+        let want = usize::try_from(left).map_or(buf.len(), |l| l.min(buf.len()));
+        let n = match file.read(&mut buf[..want]) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => n,
+        };
+        let wrote = tokio::select! {
+            biased;
+            () = hard_stop.as_mut() => false,
+            w = tokio::time::timeout(idle, async { io.write_all(&buf[..n]).await?; io.flush().await }) => {
+                matches!(w, Ok(Ok(())))
+            }
+        };
+        if !wrote {
+            return false;
+        }
+        left -= n as u64;
+    }
+    true
 }
 
 /// Whether the `http` crate takes this origin-form target as it is (the same byte classes as

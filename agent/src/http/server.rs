@@ -373,7 +373,7 @@ async fn connection(stream: TcpStream, remote: SocketAddr, ticket: Ticket, ctx: 
 
 async fn serve_connection<I>(io: I, remote: SocketAddr, ctx: ConnCtx)
 where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static + plain::RawSocket,
 {
     let Some(answerer) = ctx.plain.clone() else {
         return serve_hyper(io, remote, ctx).await;

@@ -249,7 +249,19 @@ async fn demo_serves_survives_a_killed_relay_and_stops_every_node() {
     hello_round(&client, base, &origin).await.unwrap_or_else(|e| panic!("{e}\n{ctx}"));
 
     // The printed aria2c line, run as printed (plus a folder and a log): the Metalink passes
-    // through the meta-directory, and pieces come from more than one relay.
+    // through the meta-directory, and pieces come from more than one relay. First, until the
+    // directory has both holders healthy (probes on a loaded machine can miss a round), the
+    // Metalink must list at least two.
+    let meta4 = format!("{base}r/{HELLO}/{HELLO_LARGE}.meta4");
+    let start = Instant::now();
+    loop {
+        let doc = client.get(&meta4).send().await.unwrap().text().await.unwrap();
+        if doc.matches("<url").count() >= 2 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "the Metalink lists one relay:\n{doc}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     let aria = lines
         .iter()
         .find_map(|l| l.trim().strip_prefix("aria2c "))

@@ -316,3 +316,86 @@ pub async fn raw_get(addr: std::net::SocketAddr, target: &str) -> u16 {
     let req = format!("GET {target} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
     odi_agent::http::testing::exchange(addr, req).await.status
 }
+
+/// Stored bytes have two paths: plain requests get the head from the plain path and the body by
+/// `sendfile`; anything else (here `Connection: close`) goes through hyper. For every case both
+/// answers are the same: status, every header but `date` and `connection`, and the bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_path_and_router_give_the_same_answers_about_stored_bytes() {
+    use odi_agent::http::testing::{Client, Resp};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let net = TestNet::small().await;
+    let relay = net.start("relay-3").await;
+    let base = net.url("relay-3");
+    eventually("relay-3 Ready", WAIT, || async { status(&base).await.is_some_and(|s| s.ready()) })
+        .await;
+    let bytes: std::collections::BTreeMap<String, Vec<u8>> =
+        support::artifact_bytes().into_iter().collect();
+    let path = expected_share(&net, "relay-3")
+        .into_iter()
+        .max_by_key(|p| bytes[p].len())
+        .expect("relay-3 has a share");
+    let data = &bytes[&path];
+    let etag = format!("\"{}\"", support::sha256_hex(data));
+    let size = data.len();
+    assert!(size >= 2000, "{path} is large enough for the ranges below");
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("whole", String::new(), "GET"),
+        ("head", String::new(), "HEAD"),
+        ("range", "Range: bytes=100-1099\r\n".into(), "GET"),
+        ("suffix", "Range: bytes=-10\r\n".into(), "GET"),
+        ("open range", format!("Range: bytes={}-\r\n", size - 5), "GET"),
+        ("unsatisfiable", format!("Range: bytes={size}-\r\n"), "GET"),
+        ("not modified", format!("If-None-Match: {etag}\r\n"), "GET"),
+        ("stale if-range", "Range: bytes=0-9\r\nIf-Range: \"other\"\r\n".into(), "GET"),
+        ("if-match fails", "If-Match: \"other\"\r\n".into(), "GET"),
+    ];
+    let comparable = |r: &Resp| {
+        let mut h: Vec<(String, String)> = r
+            .headers
+            .iter()
+            .filter(|(k, _)| !matches!(k.to_ascii_lowercase().as_str(), "date" | "connection"))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .collect();
+        h.sort();
+        (r.status, h, r.body.clone())
+    };
+    let plain_bodies = || async {
+        let text =
+            client().get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("odi_served_plain_total "))
+            .map_or(0.0, |v| v.trim().parse::<f64>().unwrap())
+    };
+    let before = plain_bodies().await;
+    let mut with_body = 0.0;
+    for (what, extra, method) in cases {
+        let target = format!("/r/{CATALOG}/{path}");
+        let req = format!("{method} {target} HTTP/1.1\r\nHost: t\r\n{extra}");
+        // Twice on one connection: the plain path keeps it open after a file body.
+        let mut c = Client::connect(net.addr("relay-3")).await;
+        c.send(format!("{req}\r\n{req}\r\n")).await;
+        let plain = if method == "HEAD" { c.head_response().await } else { c.response().await };
+        let again = if method == "HEAD" { c.head_response().await } else { c.response().await };
+        let mut s = tokio::net::TcpStream::connect(net.addr("relay-3")).await.unwrap();
+        s.write_all(format!("{req}Connection: close\r\n\r\n").as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        tokio::time::timeout(WAIT, s.read_to_end(&mut buf)).await.unwrap().unwrap();
+        let hyper = Resp::parse_response(&buf, method == "HEAD").expect("an answer from hyper");
+        assert_eq!(comparable(&plain), comparable(&hyper), "{what}");
+        assert_eq!(comparable(&again), comparable(&hyper), "{what}, second on the connection");
+        if plain.status == 200 || plain.status == 206 {
+            with_body += if method == "GET" { 2.0 } else { 0.0 };
+        }
+        if what == "whole" {
+            assert_eq!(plain.status, 200);
+            assert_eq!(&plain.body, data, "byte-identical");
+        }
+        if what == "range" {
+            assert_eq!((plain.status, &plain.body[..]), (206, &data[100..1100]));
+        }
+    }
+    // The plain path sent those bodies (by sendfile: this is plain HTTP), hyper none of them.
+    assert_eq!(plain_bodies().await - before, with_body);
+    relay.stop().await;
+}

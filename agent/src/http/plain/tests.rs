@@ -61,7 +61,13 @@ fn hyper_router() -> axum::Router {
 }
 
 impl PlainAnswer for TestHandler {
-    fn answer(&self, req: &PlainRequest<'_>, out: &mut Vec<u8>) -> bool {
+    fn answer(&self, req: &PlainRequest<'_>, out: &mut Vec<u8>) -> super::Answer {
+        self.decide(req, out).into()
+    }
+}
+
+impl TestHandler {
+    fn decide(&self, req: &PlainRequest<'_>, out: &mut Vec<u8>) -> bool {
         let Some(rest) = req.path.strip_prefix("/plain/") else { return false };
         if req.query.is_some_and(|q| q.contains("decline")) {
             return false;
@@ -197,7 +203,7 @@ fn conn() -> super::Conn<'static> {
 fn classify(bytes: &[u8]) -> (Kind, Vec<u8>) {
     let mut out = Vec::new();
     let kind = match parse(bytes, &conn(), &TestHandler, &mut out) {
-        Parsed::Answered(n) => Kind::Answered(n),
+        Parsed::Answered(n, _) => Kind::Answered(n),
         Parsed::Partial => Kind::Partial,
         Parsed::Other => Kind::Other,
     };
@@ -356,7 +362,7 @@ fn parse_throws_away_what_a_declining_handler_wrote() {
     // And an answer is appended, not written over what is there.
     assert!(matches!(
         parse(get("/plain/x").as_bytes(), &conn(), &TestHandler, &mut out),
-        Parsed::Answered(_)
+        Parsed::Answered(..)
     ));
     assert!(
         out.starts_with(b"earlier answerHTTP/1.1 302 Found\r\n"),
@@ -372,7 +378,13 @@ struct Recorder {
 }
 
 impl PlainAnswer for Recorder {
-    fn answer(&self, req: &PlainRequest<'_>, _out: &mut Vec<u8>) -> bool {
+    fn answer(&self, req: &PlainRequest<'_>, out: &mut Vec<u8>) -> super::Answer {
+        self.decide(req, out).into()
+    }
+}
+
+impl Recorder {
+    fn decide(&self, req: &PlainRequest<'_>, _out: &mut Vec<u8>) -> bool {
         let multi: Vec<String> =
             req.header_values("x-multi").map(|v| String::from_utf8_lossy(v).into_owned()).collect();
         let last = req
@@ -403,7 +415,7 @@ fn parse_shows_the_handler_the_request_as_sent() {
     for (bytes, want) in cases {
         let mut out = Vec::new();
         assert!(
-            matches!(parse(bytes.as_bytes(), &conn(), &rec, &mut out), Parsed::Answered(n) if n == bytes.len()),
+            matches!(parse(bytes.as_bytes(), &conn(), &rec, &mut out), Parsed::Answered(n, _) if n == bytes.len()),
             "{bytes:?}"
         );
         assert_eq!(rec.seen.lock().unwrap().pop().as_deref(), Some(want), "{bytes:?}");
