@@ -26,7 +26,7 @@ pub struct ArtifactMeta {
 /// Read buffer for streaming through hyper (HTTP/2, and answers the plain path leaves to the
 /// router): a reader that stalls holds about two of these (one queued in hyper, one being
 /// filled), so small; relays' plain HTTP/1.1 answers use no buffer at all (sendfile).
-const CHUNK: usize = 64 * 1024;
+const CHUNK: usize = 32 * 1024;
 
 /// Range / conditional headers longer than this are ignored rather than
 /// parsed, so a hostile header costs no more than a normal one.

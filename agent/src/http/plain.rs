@@ -8,9 +8,9 @@
 //!
 //! A relay's answer is a head and a region of a file ([`Answer::File`]): on plain HTTP the bytes
 //! go from the page cache to the socket with `sendfile(2)`, never through user space, and a
-//! client that reads slowly costs no buffer at all; over TLS they are read and written 64 KiB at
-//! a time through one buffer per transfer. Either way the connection thread may wait on the disk
-//! for a file not in the page cache, as nginx's workers do.
+//! client that reads slowly costs no buffer at all; over TLS they are read and written one TLS
+//! record (16 KiB) at a time through one buffer per transfer. Either way the connection thread
+//! may wait on the disk for a file not in the page cache, as nginx's workers do.
 //!
 //! Only the plainest requests take this path: `GET` or `HEAD`, HTTP/1.1, an origin-form
 //! target, exactly one `Host`, no body, no `Connection: close`, `Expect` or `Upgrade`, and an
@@ -491,8 +491,10 @@ fn parse(bytes: &[u8], conn: &Conn<'_>, handler: &dyn PlainAnswer, out: &mut Vec
     }
 }
 
-/// Bytes of a file read and written at a time where `sendfile` cannot be used (TLS).
-const COPY_CHUNK: usize = 64 * 1024;
+/// Bytes of a file read and written at a time where `sendfile` cannot be used (TLS): one TLS
+/// record, as nginx's `ssl_buffer_size`. A reader that stalls holds this and about as much
+/// again in rustls' outgoing buffer.
+const COPY_CHUNK: usize = 16 * 1024;
 
 /// Sends `r` to the client: with `sendfile(2)` on plain TCP, else through one buffer of
 /// [`COPY_CHUNK`]. `false` when the connection must end: the client went away or stopped

@@ -12,7 +12,7 @@
 //!   clients;
 //! - heads over 32 KiB, or with more than 100 fields, are refused (431);
 //! - a connection with no bytes moving either way for `idle_timeout` is closed;
-//! - HTTP/2: at most [`H2_MAX_STREAMS`] streams at once, a header list of 32 KiB, 64 KiB of
+//! - HTTP/2: at most [`H2_MAX_STREAMS`] streams at once, a header list of 32 KiB, 32 KiB of
 //!   unsent data buffered per stream, and a client that provokes resets faster than hyper
 //!   allows (the "rapid reset" and "MadeYouReset" floods) loses the connection.
 //!
@@ -171,8 +171,8 @@ const MAX_HEADERS: usize = 100;
 /// HTTP/2 streams one connection may have open at once (RFC 9113 recommends at least 100).
 pub const H2_MAX_STREAMS: u32 = 128;
 /// Unsent response bytes hyper buffers per HTTP/2 stream: a reader that stops costs this
-/// much per stream, not a whole file.
-const H2_SEND_BUF: usize = 64 * 1024;
+/// much per stream (with one file chunk), not a whole file.
+const H2_SEND_BUF: usize = 32 * 1024;
 /// How long in-flight requests get after shutdown before being cut.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Pause after an accept error (e.g. out of file descriptors) so the loop
