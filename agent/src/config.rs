@@ -407,13 +407,14 @@ fn tls_config(
                 None => None,
             };
             let files = TlsFiles { cert: tls_dir.join("acme.crt"), key: tls_dir.join("acme.key") };
+            let account_file = crate::http::acme::account_file(&tls_dir, &a.directory);
             let acme = AcmeConfig {
                 directory: a.directory,
                 contact: a.contact,
                 names,
                 ca_pem,
                 renew_before,
-                account_file: tls_dir.join("acme-account.json"),
+                account_file,
             };
             (files, Some(acme))
         }
@@ -703,7 +704,16 @@ mod tests {
         let acme = t.acme.unwrap();
         assert_eq!(acme.names, ["relay.example.org"]);
         assert_eq!(t.files.cert, Path::new("/etc/odi/d/tls/acme.crt"), "kept in the data dir");
-        assert_eq!(acme.account_file, Path::new("/etc/odi/d/tls/acme-account.json"));
+        let account = acme.account_file.to_string_lossy().into_owned();
+        assert!(account.starts_with("/etc/odi/d/tls/acme-account-"), "{account}");
+        let other =
+            with_tls("[tls]\n[tls.acme]\ndirectory='https://staging.example/dir'\nnames=['a.b']")
+                .unwrap()
+                .tls
+                .unwrap()
+                .acme
+                .unwrap();
+        assert_ne!(other.account_file, acme.account_file, "one account per CA");
         assert!(with_tls("[tls]\n[tls.acme]\ndirectory='http://127.0.0.1:1/dir'\nnames=['a.b']")
             .is_ok());
     }

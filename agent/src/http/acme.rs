@@ -105,31 +105,66 @@ fn cert_err(e: impl std::fmt::Display) -> AcmeError {
     AcmeError::Certificate(e.to_string())
 }
 
-/// Writes key and chain through temporary files, key first: a reader that sees the new
-/// chain also sees its key, and a crash leaves the old pair or the new one.
+/// Writes key and chain to temporary files, then renames them into place, key first: a
+/// reader that sees the new chain also sees its key. A crash between the renames leaves a
+/// new key with the old chain, which does not load; the next start then serves a fresh
+/// placeholder and orders again.
 fn install(files: &TlsFiles, chain: &[u8], key: &[u8]) -> Result<(), AcmeError> {
-    for (path, bytes, secret) in [(&files.key, key, true), (&files.cert, chain, false)] {
+    let pairs = [(&files.key, key, true), (&files.cert, chain, false)];
+    let mut staged = Vec::new();
+    for (path, bytes, secret) in pairs {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io(dir))?;
         }
-        let tmp = path.with_extension("tmp");
+        let tmp = tmp_path(path);
         write_file(&tmp, bytes, secret).map_err(io(&tmp))?;
+        staged.push((tmp, path));
+    }
+    for (tmp, path) in staged {
         std::fs::rename(&tmp, path).map_err(io(path))?;
     }
     Ok(())
 }
 
+/// `<path>.tmp`: a name of its own for each file (`acme.key.tmp`, never shared with the chain).
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".tmp");
+    PathBuf::from(name)
+}
+
+/// Writes a new file: a stale one of the same name is removed first, so `mode` (0600 for a
+/// key) is the new file's and never a leftover's.
 fn write_file(path: &Path, bytes: &[u8], secret: bool) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(if secret { 0o600 } else { 0o644 })
         .open(path)?;
     f.write_all(bytes)?;
     f.sync_all()
+}
+
+/// Where the directory URL that issued the served chain is kept: a chain from another CA
+/// (staging, say, before a switch to production) is replaced at once.
+fn issuer_file(files: &TlsFiles) -> PathBuf {
+    let mut name = files.cert.as_os_str().to_owned();
+    name.push(".directory");
+    PathBuf::from(name)
+}
+
+/// The account file of `directory`: one per CA, since an account belongs to its CA.
+pub fn account_file(tls_dir: &Path, directory: &str) -> PathBuf {
+    use sha2::Digest as _;
+    let h = sha2::Sha256::digest(directory.as_bytes());
+    tls_dir.join(format!("acme-account-{}.json", hex::encode(&h[..8])))
 }
 
 /// When the certificate served now should be replaced: at once for the placeholder (or one
@@ -169,7 +204,8 @@ pub fn renewal_due(chain_pem: &[u8], cfg: &AcmeConfig) -> SystemTime {
     let (from, until) =
         (at(cert.validity().not_before.timestamp()), at(cert.validity().not_after.timestamp()));
     let life = until.duration_since(from).unwrap_or_default();
-    let before = cfg.renew_before.unwrap_or(life / 3).min(life);
+    // At most half the life: a `renew_before` beyond it would order again as soon as issued.
+    let before = cfg.renew_before.unwrap_or(life / 3).min(life / 2);
     until.checked_sub(before).unwrap_or(now)
 }
 
@@ -187,7 +223,12 @@ pub fn spawn(
         let mut backoff = FIRST_BACKOFF;
         loop {
             let chain = std::fs::read(&certs.files().cert).unwrap_or_default();
-            let due = renewal_due(&chain, &cfg);
+            let issuer = std::fs::read_to_string(issuer_file(certs.files())).unwrap_or_default();
+            let due = if issuer.trim() == cfg.directory {
+                renewal_due(&chain, &cfg)
+            } else {
+                SystemTime::now()
+            };
             let wait = due.duration_since(SystemTime::now()).unwrap_or_default();
             if !wait.is_zero() {
                 tracing::info!(names = ?cfg.names, in_secs = wait.as_secs(), "ACME: next renewal");
@@ -202,8 +243,23 @@ pub fn spawn(
             };
             match attempt {
                 Ok(()) => {
-                    backoff = FIRST_BACKOFF;
                     tracing::info!(names = ?cfg.names, "ACME: certificate issued and installed");
+                    let chain = std::fs::read(&certs.files().cert).unwrap_or_default();
+                    if renewal_due(&chain, &cfg) > SystemTime::now() {
+                        backoff = FIRST_BACKOFF;
+                        continue;
+                    }
+                    // Due again at once (a chain that does not parse, a lifetime of seconds):
+                    // wait as after a failure rather than order in a loop.
+                    tracing::error!(
+                        retry_in_secs = backoff.as_secs(),
+                        "ACME: the new certificate is already due for renewal"
+                    );
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
                 Err(e) => {
                     tracing::error!(error = %e, retry_in_secs = backoff.as_secs(), "ACME: no certificate this time; the current one keeps serving");
@@ -259,6 +315,8 @@ pub async fn obtain(cfg: &AcmeConfig, certs: &CertReloader) -> Result<(), AcmeEr
     }
     let (key_pem, chain_pem) = result?;
     install(certs.files(), chain_pem.as_bytes(), key_pem.as_bytes())?;
+    let issuer = issuer_file(certs.files());
+    write_file(&issuer, cfg.directory.as_bytes(), false).map_err(io(&issuer))?;
     match certs.reload() {
         Ok(_) => Ok(()),
         Err(e) => Err(AcmeError::Certificate(format!("the issued certificate does not load: {e}"))),
@@ -332,7 +390,7 @@ async fn account(cfg: &AcmeConfig) -> Result<Account, AcmeError> {
     if let Some(dir) = cfg.account_file.parent() {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
     }
-    let tmp = cfg.account_file.with_extension("tmp");
+    let tmp = tmp_path(&cfg.account_file);
     write_file(&tmp, &json, true).map_err(io(&tmp))?;
     std::fs::rename(&tmp, &cfg.account_file).map_err(io(&cfg.account_file))?;
     Ok(account)
@@ -446,10 +504,10 @@ mod tests {
                 Some(t0 + 80 * day),
             ),
             (
-                "renew_before beyond life",
+                "renew_before beyond life: half of it",
                 issued(&["a.example"], t0, 9),
                 cfg(&["a.example"], Some(30 * day)),
-                Some(t0),
+                Some(t0 + day * 9 / 2),
             ),
         ];
         for (what, pem, cfg, want) in cases {
@@ -482,11 +540,15 @@ mod tests {
         assert_eq!(std::fs::read(&files.cert).unwrap(), cert);
         assert_eq!(std::fs::read(&files.key).unwrap(), key);
         assert!(!c.account_file.exists(), "no account was made");
-        // A broken pair is replaced by a fresh placeholder.
+        // A broken pair is replaced by a fresh placeholder, its key private even where a
+        // crash left a world-readable temporary file of the same name behind.
         std::fs::write(&files.key, "garbage").unwrap();
+        std::fs::write(tmp_path(&files.key), "stale").unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        let open = std::fs::Permissions::from_mode(0o644);
+        std::fs::set_permissions(tmp_path(&files.key), open).unwrap();
         ensure_placeholder(&files, &["a.example".to_owned()]).unwrap();
         assert!(CertReloader::load(files.clone()).is_ok());
-        use std::os::unix::fs::PermissionsExt as _;
         let mode = std::fs::metadata(&files.key).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "the key is private");
     }

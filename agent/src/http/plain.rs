@@ -20,6 +20,7 @@
 //! stay the only ones.
 
 use std::cell::RefCell;
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -513,6 +514,9 @@ where
     if let Some(tcp) = io.plain_tcp() {
         let mut off = r.start;
         while off < end {
+            // A fast reader never makes the socket wait: yield now and then so the other
+            // connections on this thread are served.
+            tokio::task::consume_budget().await;
             let ready = tokio::select! {
                 biased;
                 () = hard_stop.as_mut() => return false,
@@ -529,11 +533,15 @@ where
             match sent {
                 Ok(0) => return false,
                 Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
+                // A file system without sendfile: copy instead, if nothing went out yet.
+                Err(e) if off == r.start && unsupported(&e) => break,
                 Err(_) => return false,
             }
         }
-        return true;
+        if off >= end {
+            return true;
+        }
     }
     use std::io::{Read as _, Seek as _};
     let mut file = r.file;
@@ -561,6 +569,14 @@ where
         left -= n as u64;
     }
     true
+}
+
+/// `sendfile` cannot be used for this file (EINVAL, ENOSYS or EOPNOTSUPP).
+fn unsupported(e: &std::io::Error) -> bool {
+    let raw = e.raw_os_error();
+    [rustix::io::Errno::INVAL, rustix::io::Errno::NOSYS, rustix::io::Errno::OPNOTSUPP]
+        .iter()
+        .any(|n| Some(n.raw_os_error()) == raw)
 }
 
 /// Whether the `http` crate takes this origin-form target as it is (the same byte classes as

@@ -160,7 +160,9 @@ impl CertReloader {
 
 impl ResolvesServerCert for CertReloader {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let acme = hello.alpn().is_some_and(|mut p| p.any(|p| p == ACME_TLS_ALPN));
+        // RFC 8737: a validation offers `acme-tls/1` and nothing else.
+        let acme =
+            hello.alpn().is_some_and(|mut p| p.next() == Some(ACME_TLS_ALPN) && p.next().is_none());
         if acme {
             // A validator gets the challenge certificate or nothing: never the real one,
             // which would only fail its check with a misleading error.

@@ -344,7 +344,14 @@ async fn acme_certificate_from_pebble_is_verified_and_renewed_without_a_restart(
     }
     let first = presented(port).await.expect("a certificate");
     let data = net.data_dir("relay-3").join("data").join("tls");
-    assert!(data.join("acme.crt").exists() && data.join("acme-account.json").exists());
+    let accounts = std::fs::read_dir(&data)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("acme-account-"))
+        .count();
+    assert!(data.join("acme.crt").exists() && accounts == 1, "one account, kept");
+    let issuer = std::fs::read_to_string(data.join("acme.crt.directory")).unwrap();
+    assert_eq!(issuer, pebble.directory, "the issuing CA is recorded");
     use std::os::unix::fs::PermissionsExt as _;
     let mode = std::fs::metadata(data.join("acme.key")).unwrap().permissions().mode();
     assert_eq!(mode & 0o077, 0, "the key is private");
