@@ -393,13 +393,20 @@ fn tls_config(
                     ));
                 }
             }
-            let ca_pem =
-                match &a.ca_file {
-                    Some(f) => Some(std::fs::read(rel(f)).map_err(|e| {
-                        invalid("tls.acme.ca_file", format!("{}: {e}", f.display()))
-                    })?),
-                    None => None,
-                };
+            let ca_pem = match &a.ca_file {
+                Some(f) => {
+                    let bad =
+                        |m: String| invalid("tls.acme.ca_file", format!("{}: {m}", f.display()));
+                    let pem = std::fs::read(rel(f)).map_err(|e| bad(e.to_string()))?;
+                    // Checked now, not at the first order: a bad file is a start-up error.
+                    match reqwest::Certificate::from_pem_bundle(&pem) {
+                        Ok(certs) if !certs.is_empty() => Some(pem),
+                        Ok(_) => return Err(bad("no PEM certificate".into())),
+                        Err(e) => return Err(bad(e.to_string())),
+                    }
+                }
+                None => None,
+            };
             let renew_before = match &a.renew_before {
                 Some(v) => {
                     Some(parse_duration(v).map_err(|m| invalid("tls.acme.renew_before", m))?)
@@ -721,6 +728,8 @@ mod tests {
     #[test]
     fn bad_tls_settings_are_named() {
         let acme = |more: &str| format!("[tls]\n[tls.acme]\ndirectory='https://ca/dir'\n{more}");
+        let junk = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(junk.path(), "not a certificate").unwrap();
         let cases: &[(&str, &str)] = &[
             ("[tls]\ncert='c'", "needs cert and key files"),
             ("[tls]", "needs cert and key files"),
@@ -732,6 +741,10 @@ mod tests {
             (&acme("names=['a.b']\ncontact=['ops@example.org']"), "tls.acme.contact"),
             (&acme("names=['a.b']\nrenew_before='soon'"), "tls.acme.renew_before"),
             (&acme("names=['a.b']\nca_file='/nonexistent/ca.pem'"), "tls.acme.ca_file"),
+            (
+                &acme(&format!("names=['a.b']\nca_file='{}'", junk.path().display())),
+                "no PEM certificate",
+            ),
             (
                 "[tls]\n[tls.acme]\ndirectory='http://ca.example/dir'\nnames=['a.b']",
                 "must be an https:// URL",
