@@ -769,10 +769,10 @@ fn summary(
     let r = format!("{entry}r");
     let _ = writeln!(s, "\nEntry point (the meta-directory {META}): {entry}");
     // With the demo CA, each client is told to trust it on its own command line.
+    let jks = root.join("ca.jks");
     let (curl, wget, aria2c, pip, mvn) = match ca {
         Some(ca) => {
             let ca = ca.display();
-            let jks = root.join("ca.jks");
             (
                 format!("curl --cacert {ca}"),
                 format!("wget --ca-certificate={ca}"),
@@ -802,7 +802,6 @@ fn summary(
     );
     if let Some(ca) = ca {
         let ca = ca.display();
-        let jks = root.join("ca.jks");
         let _ = writeln!(
             s,
             "\nEvery node speaks HTTPS (HTTP/2, HSTS) with a certificate from the demo's own CA, {ca}.\n\

@@ -236,7 +236,7 @@ pub async fn start(
                     shutdown.child_token(),
                 ));
             }
-            Some(TlsSettings { certs, hsts: t.hsts, http2: t.http2 })
+            Some(TlsSettings::new(certs, t.hsts, t.http2).map_err(web::ServerError::from)?)
         }
         None => None,
     };

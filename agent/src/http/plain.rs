@@ -472,24 +472,22 @@ fn parse(bytes: &[u8], conn: &Conn<'_>, handler: &dyn PlainAnswer, out: &mut Vec
                 Answer::Declined
             });
     let file = match answered {
-        Answer::Declined => None,
-        Answer::Done => Some(None),
-        Answer::File(f) => Some(Some(f)),
-    };
-    if let Some(file) = file {
-        if let Some(line) = conn.hsts {
-            // Right after the status line: handlers write whole responses, and one field
-            // more in the head costs a move of a few hundred bytes, not a second path.
-            if let Some(eol) = out[before..].windows(2).position(|w| w == b"\r\n") {
-                let at = before + eol + 2;
-                out.splice(at..at, line.iter().copied());
-            }
+        Answer::Declined => {
+            out.truncate(before);
+            return Parsed::Other;
         }
-        Parsed::Answered(len, file)
-    } else {
-        out.truncate(before);
-        Parsed::Other
+        Answer::Done => None,
+        Answer::File(f) => Some(f),
+    };
+    if let Some(line) = conn.hsts {
+        // Right after the status line: handlers write whole responses, and one field more in
+        // the head costs a move of a few hundred bytes, not a second path.
+        if let Some(eol) = out[before..].windows(2).position(|w| w == b"\r\n") {
+            let at = before + eol + 2;
+            out.splice(at..at, line.iter().copied());
+        }
     }
+    Parsed::Answered(len, file)
 }
 
 /// Bytes of a file read and written at a time where `sendfile` cannot be used (TLS): one TLS

@@ -1,5 +1,5 @@
-//! The HTTP listener: HTTP/1.1 plain or over TLS, and HTTP/2 where TLS negotiates `h2`, with the limits that keep abusive clients from hurting
-//! others, and a graceful, bounded shutdown. What a request means is the router's business:
+//! The HTTP listener: HTTP/1.1 plain or over TLS, and HTTP/2 where TLS negotiates `h2`, with
+//! the limits that keep abusive clients from hurting others, and a graceful, bounded shutdown. What a request means is the router's business:
 //! the server takes an axum [`Router`] (every request) and, optionally, a [`PlainAnswer`] that
 //! answers the plainest requests before hyper sees them (see [`super::plain`]).
 //!
@@ -92,26 +92,28 @@ impl ServerConfig {
     }
 }
 
-/// HTTPS settings of a listener.
+/// HTTPS settings, built once per agent and shared by its listeners: one certificate source
+/// (a reload or an ACME challenge applies to all of them at once) and one rustls
+/// configuration, so a session ticket from one listener resumes on another.
 #[derive(Debug, Clone)]
 pub struct TlsSettings {
-    /// The certificate source, shared by every listener of an agent (a reload or an ACME
-    /// challenge applies to all of them at once).
-    pub certs: Arc<CertReloader>,
-    /// `max-age` of `Strict-Transport-Security` on every HTTPS answer; `None` sends none.
-    pub hsts: Option<Duration>,
-    /// Offer `h2` in ALPN (HTTP/1.1 is always offered).
-    pub http2: bool,
+    certs: Arc<CertReloader>,
+    config: Arc<rustls::ServerConfig>,
+    /// `Strict-Transport-Security` for every HTTPS answer; `None` sends none.
+    hsts: Option<HeaderValue>,
 }
 
 impl TlsSettings {
-    /// HSTS for a year and HTTP/2: what a public relay or directory should send.
-    pub fn new(certs: Arc<CertReloader>) -> Self {
-        Self { certs, hsts: Some(Duration::from_secs(365 * 24 * 3600)), http2: true }
-    }
-
-    fn hsts_value(&self) -> Option<HeaderValue> {
-        self.hsts.and_then(|d| HeaderValue::try_from(format!("max-age={}", d.as_secs())).ok())
+    /// Serves `certs`; HSTS with this `max-age` when `hsts` is set; `h2` offered when `http2`.
+    pub fn new(
+        certs: Arc<CertReloader>,
+        hsts: Option<Duration>,
+        http2: bool,
+    ) -> Result<Self, TlsError> {
+        let config = tls::server_config(Arc::clone(&certs), http2)?;
+        let hsts =
+            hsts.and_then(|d| HeaderValue::try_from(format!("max-age={}", d.as_secs())).ok());
+        Ok(Self { certs, config, hsts })
     }
 }
 
@@ -188,11 +190,8 @@ pub async fn bind(
     plain: Option<Arc<dyn PlainAnswer>>,
     shutdown: CancellationToken,
 ) -> Result<RunningServer, ServerError> {
-    let (acceptor, reloader, hsts) = match &config.tls {
-        Some(t) => {
-            let cfg = tls::server_config(Arc::clone(&t.certs), t.http2)?;
-            (Some(tokio_rustls::TlsAcceptor::from(cfg)), Some(Arc::clone(&t.certs)), t.hsts_value())
-        }
+    let (acceptor, reloader, hsts) = match config.tls {
+        Some(t) => (Some(tokio_rustls::TlsAcceptor::from(t.config)), Some(t.certs), t.hsts),
         None => (None, None, None),
     };
     let bind_err = |source| ServerError::Bind { addr: config.listen, source };

@@ -398,7 +398,8 @@ pub(crate) mod tests {
     /// HTTPS settings serving `files`, watched until the test's runtime ends.
     pub(crate) fn settings(files: &TlsFiles) -> crate::http::server::TlsSettings {
         let certs = start(files, DEFAULT_POLL_INTERVAL, CancellationToken::new()).unwrap();
-        crate::http::server::TlsSettings::new(certs)
+        let year = Some(Duration::from_secs(365 * 86400));
+        crate::http::server::TlsSettings::new(certs, year, true).unwrap()
     }
 
     fn end_entity(r: &CertReloader) -> Vec<u8> {

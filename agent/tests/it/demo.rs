@@ -309,15 +309,9 @@ async fn demo_serves_survives_a_killed_relay_and_stops_every_node() {
         "{head}"
     );
     // `?mirrorlist` through the entry point, as JSON: the owning directory lists the relays.
-    let list: serde_json::Value = client
-        .get(format!("{base}r/{HELLO}/{HELLO_LARGE}?mirrorlist"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list =
+        crate::testnet::get_json(client.get(format!("{base}r/{HELLO}/{HELLO_LARGE}?mirrorlist")))
+            .await;
     let listed: Vec<&str> =
         list["relays"].as_array().unwrap().iter().filter_map(|r| r["relay"].as_str()).collect();
     let demo_relays: Vec<&str> =

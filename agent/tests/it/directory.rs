@@ -14,7 +14,7 @@ use odi_network::assign::{assign, Extras};
 use odi_network::Network;
 
 use crate::support::{self, CATALOG, EXPUNGED};
-use crate::testnet::{client, eventually, Behavior, TestNet};
+use crate::testnet::{client, eventually, get_json, Behavior, TestNet};
 
 const WAIT: Duration = Duration::from_secs(40);
 /// The probe interval TestNet configures.
@@ -355,15 +355,8 @@ async fn clients_go_only_to_relays_that_answered_over_their_address_family() {
 
     // The mirror list says why relay-1 is not offered to an IPv6 client, when it holds the
     // artifact at all.
-    let list: serde_json::Value = c
-        .get(format!("http://[::1]:{port}/r/{CATALOG}/hello.txt?mirrorlist"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list =
+        get_json(c.get(format!("http://[::1]:{port}/r/{CATALOG}/hello.txt?mirrorlist"))).await;
     for m in list["relays"].as_array().unwrap() {
         if m["relay"] == "relay-1" && m["holds"] == true {
             assert!(m["excluded"].as_str().unwrap().contains("IPv6"), "{m}");

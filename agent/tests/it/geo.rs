@@ -11,7 +11,7 @@ use std::time::Duration;
 use odi_network::raw::RelayLocation;
 
 use crate::support::{self, CATALOG};
-use crate::testnet::{client, eventually, TestNet};
+use crate::testnet::{client, eventually, get_json, TestNet};
 
 const WAIT: Duration = Duration::from_secs(40);
 
@@ -147,16 +147,12 @@ async fn clients_get_relays_by_asn_country_continent_then_distance_from_a_real_g
     }
 
     // The mirror list says the same, with tiers, distances and reasons.
-    let list: serde_json::Value = client()
-        .get(format!("{base}/r/{CATALOG}/hello.txt?mirrorlist"))
-        .header("x-forwarded-for", "78.46.0.1")
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = get_json(
+        client()
+            .get(format!("{base}/r/{CATALOG}/hello.txt?mirrorlist"))
+            .header("x-forwarded-for", "78.46.0.1"),
+    )
+    .await;
     let relays_listed = list["relays"].as_array().unwrap();
     assert_eq!(relays_listed[0]["relay"], "relay-2", "{list}");
     assert_eq!(relays_listed[0]["tier"], "by-distance", "{list}");

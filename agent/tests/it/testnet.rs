@@ -367,6 +367,11 @@ where
     }
 }
 
+/// Sends `req` asking for JSON and parses the answer (any status).
+pub async fn get_json(req: reqwest::RequestBuilder) -> serde_json::Value {
+    req.header("accept", "application/json").send().await.unwrap().json().await.unwrap()
+}
+
 /// A plain HTTP client that does not follow redirects.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
