@@ -134,6 +134,13 @@ impl Assignment {
 pub type Extras = BTreeMap<(String, String), u32>;
 
 /// Computes the assignment for `network`.
+///
+/// Cost: one pass over the subscribers of each artifact's catalog, in parallel. The scoring
+/// loop keeps only the best `wanted + SLACK` relays and skips the logarithm for a relay whose
+/// score cannot reach them: `-ln(u) >= 1 - u`, so `score <= weight / (1 - u)`, and a relay
+/// whose bound is below the current floor cannot be among the best. Skipped relays would have
+/// lost anyway, so the table is exactly the one the specification defines (a property test
+/// checks it against the plain sort of every score).
 pub fn assign(network: &Network, extras: &Extras) -> Assignment {
     let relays: Vec<_> = network.relays.values().collect();
     let keys: Vec<u64> = relays.iter().map(|r| relay_key(&r.name)).collect();
@@ -143,7 +150,6 @@ pub fn assign(network: &Network, extras: &Extras) -> Assignment {
         catalog: &'a str,
         path: &'a str,
         size: u64,
-        key: u64,
         wanted: u32,
         subs: &'a [u32],
     }
@@ -162,42 +168,74 @@ pub fn assign(network: &Network, extras: &Extras) -> Assignment {
             )
         })
         .collect();
-    let mut items = Vec::new();
+    let mut items = Vec::with_capacity(network.catalogs.values().map(|c| c.artifacts.len()).sum());
     for c in network.catalogs.values() {
         let subs = subs_by_catalog[c.name.as_str()].as_slice();
+        // Extras of this catalog by path, looked up without building a key per artifact.
+        let hot: HashMap<&str, u32> = extras
+            .iter()
+            .filter(|((cat, _), _)| *cat == c.name)
+            .map(|((_, p), n)| (p.as_str(), *n))
+            .collect();
         for a in c.live() {
             let path = a.path.as_str();
-            let extra = extras.get(&(c.name.clone(), path.to_owned())).copied().unwrap_or(0);
+            let extra = if hot.is_empty() { 0 } else { hot.get(path).copied().unwrap_or(0) };
             items.push(Item {
                 catalog: &c.name,
                 path,
                 size: a.size,
-                key: artifact_key(&c.name, path),
                 wanted: c.replicas.saturating_add(extra),
                 subs,
             });
         }
     }
 
-    let ranked = |item: &Item<'_>, k: usize| -> Vec<u32> {
+    let by_rank = |a: &(f64, u32), b: &(f64, u32)| {
+        b.0.total_cmp(&a.0).then_with(|| relays[a.1 as usize].name.cmp(&relays[b.1 as usize].name))
+    };
+    // Every subscriber, best first: the fallback when the best few ran out of quota.
+    let ranked_all = |item: &Item<'_>, akey: u64| -> Vec<u32> {
         let mut scored: Vec<(f64, u32)> = item
             .subs
             .iter()
-            .map(|&r| (score(keys[r as usize], weights[r as usize], item.key), r))
+            .map(|&r| (score(keys[r as usize], weights[r as usize], akey), r))
             .collect();
-        let by_rank = |a: &(f64, u32), b: &(f64, u32)| {
-            b.0.total_cmp(&a.0)
-                .then_with(|| relays[a.1 as usize].name.cmp(&relays[b.1 as usize].name))
-        };
-        if k < scored.len() {
-            scored.select_nth_unstable_by(k, by_rank);
-            scored.truncate(k);
-        }
         scored.sort_unstable_by(by_rank);
         scored.into_iter().map(|(_, r)| r).collect()
     };
-    let candidates: Vec<Vec<u32>> =
-        items.par_iter().map(|it| ranked(it, it.wanted as usize + SLACK)).collect();
+    // The best `k` subscribers, best first.
+    let best = |item: &Item<'_>, akey: u64, k: usize| -> Vec<u32> {
+        let mut top: Vec<(f64, u32)> = Vec::with_capacity(k + 1);
+        // Below this a relay's bound cannot reach the k-th best score. The margin (far above
+        // the rounding of `ln`) keeps a relay whose score might tie the floor in play, since a
+        // tie is broken by name.
+        let mut floor = f64::NEG_INFINITY;
+        for &r in item.subs {
+            let h = mix(keys[r as usize] ^ akey);
+            let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+            let w = weights[r as usize];
+            if w < floor * (1.0 - u) * (1.0 - 1e-9) {
+                continue;
+            }
+            let s = (w / -u.ln(), r);
+            let at = top.partition_point(|t| by_rank(t, &s).is_lt());
+            if at < k {
+                top.insert(at, s);
+                top.truncate(k);
+                if top.len() == k {
+                    floor = top[k - 1].0;
+                }
+            }
+        }
+        top.into_iter().map(|(_, r)| r).collect()
+    };
+    let candidates: Vec<(u64, Vec<u32>)> = items
+        .par_iter()
+        .map(|it| {
+            let akey = artifact_key(it.catalog, it.path);
+            (akey, best(it, akey, it.wanted as usize + SLACK))
+        })
+        .collect();
 
     let mut remaining: Vec<u64> = relays.iter().map(|r| r.quota.0).collect();
     let mut shares: Vec<Share> = relays
@@ -211,7 +249,7 @@ pub fn assign(network: &Network, extras: &Extras) -> Assignment {
         .collect();
     let mut placements = Vec::with_capacity(items.len());
     let mut index = HashMap::with_capacity(items.len());
-    for (i, (item, cands)) in items.iter().zip(candidates).enumerate() {
+    for (i, (item, (akey, cands))) in items.iter().zip(candidates).enumerate() {
         let mut holders = Vec::with_capacity(item.wanted as usize);
         let take = |list: &[u32], holders: &mut Vec<u32>, remaining: &mut [u64]| {
             for &r in list {
@@ -226,7 +264,7 @@ pub fn assign(network: &Network, extras: &Extras) -> Assignment {
         };
         take(&cands, &mut holders, &mut remaining);
         if holders.len() < item.wanted as usize && cands.len() < item.subs.len() {
-            take(&ranked(item, item.subs.len()), &mut holders, &mut remaining);
+            take(&ranked_all(item, akey), &mut holders, &mut remaining);
         }
         for &r in &holders {
             shares[r as usize].assigned_bytes += item.size;
@@ -442,8 +480,149 @@ mod tests {
         by_name(a).into_iter().map(|(k, v)| (k, v.into_iter().collect())).collect()
     }
 
+    /// The assignment as written before the scoring loop was optimised: every score computed
+    /// and sorted. The optimised [`assign`] must give exactly this table.
+    fn assign_reference(network: &Network, extras: &Extras) -> Assignment {
+        let relays: Vec<_> = network.relays.values().collect();
+        let keys: Vec<u64> = relays.iter().map(|r| relay_key(&r.name)).collect();
+        let weights: Vec<f64> = relays.iter().map(|r| r.quota.0 as f64).collect();
+
+        struct Item<'a> {
+            catalog: &'a str,
+            path: &'a str,
+            size: u64,
+            key: u64,
+            wanted: u32,
+            subs: &'a [u32],
+        }
+        let subs_by_catalog: BTreeMap<&str, Vec<u32>> = network
+            .catalogs
+            .values()
+            .map(|c| {
+                (
+                    c.name.as_str(),
+                    relays
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, r)| r.subscribes(c))
+                        .map(|(i, _)| i as u32)
+                        .collect(),
+                )
+            })
+            .collect();
+        let mut items = Vec::new();
+        for c in network.catalogs.values() {
+            let subs = subs_by_catalog[c.name.as_str()].as_slice();
+            for a in c.live() {
+                let path = a.path.as_str();
+                let extra = extras.get(&(c.name.clone(), path.to_owned())).copied().unwrap_or(0);
+                items.push(Item {
+                    catalog: &c.name,
+                    path,
+                    size: a.size,
+                    key: artifact_key(&c.name, path),
+                    wanted: c.replicas.saturating_add(extra),
+                    subs,
+                });
+            }
+        }
+
+        let ranked = |item: &Item<'_>, k: usize| -> Vec<u32> {
+            let mut scored: Vec<(f64, u32)> = item
+                .subs
+                .iter()
+                .map(|&r| (score(keys[r as usize], weights[r as usize], item.key), r))
+                .collect();
+            let by_rank = |a: &(f64, u32), b: &(f64, u32)| {
+                b.0.total_cmp(&a.0)
+                    .then_with(|| relays[a.1 as usize].name.cmp(&relays[b.1 as usize].name))
+            };
+            if k < scored.len() {
+                scored.select_nth_unstable_by(k, by_rank);
+                scored.truncate(k);
+            }
+            scored.sort_unstable_by(by_rank);
+            scored.into_iter().map(|(_, r)| r).collect()
+        };
+        let candidates: Vec<Vec<u32>> =
+            items.par_iter().map(|it| ranked(it, it.wanted as usize + SLACK)).collect();
+
+        let mut remaining: Vec<u64> = relays.iter().map(|r| r.quota.0).collect();
+        let mut shares: Vec<Share> = relays
+            .iter()
+            .map(|r| Share {
+                name: r.name.clone(),
+                quota: r.quota.0,
+                assigned_bytes: 0,
+                artifacts: Vec::new(),
+            })
+            .collect();
+        let mut placements = Vec::with_capacity(items.len());
+        let mut index = HashMap::with_capacity(items.len());
+        for (i, (item, cands)) in items.iter().zip(candidates).enumerate() {
+            let mut holders = Vec::with_capacity(item.wanted as usize);
+            let take = |list: &[u32], holders: &mut Vec<u32>, remaining: &mut [u64]| {
+                for &r in list {
+                    if holders.len() == item.wanted as usize {
+                        break;
+                    }
+                    if remaining[r as usize] >= item.size && !holders.contains(&r) {
+                        remaining[r as usize] -= item.size;
+                        holders.push(r);
+                    }
+                }
+            };
+            take(&cands, &mut holders, &mut remaining);
+            if holders.len() < item.wanted as usize && cands.len() < item.subs.len() {
+                take(&ranked(item, item.subs.len()), &mut holders, &mut remaining);
+            }
+            for &r in &holders {
+                shares[r as usize].assigned_bytes += item.size;
+                shares[r as usize].artifacts.push(i as u32);
+            }
+            index.insert((item.catalog.to_owned(), item.path.to_owned()), i as u32);
+            placements.push(Placement {
+                catalog: item.catalog.to_owned(),
+                path: item.path.to_owned(),
+                size: item.size,
+                holders,
+                wanted: item.wanted,
+            });
+        }
+        Assignment { placements, relays: shares, index }
+    }
+
     proptest! {
         #![proptest_config(config(8))]
+
+        #[test]
+        fn prop_optimised_scoring_gives_the_reference_table(
+            quotas_mib in proptest::collection::vec(1u64..=4096, 1..40),
+            replicas in 1u32..=4,
+            varied in any::<bool>(),
+            hot in proptest::collection::vec((0usize..1500, 1u32..=5), 0..20),
+        ) {
+            // Small quotas over the varied catalog make the quota bind (the fallback to every
+            // score runs); large ones over the small catalog leave the best few as the answer.
+            let relays: Vec<(String, u64)> = quotas_mib
+                .iter()
+                .enumerate()
+                .map(|(i, q)| (format!("relay-{i:02}"), if varied { (q % 64 + 1) * MIB } else { (q % 8 + 1) * GIB }))
+                .collect();
+            let catalog = if varied { varied_catalog() } else { small_catalog() };
+            let net = with_catalog(&relays, catalog, replicas);
+            let paths: Vec<&ArtifactPath> = catalog.artifacts.keys().collect();
+            let extras: Extras = hot
+                .iter()
+                .map(|(i, n)| (("c".to_owned(), paths[i % paths.len()].to_string()), *n))
+                .collect();
+            let (fast, slow) = (assign(&net, &extras), assign_reference(&net, &extras));
+            prop_assert_eq!(by_name(&fast), by_name(&slow));
+            let wanted = |t: &Assignment| t.placements.iter().map(|p| p.wanted).collect::<Vec<_>>();
+            prop_assert_eq!(wanted(&fast), wanted(&slow));
+            let shares = |t: &Assignment| t.relays.iter().map(|s| (s.name.clone(), s.assigned_bytes, s.artifacts.clone())).collect::<Vec<_>>();
+            prop_assert_eq!(shares(&fast), shares(&slow));
+        }
 
         #[test]
         fn prop_deterministic(quotas in proptest::collection::vec(1u64..=8, 1..8), replicas in 1u32..=3) {
