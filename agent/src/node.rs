@@ -16,6 +16,7 @@ use http::{Response, StatusCode};
 use odi_network::assign::{assign, Assignment, Extras};
 use odi_network::Network;
 use rand::Rng as _;
+use sha2::Digest as _;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
@@ -63,6 +64,18 @@ pub struct Node {
     /// policy says so (see [`crate::config::OnExpiry`]); set by the sync loop.
     pub refusing: std::sync::atomic::AtomicBool,
     view: ArcSwapOption<View>,
+    /// The ETag of the last inventory built and what it was built from; see
+    /// [`Self::inventory_tag`].
+    inventory_tag: Mutex<Option<InventoryTag>>,
+}
+
+/// What an inventory's ETag was computed from: the same commit and the same store generation
+/// give the same inventory, so the tag can be answered without listing anything.
+#[derive(Debug, Clone)]
+struct InventoryTag {
+    commit: Option<String>,
+    generation: u64,
+    etag: String,
 }
 
 impl Node {
@@ -78,6 +91,7 @@ impl Node {
             reconcile_now: Notify::new(),
             refusing: std::sync::atomic::AtomicBool::new(false),
             view: ArcSwapOption::empty(),
+            inventory_tag: Mutex::new(None),
         }
     }
 
@@ -172,14 +186,38 @@ impl Node {
         }
     }
 
+    /// The ETag of the inventory as it is now, if it is known without listing anything: the
+    /// last inventory built was of the applied commit and no object came or went since.
+    pub fn inventory_tag(&self) -> Option<String> {
+        let generation = self.store.generation();
+        let commit = self.view.load().as_ref().map(|v| v.commit.clone());
+        lock(&self.inventory_tag)
+            .as_ref()
+            .filter(|t| t.generation == generation && t.commit == commit)
+            .map(|t| t.etag.clone())
+    }
+
     /// `GET /.odi/v1/inventory`: the live artifacts of the applied commit whose bytes are
-    /// stored here.
-    pub fn inventory(&self) -> Inventory {
+    /// stored here, and its ETag (a SHA-256 of the name, the commit and every item, so equal
+    /// lists have equal tags across restarts).
+    pub fn inventory(&self) -> (Inventory, String) {
+        // Read before the objects are: a change while listing moves the generation on, so the
+        // tag recorded below is never taken for a newer list than the one it was made from.
+        let generation = self.store.generation();
         let view = self.view();
         let mut artifacts = Vec::new();
+        let mut h = sha2::Sha256::new();
+        h.update(self.config.name.as_bytes());
+        h.update(b"\0");
         if let Some(v) = &view {
+            h.update(v.commit.as_bytes());
             for c in v.network.catalogs.values() {
                 for a in c.live().filter(|a| self.store.contains(&a.sha256.0)) {
+                    for part in [c.name.as_bytes(), b"\0", a.path.as_str().as_bytes(), b"\0"] {
+                        h.update(part);
+                    }
+                    h.update(a.sha256.0);
+                    h.update(a.size.to_be_bytes());
                     artifacts.push(InventoryItem {
                         catalog: c.name.clone(),
                         path: a.path.to_string(),
@@ -189,11 +227,11 @@ impl Node {
                 }
             }
         }
-        Inventory {
-            name: self.config.name.clone(),
-            commit: view.map(|v| v.commit.clone()),
-            artifacts,
-        }
+        let etag = format!("\"{}\"", hex::encode(&h.finalize()[..16]));
+        let commit = view.map(|v| v.commit.clone());
+        *lock(&self.inventory_tag) =
+            Some(InventoryTag { commit: commit.clone(), generation, etag: etag.clone() });
+        (Inventory { name: self.config.name.clone(), commit, artifacts }, etag)
     }
 
     /// Sets the gauges every mode has (store, readiness) before `/metrics` renders.

@@ -72,7 +72,7 @@ pub fn target(name: &str, view: &View) -> Target {
             .assignment
             .artifacts_of(share)
             .filter_map(|p| {
-                let catalog = net.catalogs.get(&p.catalog)?;
+                let catalog = net.catalogs.get(&*p.catalog)?;
                 let artifact = net.artifact(&p.catalog, &p.path)?;
                 Some(want(net, relay, catalog, artifact))
             })

@@ -142,6 +142,10 @@ pub struct RelayEntry {
     /// IPv4 clients likewise.
     #[serde(default)]
     pub ipv6: Option<String>,
+    /// Bytes received from it by the last probe (status lines, headers, bodies): small when
+    /// its inventory was unchanged and answered `304 Not Modified`.
+    #[serde(default)]
+    pub probe_bytes: u64,
 }
 
 /// The routing table's state.

@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
@@ -79,6 +80,9 @@ pub struct Store {
     verified: std::sync::Arc<Mutex<HashMap<[u8; 32], FileId>>>,
     /// Wakes the reconcile loop when an object was quarantined, so it is fetched again.
     quarantined: tokio::sync::Notify,
+    /// Bumped whenever an object enters or leaves the index, so a reader can tell that the set
+    /// of objects is unchanged since it last looked (the inventory's ETag rests on it).
+    generation: AtomicU64,
 }
 
 /// Result of re-hashing the store.
@@ -131,6 +135,7 @@ impl Store {
             objects: Mutex::new(objects),
             verified: std::sync::Arc::default(),
             quarantined: tokio::sync::Notify::new(),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -149,6 +154,16 @@ impl Store {
     /// Path where a download of `sha` is written until verified.
     pub fn partial_path(&self, sha: &[u8; 32]) -> PathBuf {
         self.root.join("tmp").join(format!("{}.part", hex::encode(sha)))
+    }
+
+    /// A number that changes whenever an object is added or removed. Read it before looking at
+    /// the objects: an unchanged number later means nothing changed since.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Whether the object is stored.
@@ -251,6 +266,7 @@ impl Store {
     /// Moves an object whose bytes do not match its name out of service.
     fn quarantine(&self, sha: &[u8; 32], when: &str) {
         self.index().remove(sha);
+        self.changed();
         crate::locks::lock(&self.verified).remove(sha);
         let path = self.object_path(sha);
         let q = self.root.join("quarantine").join(format!("{}.{}", hex::encode(sha), unix_now()));
@@ -278,6 +294,7 @@ impl Store {
         std::fs::rename(&from, &to).map_err(err(&to))?;
         std::fs::File::open(&fan).and_then(|d| d.sync_all()).map_err(err(&fan))?;
         self.index().insert(*sha, ObjectInfo { size, last_access: SystemTime::now() });
+        self.changed();
         // Verified while it was downloaded.
         self.mark_verified(sha);
         Ok(())
@@ -287,6 +304,7 @@ impl Store {
     pub fn remove(&self, sha: &[u8; 32]) -> Result<(), StoreError> {
         let path = self.object_path(sha);
         self.index().remove(sha);
+        self.changed();
         crate::locks::lock(&self.verified).remove(sha);
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),

@@ -31,7 +31,7 @@ use axum::extract::{Path, Request, State};
 use axum::middleware::Next;
 use axum::routing::{get, post};
 use axum::Router;
-use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use http::request::Parts;
 use http::{Response, StatusCode};
 
@@ -133,8 +133,28 @@ async fn status(State(role): State<Role>) -> Response<Body> {
     off_thread(move || response::json(StatusCode::OK, &role.status())).await
 }
 
-async fn inventory(State(role): State<Role>) -> Response<Body> {
-    off_thread(move || response::json(StatusCode::OK, &role.node().inventory())).await
+/// The inventory, or `304 Not Modified` when `If-None-Match` names it: a directory probing a
+/// relay whose holdings did not change gets a few hundred bytes instead of the whole list, and
+/// the relay answers from the tag alone, without listing anything.
+async fn inventory(State(role): State<Role>, req: Parts) -> Response<Body> {
+    off_thread(move || {
+        let node = role.node();
+        let asked = req.headers.get(IF_NONE_MATCH).map(HeaderValue::as_bytes);
+        let matches = |tag: &str| asked.is_some_and(|v| file::etag_list_matches(v, tag, true));
+        if let Some(tag) = node.inventory_tag().filter(|t| matches(t)) {
+            return response::not_modified(&tag);
+        }
+        let (inv, tag) = node.inventory();
+        if matches(&tag) {
+            return response::not_modified(&tag);
+        }
+        let mut r = response::json(StatusCode::OK, &inv);
+        if let Ok(v) = HeaderValue::from_str(&tag) {
+            r.headers_mut().insert(ETAG, v);
+        }
+        r
+    })
+    .await
 }
 
 /// `POST /.odi/v1/sync` with `Authorization: Bearer <token>`: pull now.

@@ -20,6 +20,7 @@
 
 use std::collections::HashMap;
 use std::io::SeekFrom;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -109,11 +110,32 @@ pub struct Probed {
     /// Items its inventory listed.
     pub listed: usize,
     /// What it may be routed: listed with the directory's bytes.
-    pub held: Held,
+    pub held: Arc<Held>,
+    /// The inventory as the next probe may ask for it with `If-None-Match`; `None` when the
+    /// relay sent no ETag.
+    pub inventory: Option<KnownInventory>,
     /// Content checks run and passed.
     pub checks: usize,
     /// Bytes in its store and its quota, as its status reported them.
     pub store: (Option<u64>, Option<u64>),
+}
+
+/// A relay's last full inventory as a probe read it: the next probe sends `If-None-Match`
+/// with its tag and, on `304 Not Modified`, keeps what it found then, so a relay whose holdings
+/// did not change costs a few hundred bytes per round however much it holds.
+#[derive(Debug, Clone)]
+pub struct KnownInventory {
+    /// The relay's ETag for it.
+    pub etag: String,
+    /// The directory's commit `held` was judged against: under another commit the same list
+    /// may be routable differently, so it is fetched whole again.
+    pub against: String,
+    /// The relay's commit the list was of.
+    pub commit: Option<String>,
+    /// Items it listed.
+    pub listed: usize,
+    /// What it could be routed.
+    pub held: Arc<Held>,
 }
 
 /// How a relay answered over one address family at its last probe.
@@ -179,6 +201,8 @@ pub struct Outcome {
     pub families: Families,
     /// Where the next content checks start.
     pub cursor: usize,
+    /// Bytes received from the relay in this probe (status lines, headers and bodies).
+    pub received: u64,
 }
 
 /// The probe's HTTP clients, one per family: each resolves names to its own family's
@@ -261,17 +285,37 @@ fn unreachable(what: &'static str, e: &reqwest::Error) -> ProbeError {
     ProbeError::Unreachable { what, message }
 }
 
+/// Bytes received in one probe, counted as they arrive.
+#[derive(Debug, Default)]
+struct Tally(AtomicU64);
+
+impl Tally {
+    fn add(&self, n: usize) {
+        self.0.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// A response head as it came over HTTP/1.1: the status line and each `name: value`.
+    fn head(&self, resp: &reqwest::Response) {
+        let fields: usize =
+            resp.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+        self.add("HTTP/1.1 200 OK\r\n\r\n".len() + fields);
+    }
+}
+
 /// Reads a body up to `limit` bytes.
 async fn read_capped(
     what: &'static str,
     mut resp: reqwest::Response,
     limit: usize,
+    tally: &Tally,
 ) -> Result<Vec<u8>, ProbeError> {
+    tally.head(&resp);
     if resp.content_length().is_some_and(|n| n > limit as u64) {
         return Err(ProbeError::TooLarge { what, limit });
     }
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(|e| unreachable(what, &e))? {
+        tally.add(chunk.len());
         if body.len() + chunk.len() > limit {
             return Err(ProbeError::TooLarge { what, limit });
         }
@@ -280,40 +324,108 @@ async fn read_capped(
     Ok(body)
 }
 
+fn parse_json<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    body: &[u8],
+) -> Result<T, ProbeError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ProbeError::Invalid { what, message: format!("not the expected JSON: {e}") })
+}
+
 async fn get_json<T: serde::de::DeserializeOwned>(
     client: &reqwest::Client,
     url: url::Url,
     what: &'static str,
     limit: usize,
     timeout: Duration,
+    tally: &Tally,
 ) -> Result<T, ProbeError> {
     let resp = client.get(url).timeout(timeout).send().await.map_err(|e| unreachable(what, &e))?;
     if !resp.status().is_success() {
+        tally.head(&resp);
         return Err(ProbeError::Status { what, status: resp.status().as_u16() });
     }
-    let body = read_capped(what, resp, limit).await?;
-    serde_json::from_slice(&body)
-        .map_err(|e| ProbeError::Invalid { what, message: format!("not the expected JSON: {e}") })
+    parse_json(what, &read_capped(what, resp, limit, tally).await?)
 }
 
-/// Probes one relay against `view` over each of its families. `cursor` rotates the content
-/// checks; the next value comes with the outcome.
+/// What the inventory request gave.
+enum Listing {
+    /// `304`: the list `known` describes still stands.
+    Unchanged,
+    /// A whole list and its ETag, if any.
+    Fresh(Inventory, Option<String>),
+}
+
+/// The relay's inventory, asked with `If-None-Match` when `known` has a tag.
+async fn inventory(
+    client: &reqwest::Client,
+    relay: &Relay,
+    known: Option<&KnownInventory>,
+    timeout: Duration,
+    tally: &Tally,
+) -> Result<Listing, ProbeError> {
+    const WHAT: &str = "inventory";
+    let mut req = client.get(join(relay, ".odi/v1/inventory", WHAT)?).timeout(timeout);
+    if let Some(k) = known {
+        req = req.header(http::header::IF_NONE_MATCH, &k.etag);
+    }
+    let resp = req.send().await.map_err(|e| unreachable(WHAT, &e))?;
+    let etag =
+        resp.headers().get(http::header::ETAG).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    match resp.status().as_u16() {
+        304 => {
+            tally.head(&resp);
+            // Only the tag that was asked about may be confirmed; anything else is a relay
+            // that answers conditions it was not given.
+            match known {
+                Some(k) if etag.as_deref().is_none_or(|t| t == k.etag) => Ok(Listing::Unchanged),
+                _ => Err(ProbeError::Invalid {
+                    what: WHAT,
+                    message: "304 Not Modified for a list the probe does not have".into(),
+                }),
+            }
+        }
+        200..=299 => {
+            let body = read_capped(WHAT, resp, MAX_INVENTORY, tally).await?;
+            Ok(Listing::Fresh(parse_json(WHAT, &body)?, etag))
+        }
+        status => {
+            tally.head(&resp);
+            Err(ProbeError::Status { what: WHAT, status })
+        }
+    }
+}
+
+/// What a probe starts from: where the content checks go on, and the inventory the last
+/// passing probe read.
+#[derive(Debug, Clone, Default)]
+pub struct Previous {
+    /// Where the content checks start.
+    pub cursor: usize,
+    /// The last inventory, asked for with `If-None-Match`.
+    pub inventory: Option<KnownInventory>,
+}
+
+/// Probes one relay against `view` over each of its families, going on from `prev`; the next
+/// cursor and inventory come with the outcome.
 pub async fn probe(
     clients: &ProbeClients,
     relay: &Relay,
     view: &View,
     me: &str,
     store: &Store,
-    cursor: usize,
+    prev: &Previous,
     s: ProbeSettings,
 ) -> Outcome {
+    let cursor = prev.cursor;
+    let tally = Tally::default();
     let mut families = Families::default();
     let fams = match families_of(relay, s.timeout).await {
         Ok(f) => f,
         Err(e) => {
             let why = Reach::Failed(e.to_string());
             families = Families { v4: why.clone(), v6: why };
-            return Outcome { result: Err(e), families, cursor };
+            return Outcome { result: Err(e), families, cursor, received: 0 };
         }
     };
     let mut full: Option<(Probed, usize)> = None;
@@ -321,7 +433,7 @@ pub async fn probe(
     for f in fams {
         let client = clients.get(f);
         let r = match &full {
-            None => match probe_inner(client, relay, view, me, store, cursor, s).await {
+            None => match probe_inner(client, relay, view, me, store, prev, s, &tally).await {
                 Ok(p) => {
                     full = Some(p);
                     Ok(())
@@ -329,10 +441,13 @@ pub async fn probe(
                 Err(e) => Err(e),
             },
             // The same relay over another family: the same name and the same bytes.
-            Some((p, _)) => match status(client, relay, s.timeout).await {
-                Ok(_) => content_checks(client, relay, &view.network, store, &p.held, cursor, s)
-                    .await
-                    .map(|_| ()),
+            Some((p, _)) => match status(client, relay, s.timeout, &tally).await {
+                Ok(_) => {
+                    let net = &view.network;
+                    content_checks(client, relay, net, store, &p.held, cursor, s, &tally)
+                        .await
+                        .map(|_| ())
+                }
                 Err(e) => Err(e),
             },
         };
@@ -344,9 +459,10 @@ pub async fn probe(
             }
         }
     }
+    let received = tally.0.into_inner();
     match (full, first_err) {
-        (Some((p, next)), _) => Outcome { result: Ok(p), families, cursor: next },
-        (None, Some(e)) => Outcome { result: Err(e), families, cursor },
+        (Some((p, next)), _) => Outcome { result: Ok(p), families, cursor: next, received },
+        (None, Some(e)) => Outcome { result: Err(e), families, cursor, received },
         (None, None) => unreachable!("at least one family is probed"),
     }
 }
@@ -356,9 +472,11 @@ async fn status(
     client: &reqwest::Client,
     relay: &Relay,
     timeout: Duration,
+    tally: &Tally,
 ) -> Result<serde_json::Value, ProbeError> {
     let url = join(relay, ".odi/v1/status", "status")?;
-    let status: serde_json::Value = get_json(client, url, "status", MAX_STATUS, timeout).await?;
+    let status: serde_json::Value =
+        get_json(client, url, "status", MAX_STATUS, timeout, tally).await?;
     if let Some(name) = status.get("name").and_then(|n| n.as_str()) {
         if name != relay.name {
             return Err(ProbeError::Invalid {
@@ -377,32 +495,57 @@ fn join(relay: &Relay, p: &str, what: &'static str) -> Result<url::Url, ProbeErr
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn probe_inner(
     client: &reqwest::Client,
     relay: &Relay,
     view: &View,
     me: &str,
     store: &Store,
-    cursor: usize,
+    prev: &Previous,
     s: ProbeSettings,
+    tally: &Tally,
 ) -> Result<(Probed, usize), ProbeError> {
-    let status = status(client, relay, s.timeout).await?;
+    let status = status(client, relay, s.timeout, tally).await?;
+    // A list judged under another commit is fetched whole again.
+    let known = prev.inventory.as_ref().filter(|k| k.against == view.commit);
     // The inventory can be large; it gets a longer deadline than the small requests.
-    let inv: Inventory = get_json(
-        client,
-        join(relay, ".odi/v1/inventory", "inventory")?,
-        "inventory",
-        MAX_INVENTORY,
-        s.timeout * 4,
-    )
-    .await?;
-    if inv.name != relay.name {
-        return Err(ProbeError::Invalid {
-            what: "inventory",
-            message: format!("inventory of `{}`, not `{}`", inv.name, relay.name),
-        });
-    }
+    let (commit, listed, held, etag) =
+        match inventory(client, relay, known, s.timeout * 4, tally).await? {
+            Listing::Unchanged => {
+                let k = known.expect("a 304 is accepted only for a known list");
+                (k.commit.clone(), k.listed, k.held.clone(), Some(k.etag.clone()))
+            }
+            Listing::Fresh(inv, etag) => {
+                if inv.name != relay.name {
+                    return Err(ProbeError::Invalid {
+                        what: "inventory",
+                        message: format!("inventory of `{}`, not `{}`", inv.name, relay.name),
+                    });
+                }
+                let held = routable(&inv, view, me)?;
+                (inv.commit, inv.artifacts.len(), Arc::new(held), etag)
+            }
+        };
+    let net = &view.network;
+    let (checks, next) =
+        content_checks(client, relay, net, store, &held, prev.cursor, s, tally).await?;
+    let store = status.get("store");
+    let figure = |k: &str| store.and_then(|s| s.get(k)).and_then(serde_json::Value::as_u64);
+    let store = (figure("bytes"), figure("quota"));
+    let inventory = etag.map(|etag| KnownInventory {
+        etag,
+        against: view.commit.clone(),
+        commit: commit.clone(),
+        listed,
+        held: held.clone(),
+    });
+    Ok((Probed { commit, listed, held, inventory, checks, store }, next))
+}
 
+/// What of an inventory the directory may route to the relay: items of its catalogs whose
+/// bytes are this commit's.
+fn routable(inv: &Inventory, view: &View, me: &str) -> Result<Held, ProbeError> {
     let net = &view.network;
     let mine = net.directories.get(me).map(|d| d.catalogs.as_slice()).unwrap_or_default();
     let mut held: Held = HashMap::new();
@@ -429,15 +572,12 @@ async fn probe_inner(
             held.insert((item.catalog.clone(), item.path.clone()), sha);
         }
     }
-    let (checks, next) = content_checks(client, relay, net, store, &held, cursor, s).await?;
-    let store = status.get("store");
-    let figure = |k: &str| store.and_then(|s| s.get(k)).and_then(serde_json::Value::as_u64);
-    let store = (figure("bytes"), figure("quota"));
-    Ok((Probed { commit: inv.commit, listed: inv.artifacts.len(), held, checks, store }, next))
+    Ok(held)
 }
 
 /// Compares the next `CHECKS_PER_ROUND` windows from `cursor` of what the relay holds with
 /// the directory's verified copy: (checks passed, the next cursor).
+#[allow(clippy::too_many_arguments)]
 async fn content_checks(
     client: &reqwest::Client,
     relay: &Relay,
@@ -446,6 +586,7 @@ async fn content_checks(
     held: &Held,
     cursor: usize,
     s: ProbeSettings,
+    tally: &Tally,
 ) -> Result<(usize, usize), ProbeError> {
     // Content checks over what the directory can compare (it holds the bytes) and what has
     // bytes to compare, rotating through them in a stable order.
@@ -479,7 +620,7 @@ async fn content_checks(
             what: "content",
             message: format!("no URL for {label}"),
         })?;
-        check_range(client, url, &label, sha, offset, size, &ours, s.timeout).await?;
+        check_range(client, url, &label, sha, offset, size, &ours, s.timeout, tally).await?;
         checks += 1;
     }
     let next = if total == 0 { 0 } else { (cursor + n) % total };
@@ -507,6 +648,7 @@ async fn check_range(
     size: u64,
     ours: &[u8],
     timeout: Duration,
+    tally: &Tally,
 ) -> Result<(), ProbeError> {
     let content = |message: String| ProbeError::Content { artifact: label.to_owned(), message };
     let end = offset + ours.len() as u64 - 1;
@@ -533,7 +675,10 @@ async fn check_range(
         200 if whole => {}
         // A relay that does not serve what it lists (it may have found its own copy damaged
         // and sent the request on) gets no clients for it.
-        status => return Err(content(format!("answered HTTP {status} for bytes it lists"))),
+        status => {
+            tally.head(&resp);
+            return Err(content(format!("answered HTTP {status} for bytes it lists")));
+        }
     }
     if let Some(etag) = resp.headers().get(http::header::ETAG).and_then(|v| v.to_str().ok()) {
         let want = crate::http::file::etag(sha);
@@ -541,7 +686,7 @@ async fn check_range(
             return Err(content(format!("ETag {etag}, expected {want}")));
         }
     }
-    let body = read_capped("content", resp, ours.len()).await.map_err(|e| match e {
+    let body = read_capped("content", resp, ours.len(), tally).await.map_err(|e| match e {
         ProbeError::TooLarge { .. } => content("more bytes than asked for".into()),
         e => e,
     })?;
@@ -582,8 +727,12 @@ pub struct RelayHealth {
     pub store: (Option<u64>, Option<u64>),
     /// Where the next content checks start.
     pub cursor: usize,
+    /// The inventory the last passing probe read, for the next one's `If-None-Match`.
+    pub inventory: Option<KnownInventory>,
     /// Consecutive failed probes.
     pub failures: u32,
+    /// Bytes received from the relay by the last probe.
+    pub received: u64,
     /// How it answered over each address family at the last probe.
     pub families: Families,
 }
@@ -594,11 +743,14 @@ impl RelayHealth {
         let was = self.healthy;
         self.last_probe = Some(now);
         self.cursor = outcome.cursor;
+        self.received = outcome.received;
         let families_changed = self.families.serves() != outcome.families.serves();
         self.families = outcome.families;
         match outcome.result {
             Ok(p) => {
-                let changed = !was || families_changed || *self.held != p.held;
+                let changed = !was
+                    || families_changed
+                    || !(Arc::ptr_eq(&self.held, &p.held) || *self.held == *p.held);
                 self.healthy = true;
                 self.reason = None;
                 self.last_healthy = Some(now);
@@ -606,7 +758,8 @@ impl RelayHealth {
                 self.listed = p.listed;
                 self.checks = p.checks;
                 self.store = p.store;
-                self.held = Arc::new(p.held);
+                self.held = p.held;
+                self.inventory = p.inventory;
                 self.failures = 0;
                 changed
             }
@@ -616,6 +769,8 @@ impl RelayHealth {
                 self.healthy = false;
                 self.reason = Some(e.to_string());
                 self.held = Arc::new(Held::new());
+                // After a failure the whole list is read again.
+                self.inventory = None;
                 self.checks = 0;
                 self.failures = self.failures.saturating_add(1);
                 was

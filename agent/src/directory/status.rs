@@ -39,6 +39,7 @@ impl DirectoryMode {
                         quota: h.store.1,
                         ipv4: h.families.v4.text(),
                         ipv6: h.families.v6.text(),
+                        probe_bytes: h.received,
                     }
                 })
                 .collect()

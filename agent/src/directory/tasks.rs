@@ -131,11 +131,15 @@ pub async fn probe_round(
     let me = node.config.name.as_str();
     let relays: Vec<&Relay> =
         view.network.relays.values().filter(|r| r.directories.iter().any(|d| d == me)).collect();
-    let cursors: HashMap<String, usize> = {
+    let previous: HashMap<String, probe::Previous> = {
         let mut m = lock(&dir.relays);
         // Relays that left the network (or stopped working with this directory) are forgotten.
         m.retain(|n, _| relays.iter().any(|r| r.name == *n));
-        m.iter().map(|(n, h)| (n.clone(), h.cursor)).collect()
+        m.iter()
+            .map(|(n, h)| {
+                (n.clone(), probe::Previous { cursor: h.cursor, inventory: h.inventory.clone() })
+            })
+            .collect()
     };
     // Boxed and collected first: a lazily mapped iterator of async blocks trips the
     // compiler's higher-ranked lifetime inference inside `tokio::spawn`.
@@ -143,10 +147,11 @@ pub async fn probe_round(
         relays
             .iter()
             .map(|&r| {
-                let cursor = cursors.get(&r.name).copied().unwrap_or(0);
+                let prev = previous.get(&r.name).cloned().unwrap_or_default();
                 let fut: std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> =
                     Box::pin(async move {
-                        (r, probe::probe(client, r, view, me, &node.store, cursor, settings).await)
+                        let store = &node.store;
+                        (r, probe::probe(client, r, view, me, store, &prev, settings).await)
                     });
                 fut
             })
@@ -160,6 +165,12 @@ pub async fn probe_round(
             "Relay probes by relay and outcome.",
             &[("relay", &relay.name), ("outcome", kind)],
             1.0,
+        );
+        node.metrics.inc(
+            "odi_probe_received_bytes_total",
+            "Bytes received from relays by probes (status lines, headers and bodies).",
+            &[("relay", &relay.name)],
+            outcome.received as f64,
         );
         let families = outcome.families.clone();
         let (was, now_healthy, routing_changed, reason) = {

@@ -307,7 +307,7 @@ fn parse_date(v: &HeaderValue) -> Option<SystemTime> {
 /// Whether an `If-Match`/`If-None-Match` list matches our (strong) ETag.
 /// `weak` selects weak comparison (If-None-Match), where `W/"x"` matches
 /// `"x"`. Malformed or oversized lists match nothing.
-fn etag_list_matches(v: &[u8], etag: &str, weak: bool) -> bool {
+pub fn etag_list_matches(v: &[u8], etag: &str, weak: bool) -> bool {
     if v.len() > MAX_ETAG_LIST_HEADER {
         return false;
     }

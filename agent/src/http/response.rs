@@ -86,6 +86,15 @@ pub fn redirect(status: StatusCode, location: &str) -> Response<Body> {
     resp
 }
 
+/// `304 Not Modified` for a representation whose ETag is `etag` (a quoted tag).
+pub fn not_modified(etag: &str) -> Response<Body> {
+    let mut resp = empty(StatusCode::NOT_MODIFIED);
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        resp.headers_mut().insert(http::header::ETAG, v);
+    }
+    resp
+}
+
 /// `status` with no body. `Content-Length: 0` is omitted where RFC 9110
 /// forbids it (1xx, 204) or where it would misstate the representation (304).
 pub fn empty(status: StatusCode) -> Response<Body> {

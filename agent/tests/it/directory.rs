@@ -831,3 +831,62 @@ fn snapshot_redirect_headers_and_metalink() {
         .replace(env!("CARGO_PKG_VERSION"), "VERSION");
     insta::assert_snapshot!("metalink", doc);
 }
+
+/// A probe of a relay whose holdings did not change asks with `If-None-Match`, gets `304`
+/// and keeps what it found before: the whole inventory body is not sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_inventory_is_not_sent_again() {
+    use odi_agent::directory::probe::{probe, Previous, ProbeClients, ProbeSettings};
+    let net = TestNet::small().await;
+    let dir = net.start("dir-a").await;
+    let _r1 = net.start("relay-1").await;
+    let _r3 = net.start("relay-3").await;
+    wait_routable(&net, "dir-a", &["relay-1", "relay-3"]).await;
+
+    let view = dir.node.view().unwrap();
+    let relay = view.network.relays["relay-1"].clone();
+    let s = ProbeSettings { timeout: Duration::from_secs(10) };
+    let clients = ProbeClients::new(s.timeout, &[]).unwrap();
+    let store = &dir.node.store;
+    let run = |prev: Previous| {
+        let (clients, relay, view) = (&clients, &relay, &view);
+        async move { probe(clients, relay, view, "dir-a", store, &prev, s).await }
+    };
+    let whole = run(Previous::default()).await;
+    let first = whole.result.clone().unwrap();
+    assert!(!first.held.is_empty());
+    let known = first.inventory.clone().expect("the relay tags its inventory");
+
+    // The same cursor, so both rounds make the same content checks.
+    let same = run(Previous { cursor: 0, inventory: Some(known.clone()) }).await;
+    let second = same.result.unwrap();
+    assert!(Arc::ptr_eq(&second.held, &known.held), "the known list is kept, not re-read");
+    assert_eq!((second.listed, second.commit.as_deref()), (first.listed, first.commit.as_deref()));
+    let body = client()
+        .get(format!("{}/.odi/v1/inventory", net.url("relay-1")))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .len() as u64;
+    assert!(
+        same.received + body <= whole.received + 64,
+        "the 304 round ({} bytes) saves the inventory body ({body} bytes) of the whole one ({})",
+        same.received,
+        whole.received
+    );
+
+    // A list judged under another directory commit, or a tag the relay no longer has: read
+    // whole again.
+    let other_commit = KnownOr { against: "0".repeat(40), ..known.clone() };
+    let stale_tag = KnownOr { etag: "\"stale\"".into(), ..known.clone() };
+    for k in [other_commit, stale_tag] {
+        let p = run(Previous { cursor: 0, inventory: Some(k) }).await.result.unwrap();
+        assert!(!Arc::ptr_eq(&p.held, &known.held));
+        assert_eq!(*p.held, *known.held);
+    }
+}
+
+type KnownOr = odi_agent::directory::probe::KnownInventory;

@@ -9,7 +9,8 @@
 //! cargo run --release -p odi-network --example scale [-- DIR [ARTIFACTS [RELAYS]]]
 //! ```
 //! With DIR the repository is kept there (to time the real binary on it:
-//! `time target/release/odi validate DIR`); otherwise it goes in a temporary folder.
+//! `time target/release/odi validate DIR`); otherwise it goes in a temporary folder. Flags
+//! after RELAYS: `snapshot` adds a snapshot role; `reuse` times the repository already in DIR.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -30,6 +31,10 @@ pub const RELEASES_PER_CATALOG: usize = 10;
 pub const DIRECTORIES: usize = 20;
 const TAGS: [&str; 4] = ["python", "java", "debian", "generic"];
 const REGIONS: [&str; 4] = ["eu", "us", "asia", "sa"];
+
+/// The `odi` binary's allocator, so the figures here are the binary's.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -162,15 +167,21 @@ fn main() {
     let dir = args.first().map_or_else(|| tmp.path().to_owned(), std::path::PathBuf::from);
     std::fs::create_dir_all(&dir).expect("create DIR");
 
-    let t = Instant::now();
-    let mut b = generate(artifacts, relays);
-    // `snapshot` as a fourth argument adds a snapshot role, as a production network has.
-    if args.get(3).is_some_and(|a| a == "snapshot") {
-        b = b.with_snapshot().expect("snapshot key");
+    // Flags after RELAYS: `snapshot` adds a snapshot role, as a production network has;
+    // `reuse` times a repository an earlier run left in DIR instead of generating it again.
+    let flag = |f: &str| args.iter().skip(3).any(|a| a == f);
+    if flag("reuse") {
+        println!("timing the repository already in {}", dir.display());
+    } else {
+        let t = Instant::now();
+        let mut b = generate(artifacts, relays);
+        if flag("snapshot") {
+            b = b.with_snapshot().expect("snapshot key");
+        }
+        b.write(&dir).expect("write network");
+        commit_all(&dir, "generated network").expect("commit");
+        println!("generated {artifacts} artifacts, {relays} relays into {} in {:.2?} (not part of the target)", dir.display(), t.elapsed());
     }
-    b.write(&dir).expect("write network");
-    commit_all(&dir, "generated network").expect("commit");
-    println!("generated {artifacts} artifacts, {relays} relays into {} in {:.2?} (not part of the target)", dir.display(), t.elapsed());
 
     let now = time::OffsetDateTime::now_utc();
     let mut timings = BTreeMap::new();

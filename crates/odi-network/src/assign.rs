@@ -21,6 +21,7 @@
 //! subscriber has room for is left unplaced and the directory serves it itself.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
@@ -66,8 +67,9 @@ pub fn score(relay_key: u64, weight: f64, artifact_key: u64) -> f64 {
 /// One placed artifact.
 #[derive(Debug, Clone)]
 pub struct Placement {
-    /// Catalog name; with `path`, the key of [`Assignment::placement`] and of the HRW hash.
-    pub catalog: String,
+    /// Catalog name (shared by every placement of the catalog); with `path`, the key of
+    /// [`Assignment::placement`] and of the HRW hash.
+    pub catalog: Arc<str>,
     /// Path in the catalog; hashed with `catalog`, so a renamed artifact may move relays.
     pub path: String,
     /// Size in bytes.
@@ -94,19 +96,20 @@ pub struct Share {
 /// The whole assignment table at one commit.
 #[derive(Debug, Clone, Default)]
 pub struct Assignment {
-    /// Every live artifact, in placement order.
+    /// Every live artifact, in placement order: sorted by (catalog, path), which is what
+    /// [`Self::placement`] searches by (so no index beside it is kept).
     pub placements: Vec<Placement>,
     /// Every relay, by name order.
     pub relays: Vec<Share>,
-    index: HashMap<(String, String), u32>,
 }
 
 impl Assignment {
     /// The placement of one artifact.
     pub fn placement(&self, catalog: &str, path: &str) -> Option<&Placement> {
-        self.index
-            .get(&(catalog.to_owned(), path.to_owned()))
-            .map(|&i| &self.placements[i as usize])
+        self.placements
+            .binary_search_by(|p| (&*p.catalog, p.path.as_str()).cmp(&(catalog, path)))
+            .ok()
+            .map(|i| &self.placements[i])
     }
 
     /// Names of the relays that hold an artifact, best first.
@@ -147,7 +150,7 @@ pub fn assign(network: &Network, extras: &Extras) -> Assignment {
     let weights: Vec<f64> = relays.iter().map(|r| r.quota.0 as f64).collect();
 
     struct Item<'a> {
-        catalog: &'a str,
+        catalog: &'a Arc<str>,
         path: &'a str,
         size: u64,
         wanted: u32,
@@ -168,8 +171,9 @@ pub fn assign(network: &Network, extras: &Extras) -> Assignment {
             )
         })
         .collect();
+    let names: Vec<Arc<str>> = network.catalogs.keys().map(|n| Arc::from(n.as_str())).collect();
     let mut items = Vec::with_capacity(network.catalogs.values().map(|c| c.artifacts.len()).sum());
-    for c in network.catalogs.values() {
+    for (c, name) in network.catalogs.values().zip(&names) {
         let subs = subs_by_catalog[c.name.as_str()].as_slice();
         // Extras of this catalog by path, looked up without building a key per artifact.
         let hot: HashMap<&str, u32> = extras
@@ -181,7 +185,7 @@ pub fn assign(network: &Network, extras: &Extras) -> Assignment {
             let path = a.path.as_str();
             let extra = if hot.is_empty() { 0 } else { hot.get(path).copied().unwrap_or(0) };
             items.push(Item {
-                catalog: &c.name,
+                catalog: name,
                 path,
                 size: a.size,
                 wanted: c.replicas.saturating_add(extra),
@@ -203,39 +207,65 @@ pub fn assign(network: &Network, extras: &Extras) -> Assignment {
         scored.sort_unstable_by(by_rank);
         scored.into_iter().map(|(_, r)| r).collect()
     };
-    // The best `k` subscribers, best first.
-    let best = |item: &Item<'_>, akey: u64, k: usize| -> Vec<u32> {
-        let mut top: Vec<(f64, u32)> = Vec::with_capacity(k + 1);
-        // Below this a relay's bound cannot reach the k-th best score. The margin (far above
-        // the rounding of `ln`) keeps a relay whose score might tie the floor in play, since a
-        // tie is broken by name.
-        let mut floor = f64::NEG_INFINITY;
-        for &r in item.subs {
-            let h = mix(keys[r as usize] ^ akey);
-            let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-            let w = weights[r as usize];
-            if w < floor * (1.0 - u) * (1.0 - 1e-9) {
-                continue;
-            }
-            let s = (w / -u.ln(), r);
-            let at = top.partition_point(|t| by_rank(t, &s).is_lt());
-            if at < k {
-                top.insert(at, s);
-                top.truncate(k);
-                if top.len() == k {
-                    floor = top[k - 1].0;
+    // The best `k` subscribers, best first, appended to `out`; `top` is scratch space.
+    let best =
+        |item: &Item<'_>, akey: u64, k: usize, top: &mut Vec<(f64, u32)>, out: &mut Vec<u32>| {
+            top.clear();
+            // Below this a relay's bound cannot reach the k-th best score. The margin (far above
+            // the rounding of `ln`) keeps a relay whose score might tie the floor in play, since a
+            // tie is broken by name.
+            let mut floor = f64::NEG_INFINITY;
+            for &r in item.subs {
+                let h = mix(keys[r as usize] ^ akey);
+                let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+                let w = weights[r as usize];
+                if w < floor * (1.0 - u) * (1.0 - 1e-9) {
+                    continue;
+                }
+                let s = (w / -u.ln(), r);
+                let at = top.partition_point(|t| by_rank(t, &s).is_lt());
+                if at < k {
+                    top.insert(at, s);
+                    top.truncate(k);
+                    if top.len() == k {
+                        floor = top[k - 1].0;
+                    }
                 }
             }
-        }
-        top.into_iter().map(|(_, r)| r).collect()
-    };
-    let candidates: Vec<(u64, Vec<u32>)> = items
-        .par_iter()
-        .map(|it| {
-            let akey = artifact_key(it.catalog, it.path);
-            (akey, best(it, akey, it.wanted as usize + SLACK))
+            out.extend(top.iter().map(|&(_, r)| r));
+        };
+    // Candidates of a run of items, flat: item `i` of the run has `cands[ends[i - 1]..ends[i]]`.
+    // One allocation per run rather than one per artifact.
+    struct Run {
+        keys: Vec<u64>,
+        ends: Vec<u32>,
+        cands: Vec<u32>,
+    }
+    const RUN: usize = 4096;
+    let runs: Vec<Run> = items
+        .par_chunks(RUN)
+        .map(|chunk| {
+            let mut run = Run {
+                keys: Vec::with_capacity(chunk.len()),
+                ends: Vec::with_capacity(chunk.len()),
+                cands: Vec::with_capacity(chunk.len() * (2 + SLACK)),
+            };
+            let mut top = Vec::new();
+            for it in chunk {
+                let akey = artifact_key(it.catalog, it.path);
+                best(it, akey, it.wanted as usize + SLACK, &mut top, &mut run.cands);
+                run.keys.push(akey);
+                run.ends.push(run.cands.len() as u32);
+            }
+            run
         })
         .collect();
+    let candidates = runs.iter().flat_map(|run| {
+        run.keys.iter().zip(&run.ends).enumerate().map(move |(i, (&akey, &end))| {
+            let start = if i == 0 { 0 } else { run.ends[i - 1] as usize };
+            (akey, &run.cands[start..end as usize])
+        })
+    });
 
     let mut remaining: Vec<u64> = relays.iter().map(|r| r.quota.0).collect();
     let mut shares: Vec<Share> = relays
@@ -248,7 +278,6 @@ pub fn assign(network: &Network, extras: &Extras) -> Assignment {
         })
         .collect();
     let mut placements = Vec::with_capacity(items.len());
-    let mut index = HashMap::with_capacity(items.len());
     for (i, (item, (akey, cands))) in items.iter().zip(candidates).enumerate() {
         let mut holders = Vec::with_capacity(item.wanted as usize);
         let take = |list: &[u32], holders: &mut Vec<u32>, remaining: &mut [u64]| {
@@ -262,7 +291,7 @@ pub fn assign(network: &Network, extras: &Extras) -> Assignment {
                 }
             }
         };
-        take(&cands, &mut holders, &mut remaining);
+        take(cands, &mut holders, &mut remaining);
         if holders.len() < item.wanted as usize && cands.len() < item.subs.len() {
             take(&ranked_all(item, akey), &mut holders, &mut remaining);
         }
@@ -270,16 +299,15 @@ pub fn assign(network: &Network, extras: &Extras) -> Assignment {
             shares[r as usize].assigned_bytes += item.size;
             shares[r as usize].artifacts.push(i as u32);
         }
-        index.insert((item.catalog.to_owned(), item.path.to_owned()), i as u32);
         placements.push(Placement {
-            catalog: item.catalog.to_owned(),
+            catalog: item.catalog.clone(),
             path: item.path.to_owned(),
             size: item.size,
             holders,
             wanted: item.wanted,
         });
     }
-    Assignment { placements, relays: shares, index }
+    Assignment { placements, relays: shares }
 }
 
 #[cfg(test)]
@@ -469,7 +497,7 @@ mod tests {
             .iter()
             .map(|p| {
                 (
-                    (p.catalog.clone(), p.path.clone()),
+                    (p.catalog.to_string(), p.path.clone()),
                     p.holders.iter().map(|&r| a.relays[r as usize].name.clone()).collect(),
                 )
             })
@@ -478,6 +506,22 @@ mod tests {
 
     fn holder_sets(a: &Assignment) -> BTreeMap<(String, String), BTreeSet<String>> {
         by_name(a).into_iter().map(|(k, v)| (k, v.into_iter().collect())).collect()
+    }
+
+    #[test]
+    fn every_placement_is_found_by_its_name_and_nothing_else() {
+        let net = with_catalog(&relays_gib(&[1, 2, 3]), varied_catalog(), 2);
+        let a = assign(&net, &Extras::new());
+        assert!(!a.placements.is_empty());
+        for p in &a.placements {
+            assert!(std::ptr::eq(a.placement(&p.catalog, &p.path).unwrap(), p), "{}", p.path);
+        }
+        let first = &a.placements[0];
+        for (catalog, path) in
+            [("a", first.path.as_str()), ("zz", first.path.as_str()), (&*first.catalog, "no/such")]
+        {
+            assert!(a.placement(catalog, path).is_none(), "{catalog}/{path}");
+        }
     }
 
     /// The assignment as written before the scoring loop was optimised: every score computed
@@ -558,7 +602,6 @@ mod tests {
             })
             .collect();
         let mut placements = Vec::with_capacity(items.len());
-        let mut index = HashMap::with_capacity(items.len());
         for (i, (item, cands)) in items.iter().zip(candidates).enumerate() {
             let mut holders = Vec::with_capacity(item.wanted as usize);
             let take = |list: &[u32], holders: &mut Vec<u32>, remaining: &mut [u64]| {
@@ -580,16 +623,15 @@ mod tests {
                 shares[r as usize].assigned_bytes += item.size;
                 shares[r as usize].artifacts.push(i as u32);
             }
-            index.insert((item.catalog.to_owned(), item.path.to_owned()), i as u32);
             placements.push(Placement {
-                catalog: item.catalog.to_owned(),
+                catalog: Arc::from(item.catalog),
                 path: item.path.to_owned(),
                 size: item.size,
                 holders,
                 wanted: item.wanted,
             });
         }
-        Assignment { placements, relays: shares, index }
+        Assignment { placements, relays: shares }
     }
 
     proptest! {

@@ -68,28 +68,68 @@ pub fn is_forward(repo: &Repository, applied: Oid, candidate: Oid) -> Result<boo
     Ok(applied == candidate || repo.graph_descendant_of(candidate, applied)?)
 }
 
-/// Reads the network files of `commit` from git objects.
+/// Reads the network files of `commit` from git objects. The tree is walked first, then the
+/// blobs are read and inflated on every core (each thread with its own handle on the
+/// repository, since a libgit2 handle is not shared between threads).
 pub fn read_commit(repo: &Repository, commit: Oid) -> Result<Tree, GitError> {
+    use rayon::prelude::*;
     let commit_obj = repo.find_commit(commit)?;
     let root = commit_obj.tree()?;
-    let mut tree = Tree::default();
+    let mut blobs = Vec::new();
     let mut problems = Vec::new();
     for dir in NETWORK_DIRS {
         let Some(entry) = root.get_name(dir) else { continue };
-        walk(repo, &entry, dir.to_owned(), &mut tree, &mut problems)?;
+        walk(repo, &entry, dir.to_owned(), &mut blobs, &mut problems)?;
+    }
+    let at = repo.path().to_owned();
+    // (path, its bytes or why they were refused), or a failure of git itself.
+    type Read = Result<(String, Result<Vec<u8>, Problem>), GitError>;
+    let read: Vec<Read> = blobs
+        .into_par_iter()
+        .map_init(
+            || Repository::open(&at),
+            |handle, (path, oid)| {
+                let handle = handle.as_ref().map_err(|e| {
+                    GitError::Git(git2::Error::from_str(&format!(
+                        "cannot open {}: {e}",
+                        at.display()
+                    )))
+                })?;
+                let blob = handle.find_blob(oid)?;
+                let contents = if blob.size() as u64 > MAX_FILE_BYTES {
+                    Err(Problem::file(
+                        &path,
+                        format!("is {} bytes, over the {MAX_FILE_BYTES} byte limit", blob.size()),
+                    ))
+                } else {
+                    Ok(blob.content().to_vec())
+                };
+                Ok((path, contents))
+            },
+        )
+        .collect();
+    let mut tree = Tree::default();
+    for r in read {
+        match r? {
+            (path, Ok(bytes)) => tree.insert(path, bytes),
+            (_, Err(p)) => problems.push(p),
+        }
     }
     if problems.is_empty() {
         Ok(tree)
     } else {
+        problems.sort();
         Err(GitError::BadTree { commit: commit.to_string(), problems })
     }
 }
 
+/// Collects the blobs under `entry` as (path, id), and a problem for anything that is not a
+/// file or folder.
 fn walk(
     repo: &Repository,
     entry: &git2::TreeEntry<'_>,
     path: String,
-    tree: &mut Tree,
+    blobs: &mut Vec<(String, Oid)>,
     problems: &mut Vec<Problem>,
 ) -> Result<(), GitError> {
     // Mode bits are what git records; 0o120000 is a symlink, 0o160000 a submodule (gitlink).
@@ -106,20 +146,10 @@ fn walk(
             let sub = repo.find_tree(entry.id())?;
             for child in sub.iter() {
                 let name = String::from_utf8_lossy(child.name_bytes()).into_owned();
-                walk(repo, &child, format!("{path}/{name}"), tree, problems)?;
+                walk(repo, &child, format!("{path}/{name}"), blobs, problems)?;
             }
         }
-        (Some(ObjectType::Blob), _) => {
-            let blob = repo.find_blob(entry.id())?;
-            if blob.size() as u64 > MAX_FILE_BYTES {
-                problems.push(Problem::file(
-                    path,
-                    format!("is {} bytes, over the {MAX_FILE_BYTES} byte limit", blob.size()),
-                ));
-            } else {
-                tree.insert(path, blob.content().to_vec());
-            }
-        }
+        (Some(ObjectType::Blob), _) => blobs.push((path, entry.id())),
         _ => problems.push(Problem::file(path, "is not a file or folder")),
     }
     Ok(())

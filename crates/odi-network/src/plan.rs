@@ -92,7 +92,7 @@ pub fn plan(
     let unplaced = assignment
         .placements
         .iter()
-        .filter(|p| dir.catalogs.contains(&p.catalog) && p.holders.is_empty())
+        .filter(|p| p.holders.is_empty() && dir.catalogs.iter().any(|c| **c == *p.catalog))
         .count();
     Ok(NodePlan {
         node: node.to_owned(),

@@ -525,3 +525,59 @@ async fn folder_urls_redirect_or_serve_their_own_index() {
         assert_eq!(a.header("location"), location, "{path}");
     }
 }
+
+fn with_if_none_match(path: &str, tag: &str) -> Request<AxumBody> {
+    let mut r = req(Method::GET, path);
+    r.headers_mut().insert(header::IF_NONE_MATCH, tag.parse().unwrap());
+    r
+}
+
+#[tokio::test]
+async fn inventory_answers_304_while_nothing_changed() {
+    const INV: &str = "/.odi/v1/inventory";
+    let f = fixture("relay", true).await;
+    let first = get(&f, INV).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let tag = first.header("etag").to_owned();
+    assert!(tag.starts_with('"') && tag.len() == 34, "a strong 128-bit tag: {tag}");
+
+    // (If-None-Match, status): the tag itself, weakly, in a list, `*`, and other tags.
+    let cases = [
+        (tag.clone(), 304),
+        (format!("W/{tag}"), 304),
+        (format!("\"x\", {tag}"), 304),
+        ("*".to_owned(), 304),
+        ("\"not-it\"".to_owned(), 200),
+        ("not even a tag".to_owned(), 200),
+    ];
+    for (asked, status) in &cases {
+        let a = call(&f, with_if_none_match(INV, asked)).await;
+        assert_eq!(a.status.as_u16(), *status, "If-None-Match: {asked}");
+        assert_eq!(a.header("etag"), tag, "If-None-Match: {asked}");
+        assert_eq!(a.body.is_empty(), *status == 304, "If-None-Match: {asked}");
+    }
+
+    // An object that no live artifact names changes the store but not the list: still 304.
+    let node = f.role.node();
+    let other = b"not in any catalog";
+    let sha: [u8; 32] = sha2::Sha256::digest(other).into();
+    std::fs::write(node.store.partial_path(&sha), other).unwrap();
+    node.store.commit(&sha).unwrap();
+    assert_eq!(call(&f, with_if_none_match(INV, &tag)).await.status, StatusCode::NOT_MODIFIED);
+
+    // The held object gone: a whole new list under a new tag.
+    node.store.remove(&sha2::Sha256::digest(HELD).into()).unwrap();
+    let a = call(&f, with_if_none_match(INV, &tag)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let inv: crate::wire::Inventory = serde_json::from_slice(&a.body).unwrap();
+    assert!(inv.artifacts.is_empty());
+    let emptied = a.header("etag").to_owned();
+    assert_ne!(emptied, tag);
+
+    // Another commit with the same holdings: another tag, since the list is of that commit.
+    let now = time::OffsetDateTime::now_utc();
+    node.install("beef".into(), Arc::new(network()), Default::default(), now).await;
+    let a = call(&f, with_if_none_match(INV, &emptied)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_ne!(a.header("etag"), emptied);
+}
