@@ -190,10 +190,11 @@ impl Node {
     /// last inventory built was of the applied commit and no object came or went since.
     pub fn inventory_tag(&self) -> Option<String> {
         let generation = self.store.generation();
-        let commit = self.view.load().as_ref().map(|v| v.commit.clone());
+        let view = self.view.load();
+        let commit = view.as_ref().map(|v| v.commit.as_str());
         lock(&self.inventory_tag)
             .as_ref()
-            .filter(|t| t.generation == generation && t.commit == commit)
+            .filter(|t| t.generation == generation && t.commit.as_deref() == commit)
             .map(|t| t.etag.clone())
     }
 
