@@ -107,6 +107,10 @@ pub struct NetworkBuilder {
     pub maintainer_paths: Vec<String>,
     /// Validity of the root written, from the moment it is written.
     pub root_valid: time::Duration,
+    /// A fixed expiry for the root instead of `root_valid` from each write, so that trees
+    /// written at different times carry the same root file, as a real network's do between
+    /// rotations (what lets an agent skip unchanged documents; see `load::load_since`).
+    pub root_expires: Option<Timestamp>,
     /// Delegations to several keys with a threshold (k of n).
     pub groups: Vec<GroupDelegation>,
     /// The snapshot role's key; `None` writes a network without a snapshot role.
@@ -116,6 +120,10 @@ pub struct NetworkBuilder {
     /// The next snapshot serial: raised on every [`NetworkBuilder::tree`], so each written
     /// snapshot supersedes the last.
     snapshot_serial: std::sync::atomic::AtomicU64,
+    /// Signatures made so far by (public key, SHA-256 of the bytes): minisign signatures are
+    /// randomised, and a file whose bytes did not change keeps its signature file, as in a
+    /// real repository (what lets an agent skip documents that did not change).
+    signed: std::sync::Mutex<BTreeMap<(String, [u8; 32]), String>>,
 }
 
 impl NetworkBuilder {
@@ -140,10 +148,12 @@ impl NetworkBuilder {
             relays: BTreeMap::new(),
             maintainer_paths: vec!["catalogs/".into(), "directories/".into(), "relays/".into()],
             root_valid: time::Duration::days(365),
+            root_expires: None,
             groups: Vec::new(),
             snapshot_key: None,
             snapshot_valid: time::Duration::days(7),
             snapshot_serial: std::sync::atomic::AtomicU64::new(1),
+            signed: Default::default(),
         })
     }
 
@@ -178,7 +188,9 @@ impl NetworkBuilder {
         }
         RootFile {
             serial: self.root_serial,
-            expires: Timestamp(Timestamp::now().0 + self.root_valid),
+            expires: self
+                .root_expires
+                .unwrap_or_else(|| Timestamp(Timestamp::now().0 + self.root_valid)),
             threshold: self.threshold,
             keys: self
                 .root_keys
@@ -193,6 +205,19 @@ impl NetworkBuilder {
         }
     }
 
+    /// `key`'s signature of `data`: the one made before for the same bytes, if any.
+    fn sign(&self, key: &Key, data: &[u8]) -> Result<String, BuildError> {
+        use sha2::Digest as _;
+        let at = (key.public().to_owned(), sha2::Sha256::digest(data).into());
+        let mut signed = self.signed.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(sig) = signed.get(&at) {
+            return Ok(sig.clone());
+        }
+        let sig = key.sign(data)?;
+        signed.insert(at, sig.clone());
+        Ok(sig)
+    }
+
     /// Every network file, signed, in memory.
     pub fn tree(&self) -> Result<Tree, BuildError> {
         let mut tree = Tree::default();
@@ -204,7 +229,7 @@ impl NetworkBuilder {
         for k in &self.root_keys {
             tree.insert(
                 format!("{root_path}.{}.minisig", k.name),
-                k.sign(root.as_bytes())?.into_bytes(),
+                self.sign(k, root.as_bytes())?.into_bytes(),
             );
         }
         tree.insert(root_path, root.into_bytes());
@@ -236,12 +261,12 @@ impl NetworkBuilder {
         };
         for (path, text) in docs {
             if covers(&self.maintainer_paths, &path) {
-                let sig = self.maintainer.sign(text.as_bytes())?;
+                let sig = self.sign(&self.maintainer, text.as_bytes())?;
                 tree.insert(format!("{path}.minisig"), sig.into_bytes());
             }
             for g in self.groups.iter().filter(|g| covers(&g.paths, &path)) {
                 for k in g.keys.iter().take(g.signers) {
-                    let sig = k.sign(text.as_bytes())?;
+                    let sig = self.sign(k, text.as_bytes())?;
                     tree.insert(format!("{path}.{}.minisig", k.name), sig.into_bytes());
                 }
             }

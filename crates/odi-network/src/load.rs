@@ -9,13 +9,14 @@ use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 use url::Url;
 
+use crate::git::Delta;
 use crate::model::{Artifact, Catalog, Directory, Network, Relay};
 use crate::problem::{self, Problem, Problems};
 use crate::raw::{
     ArtifactEntry, CatalogFile, DirectoryFile, DirectoryKind, RelayFile, ReleaseFile,
 };
 use crate::safe_path::check_name;
-use crate::tree::Tree;
+use crate::tree::{BlobId, Tree};
 use crate::trust::{self, Root, TrustAnchor, TrustState};
 
 /// A verified network and the trust state to persist once it is applied.
@@ -25,6 +26,24 @@ pub struct Loaded {
     pub network: Network,
     /// High-water marks including this commit's documents.
     pub state: TrustState,
+    /// What the next commit reuses when it is applied with [`load_since`].
+    pub memo: Memo,
+}
+
+/// What a load keeps for applying the next commit incrementally: the commit's blob ids and
+/// its parsed directory and relay files (small, and every commit needs all of them; catalog
+/// documents are not kept, since the network holds what they say).
+#[derive(Debug, Clone, Default)]
+pub struct Memo {
+    ids: BTreeMap<String, BlobId>,
+    nodes: BTreeMap<String, (Kind, Doc)>,
+}
+
+impl Memo {
+    /// Blob id of every network file of the commit; empty when the tree was not read from git.
+    pub fn ids(&self) -> &BTreeMap<String, BlobId> {
+        &self.ids
+    }
 }
 
 /// What a file in the tree is.
@@ -87,6 +106,7 @@ fn parse<T: DeserializeOwned>(path: &str, bytes: &[u8]) -> Result<T, Problem> {
     toml::from_str(text).map_err(|e| problem::from_toml(path, text, &e))
 }
 
+#[derive(Debug, Clone)]
 enum Doc {
     Catalog(CatalogFile),
     Release(ReleaseFile),
@@ -134,6 +154,11 @@ pub fn load_with(
     now: OffsetDateTime,
     options: LoadOptions,
 ) -> Result<Loaded, Problems> {
+    if let Some(path) = tree.ids().keys().find(|p| tree.get(p).is_none()) {
+        // A tree from `git::read_since` leaves unchanged documents unread: only
+        // `load_since`, which has the network they belong to, can take it.
+        return Err(Problems(vec![Problem::file(path, "was not read (a partial tree)")]));
+    }
     let root = trust::verify_root(tree, anchor, state, now).map_err(Problems)?;
     let mut problems = Vec::new();
 
@@ -173,35 +198,24 @@ pub fn load_with(
     }
 
     // Signatures and parsing dominate the cost on big catalogs, and files are independent.
-    type Parsed<'t> = (String, &'t [u8], Result<(Kind, Doc), Problem>);
-    let results: Vec<Parsed<'_>> = docs_in
+    let results: Vec<(String, Result<Checked, Problem>)> = docs_in
         .into_par_iter()
-        .map(|(path, bytes, kind)| {
-            let r = trust::verify_delegated(tree, &root, path, bytes).and_then(|()| {
-                Ok(match &kind {
-                    Kind::Catalog { .. } => Doc::Catalog(parse(path, bytes)?),
-                    Kind::Release { .. } => Doc::Release(parse(path, bytes)?),
-                    Kind::Directory { .. } => Doc::Directory(parse(path, bytes)?),
-                    Kind::Relay { .. } => Doc::Relay(parse(path, bytes)?),
-                })
-            });
-            (path.to_owned(), bytes, r.map(|doc| (kind, doc)))
-        })
+        .map(|(path, bytes, kind)| (path.to_owned(), check_doc(tree, &root, path, bytes, kind)))
         .collect();
 
     let mut next_state = TrustState { root: Some(root.pin()), serials: BTreeMap::new() };
     let mut docs = Vec::new();
-    // (path, serial, bytes) of every signed document, for the snapshot comparison.
-    let mut listed: Vec<(String, u64, &[u8])> = Vec::new();
+    // (path, serial, SHA-256) of every signed document, for the snapshot comparison.
+    let mut listed: Vec<(String, u64, [u8; 32])> = Vec::new();
     // Documents that failed their own checks: reported for that, not as missing.
     let mut failed = BTreeSet::new();
-    for (path, bytes, r) in results {
+    for (path, r) in results {
         match r {
-            Ok((kind, doc)) => {
-                if let Err(p) = state.check_serial(&path, doc.serial(), bytes, &mut next_state) {
+            Ok((kind, doc, sha)) => {
+                if let Err(p) = state.check_serial(&path, doc.serial(), sha, &mut next_state) {
                     problems.push(p);
                 }
-                listed.push((path.clone(), doc.serial(), bytes));
+                listed.push((path.clone(), doc.serial(), sha));
                 docs.push((path, kind, doc));
             }
             Err(p) => {
@@ -211,34 +225,300 @@ pub fn load_with(
         }
     }
     if let Some(snap) = &snapshot {
-        if let Some(bytes) = tree.get(trust::SNAPSHOT_PATH) {
-            let r = state.check_serial(trust::SNAPSHOT_PATH, snap.serial, bytes, &mut next_state);
-            problems.extend(r.err());
-        }
-        for (path, bytes) in tree.under(trust::ROOTS_DIR) {
-            let serial = path.strip_prefix(trust::ROOTS_DIR).and_then(|n| n.strip_suffix(".toml"));
-            if let Some(serial) = serial.and_then(|n| n.parse::<u64>().ok()) {
-                listed.push((path.to_owned(), serial, bytes));
-            }
-        }
-        let refs = listed.iter().map(|(p, s, b)| (p.as_str(), *s, *b));
+        problems.extend(check_snapshot_lists(tree, snap, state, &mut next_state, &mut listed));
+        let refs = listed.iter().map(|(p, s, h)| (p.as_str(), *s, *h));
         let found = trust::check_against_snapshot(snap, refs);
         problems.extend(found.into_iter().filter(|p| !failed.contains(&p.file)));
     }
-    // Keep marks of documents that disappeared, so that re-adding an old signed copy fails.
-    for (path, mark) in &state.serials {
-        next_state.serials.entry(path.clone()).or_insert(*mark);
-    }
+    keep_gone_marks(state, &mut next_state);
 
-    let mut network = build(root, docs, &mut problems);
+    let nodes = docs
+        .iter()
+        .filter(|(_, kind, _)| matches!(kind, Kind::Directory { .. } | Kind::Relay { .. }))
+        .filter(|(path, _, _)| tree.ids().contains_key(path))
+        .map(|(path, kind, doc)| (path.clone(), (kind.clone(), doc.clone())))
+        .collect();
+    let memo = Memo { ids: tree.ids().clone(), nodes };
+    let mut network = build(root, None, docs, &mut problems);
     network.snapshot = snapshot;
     if problems.is_empty() {
-        Ok(Loaded { network, state: next_state })
+        Ok(Loaded { network, state: next_state, memo })
     } else {
         problems.sort();
         problems.dedup();
         Err(Problems(problems))
     }
+}
+
+/// A document checked on its own: signature, then parse; with the SHA-256 of its bytes.
+type Checked = (Kind, Doc, [u8; 32]);
+
+fn check_doc(
+    tree: &Tree,
+    root: &Root,
+    path: &str,
+    bytes: &[u8],
+    kind: Kind,
+) -> Result<Checked, Problem> {
+    use sha2::Digest as _;
+    trust::verify_delegated(tree, root, path, bytes)?;
+    let doc = match &kind {
+        Kind::Catalog { .. } => Doc::Catalog(parse(path, bytes)?),
+        Kind::Release { .. } => Doc::Release(parse(path, bytes)?),
+        Kind::Directory { .. } => Doc::Directory(parse(path, bytes)?),
+        Kind::Relay { .. } => Doc::Relay(parse(path, bytes)?),
+    };
+    Ok((kind, doc, sha2::Sha256::digest(bytes).into()))
+}
+
+/// The snapshot's own serial, and the roots added to `listed` (the snapshot lists them too).
+fn check_snapshot_lists(
+    tree: &Tree,
+    snap: &trust::Snapshot,
+    state: &TrustState,
+    next_state: &mut TrustState,
+    listed: &mut Vec<(String, u64, [u8; 32])>,
+) -> Option<Problem> {
+    use sha2::Digest as _;
+    for (path, bytes) in tree.under(trust::ROOTS_DIR) {
+        let serial = path.strip_prefix(trust::ROOTS_DIR).and_then(|n| n.strip_suffix(".toml"));
+        if let Some(serial) = serial.and_then(|n| n.parse::<u64>().ok()) {
+            listed.push((path.to_owned(), serial, sha2::Sha256::digest(bytes).into()));
+        }
+    }
+    let bytes = tree.get(trust::SNAPSHOT_PATH)?;
+    let sha = sha2::Sha256::digest(bytes).into();
+    state.check_serial(trust::SNAPSHOT_PATH, snap.serial, sha, next_state).err()
+}
+
+/// Keeps the marks of documents that disappeared, so that re-adding an old signed copy fails.
+fn keep_gone_marks(state: &TrustState, next_state: &mut TrustState) {
+    for (path, mark) in &state.serials {
+        next_state.serials.entry(path.clone()).or_insert(*mark);
+    }
+}
+
+/// Applies a commit read with [`crate::git::read_since`] on top of `prior`, the network of
+/// the commit `memo` and `state` come from, at a cost in proportion to what changed: catalog
+/// documents that did not change (nor their signatures, nor the roots) are neither read nor
+/// verified nor parsed again, and the catalogs they fill are shared with `prior`.
+///
+/// Gives exactly what [`load`] gives on the whole tree (a property test checks it), or `None`
+/// where it cannot: any problem at all, a new or removed catalog, a tree not read from git.
+/// The caller then loads the whole tree, which also names every problem.
+pub fn load_since(
+    delta: &Delta,
+    prior: &Network,
+    memo: &Memo,
+    anchor: &TrustAnchor,
+    state: &TrustState,
+    now: OffsetDateTime,
+) -> Option<Loaded> {
+    let tree = &delta.tree;
+    let ids = tree.ids();
+    if ids.is_empty() || memo.ids.is_empty() {
+        return None;
+    }
+    let root = trust::verify_root(tree, anchor, state, now).ok()?;
+    let snapshot = trust::verify_snapshot(tree, &root, now).ok()?;
+    let roots_same = crate::tree::same_under(ids, &memo.ids, trust::ROOTS_DIR);
+    for path in ids.keys() {
+        if let Some(signed) = path.strip_suffix(".minisig") {
+            let by_name = signed.rsplit_once('.').is_some_and(|(f, _)| ids.contains_key(f));
+            if !path.starts_with(trust::ROOTS_DIR) && !ids.contains_key(signed) && !by_name {
+                return None;
+            }
+        }
+    }
+
+    // Each document: unchanged (its mark and, for nodes, its parsed form are reused) or to
+    // check again from its bytes.
+    let mut reused = Vec::new();
+    let mut fresh = Vec::new();
+    for path in ids.keys() {
+        let kind = classify(path).ok()?;
+        let Some(kind) = kind else { continue };
+        let same = roots_same && crate::tree::unchanged(ids, &memo.ids, path);
+        let node = matches!(kind, Kind::Directory { .. } | Kind::Relay { .. });
+        match (tree.get(path), same) {
+            (None, true) if !node => reused.push((path, None)),
+            (Some(_), true) if node => reused.push((path, Some(memo.nodes.get(path)?.clone()))),
+            (Some(bytes), _) => fresh.push((path, bytes, kind)),
+            (None, _) => return None,
+        }
+    }
+    let checked: Vec<(&String, Checked)> = fresh
+        .into_par_iter()
+        .map(|(path, bytes, kind)| Some((path, check_doc(tree, &root, path, bytes, kind).ok()?)))
+        .collect::<Option<_>>()?;
+
+    let mut next_state = TrustState { root: Some(root.pin()), serials: BTreeMap::new() };
+    let mut listed = Vec::new();
+    let mut nodes = BTreeMap::new();
+    for (path, node) in reused {
+        let mark = *state.serials.get(path)?;
+        next_state.serials.insert(path.clone(), mark);
+        listed.push((path.clone(), mark.serial, mark.sha256));
+        if let Some(node) = node {
+            nodes.insert(path.clone(), node);
+        }
+    }
+    let mut changed: BTreeMap<String, Vec<(String, Doc)>> = BTreeMap::new();
+    for (path, (kind, doc, sha)) in checked {
+        state.check_serial(path, doc.serial(), sha, &mut next_state).ok()?;
+        listed.push((path.clone(), doc.serial(), sha));
+        match kind {
+            Kind::Catalog { folder } | Kind::Release { folder } => {
+                changed.entry(folder).or_default().push((path.clone(), doc));
+            }
+            kind => {
+                nodes.insert(path.clone(), (kind, doc));
+            }
+        }
+    }
+    if let Some(snap) = &snapshot {
+        if check_snapshot_lists(tree, snap, state, &mut next_state, &mut listed).is_some() {
+            return None;
+        }
+        let refs = listed.iter().map(|(p, s, h)| (p.as_str(), *s, *h));
+        if !trust::check_against_snapshot(snap, refs).is_empty() {
+            return None;
+        }
+    }
+    keep_gone_marks(state, &mut next_state);
+
+    for (path, _) in delta.old.iter() {
+        match classify(path) {
+            Ok(Some(Kind::Catalog { folder } | Kind::Release { folder })) => {
+                changed.entry(folder).or_default();
+            }
+            _ => return None,
+        }
+    }
+    let mut catalogs: BTreeMap<String, Catalog> = prior
+        .catalogs
+        .iter()
+        .filter(|(name, _)| !changed.contains_key(*name))
+        .map(|(name, c)| (name.clone(), c.clone()))
+        .collect();
+    for (folder, docs) in changed {
+        let catalog = patch_catalog(prior.catalogs.get(&folder)?, &folder, docs, &delta.old, ids)?;
+        catalogs.insert(folder, catalog);
+    }
+
+    let mut problems = Vec::new();
+    let node_docs: Vec<(String, Kind, Doc)> =
+        nodes.iter().map(|(path, (kind, doc))| (path.clone(), kind.clone(), doc.clone())).collect();
+    let mut network = build(root, Some(catalogs), node_docs, &mut problems);
+    network.snapshot = snapshot;
+    problems.is_empty().then(|| Loaded {
+        network,
+        state: next_state,
+        memo: Memo { ids: ids.clone(), nodes },
+    })
+}
+
+/// `before` with the artifacts of its changed documents taken out (as `old` has them) and
+/// those of `docs` (the documents as they are now) put in; `None` at any problem.
+fn patch_catalog(
+    before: &Catalog,
+    folder: &str,
+    docs: Vec<(String, Doc)>,
+    old: &Tree,
+    ids: &BTreeMap<String, BlobId>,
+) -> Option<Catalog> {
+    let own = format!("catalogs/{folder}/catalog.toml");
+    if !ids.contains_key(&own) {
+        return None;
+    }
+    let mut catalog = before.clone();
+    let prefix = format!("catalogs/{folder}/");
+    for (path, bytes) in old.under(&prefix) {
+        let entries = if path == own {
+            parse::<CatalogFile>(path, bytes).ok()?.artifacts
+        } else {
+            parse::<ReleaseFile>(path, bytes).ok()?.artifacts
+        };
+        for a in entries {
+            catalog.artifacts.remove(&a.path)?;
+        }
+    }
+    let mut add = |entries: Vec<ArtifactEntry>| -> Option<()> {
+        for a in entries {
+            let reason_given = a.expunged.as_ref().is_none_or(|r| !r.trim().is_empty());
+            if !reason_given || catalog.artifacts.contains_key(&a.path) {
+                return None;
+            }
+            catalog.artifacts.insert(a.path.clone(), artifact(a));
+        }
+        Some(())
+    };
+    let mut meta = None;
+    for (path, doc) in docs {
+        match doc {
+            Doc::Catalog(c) => {
+                let mut problems = Vec::new();
+                let origins = check_catalog(&path, folder, &c, &mut problems);
+                if !problems.is_empty() {
+                    return None;
+                }
+                add(c.artifacts)?;
+                meta =
+                    Some((c.description, c.tags, origins, c.replicas, c.import.map(|i| i.format)));
+            }
+            Doc::Release(r) if r.catalog == folder => add(r.artifacts)?,
+            _ => return None,
+        }
+    }
+    if let Some((description, tags, origins, replicas, format)) = meta {
+        catalog.description = description;
+        catalog.tags = tags;
+        catalog.origins = origins;
+        catalog.replicas = replicas;
+        catalog.format = format;
+    }
+    Some(catalog)
+}
+
+fn artifact(a: ArtifactEntry) -> Artifact {
+    Artifact {
+        path: a.path,
+        size: a.size,
+        sha256: a.sha256,
+        published: a.published.map(|t| t.0),
+        expunged: a.expunged,
+    }
+}
+
+/// The checks of a catalog's own file; gives its origins that are valid URLs.
+fn check_catalog(
+    path: &str,
+    folder: &str,
+    c: &CatalogFile,
+    problems: &mut Vec<Problem>,
+) -> Vec<Url> {
+    if c.name != folder {
+        problems.push(Problem::field(
+            path,
+            "name",
+            format!("`{}` must equal the folder name `{folder}`", c.name),
+        ));
+    }
+    if let Err(e) = check_name(&c.name) {
+        problems.push(Problem::field(path, "name", format!("`{}` {e}", c.name)));
+    }
+    check_names(path, "tags", &c.tags, problems);
+    if c.replicas == 0 || c.replicas > 64 {
+        problems.push(Problem::field(path, "replicas", "must be between 1 and 64"));
+    }
+    if c.origins.is_empty() {
+        problems.push(Problem::field(path, "origins", "at least one origin is needed"));
+    }
+    c.origins
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| check_url(path, &format!("origins[{i}]"), o, true, problems))
+        .collect()
 }
 
 fn check_url(
@@ -308,13 +588,6 @@ fn add_artifacts(
                 ));
             }
         }
-        let artifact = Artifact {
-            path: a.path.clone(),
-            size: a.size,
-            sha256: a.sha256,
-            published: a.published.map(|t| t.0),
-            expunged: a.expunged,
-        };
         if let Some((other, _)) = into.get(&a.path) {
             problems.push(Problem::field(
                 file,
@@ -322,12 +595,19 @@ fn add_artifacts(
                 format!("`{}` is already listed in {other}", a.path),
             ));
         } else {
-            into.insert(a.path, (file.to_owned(), artifact));
+            into.insert(a.path.clone(), (file.to_owned(), artifact(a)));
         }
     }
 }
 
-fn build(root: Root, docs: Vec<(String, Kind, Doc)>, problems: &mut Vec<Problem>) -> Network {
+/// The network from its checked documents; with `given`, the catalogs are those (patched by
+/// [`load_since`]) and `docs` holds only directory and relay files.
+fn build(
+    root: Root,
+    given: Option<BTreeMap<String, Catalog>>,
+    docs: Vec<(String, Kind, Doc)>,
+    problems: &mut Vec<Problem>,
+) -> Network {
     let mut catalogs = BTreeMap::new();
     let mut releases: BTreeMap<String, Vec<(String, ReleaseFile)>> = BTreeMap::new();
     let mut directories = BTreeMap::new();
@@ -338,35 +618,7 @@ fn build(root: Root, docs: Vec<(String, Kind, Doc)>, problems: &mut Vec<Problem>
     for (path, kind, doc) in docs {
         match (kind, doc) {
             (Kind::Catalog { folder }, Doc::Catalog(c)) => {
-                if c.name != folder {
-                    problems.push(Problem::field(
-                        &path,
-                        "name",
-                        format!("`{}` must equal the folder name `{folder}`", c.name),
-                    ));
-                }
-                if let Err(e) = check_name(&c.name) {
-                    problems.push(Problem::field(&path, "name", format!("`{}` {e}", c.name)));
-                }
-                check_names(&path, "tags", &c.tags, problems);
-                if c.replicas == 0 || c.replicas > 64 {
-                    problems.push(Problem::field(&path, "replicas", "must be between 1 and 64"));
-                }
-                if c.origins.is_empty() {
-                    problems.push(Problem::field(
-                        &path,
-                        "origins",
-                        "at least one origin is needed",
-                    ));
-                }
-                let origins = c
-                    .origins
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, o)| {
-                        check_url(&path, &format!("origins[{i}]"), o, true, problems)
-                    })
-                    .collect();
+                let origins = check_catalog(&path, &folder, &c, problems);
                 catalogs.insert(
                     folder,
                     (
@@ -424,7 +676,9 @@ fn build(root: Root, docs: Vec<(String, Kind, Doc)>, problems: &mut Vec<Problem>
         }
     }
 
-    let mut out_catalogs = BTreeMap::new();
+    let given_catalogs = given.is_some();
+    let mut out_catalogs = given.unwrap_or_default();
+    debug_assert!(!given_catalogs || (catalogs.is_empty() && releases.is_empty()));
     for (name, (path, description, tags, origins, replicas, format, artifacts)) in catalogs {
         let mut all = BTreeMap::new();
         add_artifacts(&path, artifacts, &mut all, problems);
@@ -696,3 +950,6 @@ fn check_reference_cycles(
         }
     }
 }
+
+#[cfg(test)]
+mod since_tests;

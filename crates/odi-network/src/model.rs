@@ -37,8 +37,11 @@ impl Network {
     }
 }
 
+/// A catalog's artifacts by path.
+pub type Artifacts = imbl::OrdMap<ArtifactPath, Artifact>;
+
 /// A catalog with all its release files merged.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Catalog {
     /// Name (folder name).
     pub name: String,
@@ -53,8 +56,9 @@ pub struct Catalog {
     /// The ecosystem it was imported from (`odi catalog import`), when recorded: tells pages
     /// how to show clients the way in (an apt source line, a pip index URL).
     pub format: Option<crate::raw::ImportFormat>,
-    /// Artifacts by path, expunged ones included.
-    pub artifacts: BTreeMap<ArtifactPath, Artifact>,
+    /// Artifacts by path, expunged ones included. A persistent map: a network built from
+    /// the one before shares every unchanged entry with it (see [`crate::load::load_since`]).
+    pub artifacts: Artifacts,
 }
 
 impl Catalog {
@@ -85,7 +89,7 @@ pub struct Artifact {
 }
 
 /// A directory server.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Directory {
     /// Equals the stem of `directories/<name>.toml`; the key in [`Network::directories`].
     pub name: String,
@@ -104,7 +108,7 @@ pub struct Directory {
 }
 
 /// A relay offer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Relay {
     /// Equals the stem of `relays/<name>.toml`; the key in [`Network::relays`].
     pub name: String,

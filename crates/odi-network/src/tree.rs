@@ -16,16 +16,26 @@ pub const NETWORK_DIRS: [&str; 4] = ["trust", "catalogs", "directories", "relays
 /// Largest single file accepted; a catalog bigger than this must be split into release files.
 pub const MAX_FILE_BYTES: u64 = 64 << 20;
 
+/// A git blob id (SHA-1): equal ids mean equal bytes, which is what lets
+/// [`crate::load::load_since`] skip a file that did not change.
+pub type BlobId = [u8; 20];
+
 /// Repository-relative path (always `/`-separated) to file contents.
+///
+/// Read from git, a tree also knows every file's blob id, and may leave out the bytes of
+/// catalog documents that did not change since a previous commit (see
+/// [`crate::git::read_since`]); only [`crate::load::load_since`] accepts such a tree.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tree {
     files: BTreeMap<String, Vec<u8>>,
+    /// Blob id of every file of the commit, read or not; empty for a work tree.
+    ids: BTreeMap<String, BlobId>,
 }
 
 impl Tree {
     /// Builds a tree from in-memory files (tests, benchmarks and generators use this).
     pub fn from_files(files: impl IntoIterator<Item = (String, Vec<u8>)>) -> Self {
-        Self { files: files.into_iter().collect() }
+        Self { files: files.into_iter().collect(), ids: BTreeMap::new() }
     }
 
     /// Contents of one file.
@@ -56,6 +66,21 @@ impl Tree {
         self.files.remove(path)
     }
 
+    /// Records the blob id of a file of the commit (its bytes may or may not be read).
+    pub fn set_id(&mut self, path: impl Into<String>, id: BlobId) {
+        self.ids.insert(path.into(), id);
+    }
+
+    /// Blob ids of every file of the commit, when read from git.
+    pub fn ids(&self) -> &BTreeMap<String, BlobId> {
+        &self.ids
+    }
+
+    /// Whether some file of the commit is listed by id but its bytes were not read.
+    pub fn is_partial(&self) -> bool {
+        self.ids.keys().any(|p| !self.files.contains_key(p))
+    }
+
     /// Number of files.
     pub fn len(&self) -> usize {
         self.files.len()
@@ -78,6 +103,34 @@ impl Tree {
         } else {
             Err(problems)
         }
+    }
+}
+
+/// Whether every file whose path starts with `prefix` has the same id in both listings.
+pub fn same_under(
+    a: &BTreeMap<String, BlobId>,
+    b: &BTreeMap<String, BlobId>,
+    prefix: &str,
+) -> bool {
+    let under = |m: &BTreeMap<String, BlobId>| {
+        m.range(prefix.to_owned()..).take_while(|(p, _)| p.starts_with(prefix)).count()
+    };
+    let mut a_under = a.range(prefix.to_owned()..).take_while(|(p, _)| p.starts_with(prefix));
+    under(b) == under(a) && a_under.all(|(p, id)| b.get(p) == Some(id))
+}
+
+/// Whether the document at `path` has the same blob in both listings, and so do its
+/// signatures (`<path>.minisig`, `<path>.<key name>.minisig`): what a verification done on
+/// `before` still holds for, given the same roots.
+pub fn unchanged(
+    now: &BTreeMap<String, BlobId>,
+    before: &BTreeMap<String, BlobId>,
+    path: &str,
+) -> bool {
+    now.get(path).is_some() && now.get(path) == before.get(path) && {
+        // Anything named `<path>.…` is a signature of it or another document whose name
+        // extends it (`a.toml.x.toml` is refused by classify): comparing them all is safe.
+        same_under(now, before, &format!("{path}."))
     }
 }
 

@@ -144,14 +144,14 @@ mod hex_32 {
 
 impl TrustState {
     /// Checks a document's serial against the high-water mark and records it in `next`.
+    /// `sha` is the SHA-256 of the document's bytes.
     pub fn check_serial(
         &self,
         path: &str,
         serial: u64,
-        bytes: &[u8],
+        sha: [u8; 32],
         next: &mut TrustState,
     ) -> Result<(), Problem> {
-        let sha: [u8; 32] = sha2::Sha256::digest(bytes).into();
         if let Some(mark) = self.serials.get(path) {
             if serial < mark.serial {
                 return Err(Problem::field(
@@ -697,17 +697,16 @@ pub fn is_snapshot_document(path: &str) -> bool {
             || path.starts_with(ROOTS_DIR))
 }
 
-/// Compares the tree's documents (path, serial, bytes) with the snapshot: every difference
-/// is a problem naming the path.
+/// Compares the tree's documents (path, serial, SHA-256 of the bytes) with the snapshot:
+/// every difference is a problem naming the path.
 pub fn check_against_snapshot<'a>(
     snapshot: &Snapshot,
-    docs: impl IntoIterator<Item = (&'a str, u64, &'a [u8])>,
+    docs: impl IntoIterator<Item = (&'a str, u64, [u8; 32])>,
 ) -> Vec<Problem> {
     let mut problems = Vec::new();
     let mut seen = BTreeSet::new();
-    for (path, serial, bytes) in docs {
+    for (path, serial, sha) in docs {
         seen.insert(path.to_owned());
-        let sha: [u8; 32] = sha2::Sha256::digest(bytes).into();
         match snapshot.documents.get(path) {
             None => problems.push(Problem::file(
                 path,
