@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use git2::Oid;
+use odi_network::load::{load_since, Memo};
 use odi_network::{git, load, Network, Problems, TrustAnchor, TrustState};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -102,6 +103,9 @@ pub struct Syncer {
     config: SyncConfig,
     repo: git2::Repository,
     state: StateFile,
+    /// The applied network and what its load kept: the next commit is applied on top of it,
+    /// reading and verifying only the catalog documents that changed (`load_since`).
+    prior: Option<(Arc<Network>, Memo)>,
 }
 
 impl std::fmt::Debug for Syncer {
@@ -123,7 +127,7 @@ impl Syncer {
         odi_git_http::register(options)?;
         let repo = git::open_mirror(&config.data_dir.join("network.git"))?;
         let state = read_state(&state_path(&config.data_dir))?;
-        let mut syncer = Self { config, repo, state };
+        let mut syncer = Self { config, repo, state, prior: None };
         let applied = match syncer.state.commit.clone() {
             Some(c) => {
                 let oid = Oid::from_str(&c).map_err(|e| SyncError::Git(e.into()))?;
@@ -133,7 +137,9 @@ impl Syncer {
                 // was applied, at a time not recorded; checking expiry as of the epoch resumes it
                 // rather than serving nothing (the expiry is then reported by the sync loop).
                 let at = syncer.state.verified_at.unwrap_or(OffsetDateTime::UNIX_EPOCH);
-                Some(syncer.verify(oid, at)?.0)
+                let (applied, _, memo) = syncer.verify(oid, at)?;
+                syncer.prior = Some((applied.network.clone(), memo));
+                Some(applied)
             }
             None => None,
         };
@@ -149,10 +155,27 @@ impl Syncer {
         self.state.commit.as_deref()
     }
 
-    fn verify(&self, oid: Oid, now: OffsetDateTime) -> Result<(Applied, TrustState), SyncError> {
-        let tree = git::read_commit(&self.repo, oid)?;
-        let loaded = load(&tree, &self.config.anchor, &self.state.trust, now)
-            .map_err(|problems| SyncError::Invalid { commit: oid.to_string(), problems })?;
+    /// Verifies and loads `oid`: on top of the applied network when there is one, else (or
+    /// when that path declines, as it does at any problem) the whole commit, whose load names
+    /// every problem.
+    fn verify(
+        &self,
+        oid: Oid,
+        now: OffsetDateTime,
+    ) -> Result<(Applied, TrustState, Memo), SyncError> {
+        let (anchor, trust) = (&self.config.anchor, &self.state.trust);
+        let mut loaded = None;
+        if let Some((network, memo)) = &self.prior {
+            let delta = git::read_since(&self.repo, oid, memo.ids())?;
+            loaded = load_since(&delta, network, memo, anchor, trust, now);
+        }
+        let incremental = loaded.is_some();
+        let loaded = match loaded {
+            Some(l) => l,
+            None => load(&git::read_commit(&self.repo, oid)?, anchor, trust, now)
+                .map_err(|problems| SyncError::Invalid { commit: oid.to_string(), problems })?,
+        };
+        tracing::debug!(commit = %oid, incremental, "verified");
         Ok((
             Applied {
                 commit: oid.to_string(),
@@ -160,6 +183,7 @@ impl Syncer {
                 applied_at: OffsetDateTime::now_utc(),
             },
             loaded.state,
+            loaded.memo,
         ))
     }
 
@@ -180,11 +204,12 @@ impl Syncer {
             }
         }
         let now = OffsetDateTime::now_utc();
-        let (applied, trust) = self.verify(head, now)?;
+        let (applied, trust, memo) = self.verify(head, now)?;
         let next =
             StateFile { commit: Some(applied.commit.clone()), trust, verified_at: Some(now) };
         write_state(&state_path(&self.config.data_dir), &next)?;
         self.state = next;
+        self.prior = Some((applied.network.clone(), memo));
         tracing::info!(commit = %applied.commit, "applied new commit");
         Ok(Some(applied))
     }

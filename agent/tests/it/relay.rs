@@ -22,7 +22,7 @@ pub(crate) fn expected_share(net: &TestNet, relay: &str) -> Vec<String> {
     .unwrap();
     let a = assign(&loaded.network, &Extras::new());
     let mut v: Vec<String> =
-        a.artifacts_of(a.share(relay).unwrap()).map(|p| p.path.clone()).collect();
+        a.artifacts_of(a.share(relay).unwrap()).map(|p| p.path.to_string()).collect();
     v.sort();
     v
 }

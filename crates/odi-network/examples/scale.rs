@@ -10,10 +10,12 @@
 //! ```
 //! With DIR the repository is kept there (to time the real binary on it:
 //! `time target/release/odi validate DIR`); otherwise it goes in a temporary folder. Flags
-//! after RELAYS: `snapshot` adds a snapshot role; `reuse` times the repository already in DIR.
+//! after RELAYS: `snapshot` adds a snapshot role; `reuse` times the repository already in DIR;
+//! `incremental` then times five commits that each add a release file of 1,000 artifacts,
+//! applied as a running agent applies them (wall and CPU time).
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use odi_network::builder::{commit_all, NetworkBuilder};
 use odi_network::raw::{
@@ -168,20 +170,27 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("create DIR");
 
     // Flags after RELAYS: `snapshot` adds a snapshot role, as a production network has;
-    // `reuse` times a repository an earlier run left in DIR instead of generating it again.
+    // `reuse` times a repository an earlier run left in DIR instead of generating it again;
+    // `incremental` then times commits that each add one release file (it generates).
     let flag = |f: &str| args.iter().skip(3).any(|a| a == f);
-    if flag("reuse") {
+    let builder = if flag("reuse") {
         println!("timing the repository already in {}", dir.display());
+        None
     } else {
         let t = Instant::now();
         let mut b = generate(artifacts, relays);
+        // A fixed root expiry: the root file stays the same from commit to commit.
+        b.root_expires = Some(odi_network::raw::Timestamp(
+            time::OffsetDateTime::now_utc() + time::Duration::days(30),
+        ));
         if flag("snapshot") {
             b = b.with_snapshot().expect("snapshot key");
         }
         b.write(&dir).expect("write network");
         commit_all(&dir, "generated network").expect("commit");
         println!("generated {artifacts} artifacts, {relays} relays into {} in {:.2?} (not part of the target)", dir.display(), t.elapsed());
-    }
+        Some(b)
+    };
 
     let now = time::OffsetDateTime::now_utc();
     let mut timings = BTreeMap::new();
@@ -218,9 +227,96 @@ fn main() {
         plan.holds.len(),
         ByteSize(plan.total_bytes),
         ByteSize(plan.quota.unwrap_or(0)),
-        table.placements.len()
+        table.len()
     );
     let t = Instant::now();
     let _ = odi_network::Tree::from_worktree(&dir).expect("work tree");
     println!("(reading the work tree instead of git objects: {:.2?})", t.elapsed());
+
+    if let Some(b) = builder.filter(|_| flag("incremental")) {
+        incremental(b, &dir, &repo, loaded, &table);
+    }
+}
+
+#[allow(dead_code)] // as `main`
+/// CPU time of the whole process so far (every thread), from `/proc/self/stat`: utime and
+/// stime, in the kernel's clock ticks of 10 ms.
+fn cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let f: Vec<u64> = rest.split(' ').skip(11).take(2).map(|v| v.parse().expect("ticks")).collect();
+    Duration::from_millis((f[0] + f[1]) * 10)
+}
+
+#[allow(dead_code)] // as `main`
+/// The "one release file of 1,000 artifacts" figure: commits that each add such a file to
+/// the network, applied as a running agent does (`read_since` + `load_since`, then the
+/// assignment), with wall and CPU time per step.
+fn incremental(
+    mut b: NetworkBuilder,
+    dir: &std::path::Path,
+    repo: &git2::Repository,
+    mut applied: odi_network::Loaded,
+    table: &odi_network::assign::Assignment,
+) {
+    const STEPS: usize = 5;
+    let mut rows = Vec::new();
+    let mut prior_table = table.clone();
+    for step in 0..STEPS {
+        let list = (0..1000)
+            .map(|i| {
+                let path = format!("pool/new/{step}/pkg-{i}.tar.gz");
+                ArtifactEntry {
+                    sha256: Sha256(sha2::Sha256::digest(path.as_bytes()).into()),
+                    path: ArtifactPath::new(&path).expect("safe path"),
+                    size: 4096 + i,
+                    published: None,
+                    expunged: None,
+                }
+            })
+            .collect();
+        b.releases.insert(
+            ("cat-00".into(), format!("new-{step}")),
+            ReleaseFile { serial: 1, catalog: "cat-00".into(), artifacts: list },
+        );
+        b.write(dir).expect("write network");
+        let head = commit_all(dir, &format!("release new-{step}")).expect("commit");
+        let now = time::OffsetDateTime::now_utc();
+
+        let (c0, t0) = (cpu(), Instant::now());
+        let delta = odi_network::git::read_since(repo, head, applied.memo.ids()).expect("read");
+        let loaded = odi_network::load::load_since(
+            &delta,
+            &applied.network,
+            &applied.memo,
+            &Default::default(),
+            &applied.state,
+            now,
+        )
+        .expect("applied incrementally");
+        let (c1, t1) = (cpu(), Instant::now());
+        let table = odi_network::assign::assign_since(
+            &prior_table,
+            &applied.network,
+            &loaded.network,
+            &Default::default(),
+        );
+        let (c2, t2) = (cpu(), Instant::now());
+        rows.push([(t1 - t0, c1 - c0), (t2 - t1, c2 - c1), (t2 - t0, c2 - c0)]);
+        applied = loaded;
+        prior_table = table;
+    }
+    println!("\nincremental: {STEPS} commits, each adding a release file of 1,000 artifacts");
+    for (i, what) in ["read + load", "assign", "total"].iter().enumerate() {
+        let mut wall: Vec<Duration> = rows.iter().map(|r| r[i].0).collect();
+        let mut cpu: Vec<Duration> = rows.iter().map(|r| r[i].1).collect();
+        wall.sort();
+        cpu.sort();
+        println!(
+            "{what:<30} wall median {:>10.2?} (runs {wall:.1?}); CPU median {:?} (runs {cpu:?})",
+            wall[STEPS / 2],
+            cpu[STEPS / 2]
+        );
+    }
 }

@@ -21,12 +21,12 @@
 //! subscriber has room for is left unplaced and the directory serves it itself.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::model::Network;
+use crate::safe_path::ArtifactPath;
 
 /// Candidates computed per artifact before the quota pass; more are computed on demand.
 const SLACK: usize = 4;
@@ -64,20 +64,27 @@ pub fn score(relay_key: u64, weight: f64, artifact_key: u64) -> f64 {
     weight / -u.ln()
 }
 
-/// One placed artifact.
-#[derive(Debug, Clone)]
+/// Where one live artifact is placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Placement {
-    /// Catalog name (shared by every placement of the catalog); with `path`, the key of
-    /// [`Assignment::placement`] and of the HRW hash.
-    pub catalog: Arc<str>,
-    /// Path in the catalog; hashed with `catalog`, so a renamed artifact may move relays.
-    pub path: String,
-    /// Size in bytes.
+    /// Size in bytes, from the catalog; what counts against the holders' quotas.
     pub size: u64,
     /// Holders as indices into [`Assignment::relays`], best first.
     pub holders: Vec<u32>,
-    /// Copies wanted (replicas plus hot extras); more than `holders.len()` when quota ran out.
+    /// Copies wanted (replicas plus hot extras); more than `holders.len()` when quota ran out
+    /// or the catalog has fewer subscribers.
     pub wanted: u32,
+}
+
+/// One placement with the artifact it is for.
+#[derive(Debug, Clone, Copy)]
+pub struct Placed<'a> {
+    /// Catalog name.
+    pub catalog: &'a str,
+    /// Path in the catalog.
+    pub path: &'a str,
+    /// Its holders.
+    pub placement: &'a Placement,
 }
 
 /// A relay's share.
@@ -89,27 +96,48 @@ pub struct Share {
     pub quota: u64,
     /// Sum of the sizes of the artifacts in this share; never more than `quota`.
     pub assigned_bytes: u64,
-    /// Indices into [`Assignment::placements`].
-    pub artifacts: Vec<u32>,
+    /// Number of artifacts in this share.
+    pub artifacts: usize,
+    /// The share's artifacts as (catalog index, path), found on first use: only a relay asks
+    /// for its own, so the table does not keep a list per relay.
+    held: std::sync::OnceLock<Vec<(u32, ArtifactPath)>>,
 }
+
+impl Share {
+    fn new(name: &str, quota: u64) -> Self {
+        Share {
+            name: name.to_owned(),
+            quota,
+            assigned_bytes: 0,
+            artifacts: 0,
+            held: Default::default(),
+        }
+    }
+}
+
+/// Placements of one catalog's live artifacts, by path. Persistent: the table of the next
+/// commit shares every unchanged placement with this one (see [`assign_since`]).
+pub type CatalogPlacements = imbl::OrdMap<ArtifactPath, Placement>;
 
 /// The whole assignment table at one commit.
 #[derive(Debug, Clone, Default)]
 pub struct Assignment {
-    /// Every live artifact, in placement order: sorted by (catalog, path), which is what
-    /// [`Self::placement`] searches by (so no index beside it is kept).
-    pub placements: Vec<Placement>,
+    /// Every catalog's placements, by catalog name; placement order is (catalog, path).
+    pub catalogs: BTreeMap<String, CatalogPlacements>,
     /// Every relay, by name order.
     pub relays: Vec<Share>,
+    /// Whether some relay's quota kept an artifact from one of its best-scoring subscribers.
+    /// Then a change anywhere can move copies elsewhere, and only a whole assignment is
+    /// exact; otherwise every placement depends on its artifact alone.
+    pub bound: bool,
+    /// The hot extras this table was computed with.
+    pub extras: Extras,
 }
 
 impl Assignment {
     /// The placement of one artifact.
     pub fn placement(&self, catalog: &str, path: &str) -> Option<&Placement> {
-        self.placements
-            .binary_search_by(|p| (&*p.catalog, p.path.as_str()).cmp(&(catalog, path)))
-            .ok()
-            .map(|i| &self.placements[i])
+        self.catalogs.get(catalog)?.get(path)
     }
 
     /// Names of the relays that hold an artifact, best first.
@@ -121,60 +149,156 @@ impl Assignment {
 
     /// A relay's share.
     pub fn share(&self, relay: &str) -> Option<&Share> {
-        self.relays.iter().find(|s| s.name == relay)
+        self.relays
+            .binary_search_by(|s| s.name.as_str().cmp(relay))
+            .ok()
+            .map(|i| &self.relays[i])
     }
 
-    /// The artifacts of a relay's share.
-    pub fn artifacts_of<'a>(
-        &'a self,
-        share: &'a Share,
-    ) -> impl Iterator<Item = &'a Placement> + 'a {
-        share.artifacts.iter().map(|&i| &self.placements[i as usize])
+    /// Every placement, in (catalog, path) order.
+    pub fn iter(&self) -> impl Iterator<Item = Placed<'_>> + '_ {
+        self.catalogs.iter().flat_map(|(catalog, map)| {
+            map.iter().map(move |(path, placement)| Placed {
+                catalog,
+                path: path.as_str(),
+                placement,
+            })
+        })
+    }
+
+    /// Number of placements (live artifacts).
+    pub fn len(&self) -> usize {
+        self.catalogs.values().map(|m| m.len()).sum()
+    }
+
+    /// Whether nothing is placed.
+    pub fn is_empty(&self) -> bool {
+        self.catalogs.values().all(|m| m.is_empty())
+    }
+
+    /// The artifacts of a relay's share, in (catalog, path) order. The first call on a table
+    /// looks through every placement once; later ones reuse what it found.
+    pub fn artifacts_of<'a>(&'a self, share: &'a Share) -> impl Iterator<Item = Placed<'a>> + 'a {
+        let names: Vec<&String> = self.catalogs.keys().collect();
+        let held = share.held.get_or_init(|| {
+            let Some(me) = self.relays.iter().position(|s| std::ptr::eq(s, share)) else {
+                return Vec::new();
+            };
+            let mut out = Vec::with_capacity(share.artifacts);
+            for (i, map) in self.catalogs.values().enumerate() {
+                for (path, p) in map {
+                    if p.holders.contains(&(me as u32)) {
+                        out.push((i as u32, path.clone()));
+                    }
+                }
+            }
+            out
+        });
+        held.iter().filter_map(move |(c, path)| {
+            let catalog = names.get(*c as usize)?;
+            let placement = self.catalogs.get(*catalog)?.get(path.as_str())?;
+            Some(Placed { catalog, path: path.as_str(), placement })
+        })
     }
 }
 
 /// Hot artifacts that get extra copies: (catalog, path) to extra replicas.
 pub type Extras = BTreeMap<(String, String), u32>;
 
-/// Computes the assignment for `network`.
-///
-/// Cost: one pass over the subscribers of each artifact's catalog, in parallel. The scoring
-/// loop keeps only the best `wanted + SLACK` relays and skips the logarithm for a relay whose
-/// score cannot reach them: `-ln(u) >= 1 - u`, so `score <= weight / (1 - u)`, and a relay
-/// whose bound is below the current floor cannot be among the best. Skipped relays would have
-/// lost anyway, so the table is exactly the one the specification defines (a property test
-/// checks it against the plain sort of every score).
-pub fn assign(network: &Network, extras: &Extras) -> Assignment {
-    let relays: Vec<_> = network.relays.values().collect();
-    let keys: Vec<u64> = relays.iter().map(|r| relay_key(&r.name)).collect();
-    let weights: Vec<f64> = relays.iter().map(|r| r.quota.0 as f64).collect();
+/// The relays of a network as the scoring needs them, and each catalog's subscribers.
+struct Scorer<'n> {
+    relays: Vec<&'n crate::model::Relay>,
+    keys: Vec<u64>,
+    weights: Vec<f64>,
+    subs: BTreeMap<&'n str, Vec<u32>>,
+}
 
-    struct Item<'a> {
-        catalog: &'a Arc<str>,
-        path: &'a str,
-        size: u64,
-        wanted: u32,
-        subs: &'a [u32],
-    }
-    let subs_by_catalog: BTreeMap<&str, Vec<u32>> = network
-        .catalogs
-        .values()
-        .map(|c| {
-            (
-                c.name.as_str(),
-                relays
+impl<'n> Scorer<'n> {
+    fn new(network: &'n Network) -> Self {
+        let relays: Vec<_> = network.relays.values().collect();
+        let keys = relays.iter().map(|r| relay_key(&r.name)).collect();
+        let weights = relays.iter().map(|r| r.quota.0 as f64).collect();
+        let subs = network
+            .catalogs
+            .values()
+            .map(|c| {
+                let subs = relays
                     .iter()
                     .enumerate()
                     .filter(|(_, r)| r.subscribes(c))
                     .map(|(i, _)| i as u32)
-                    .collect(),
-            )
-        })
-        .collect();
-    let names: Vec<Arc<str>> = network.catalogs.keys().map(|n| Arc::from(n.as_str())).collect();
+                    .collect();
+                (c.name.as_str(), subs)
+            })
+            .collect();
+        Scorer { relays, keys, weights, subs }
+    }
+
+    fn by_rank(&self, a: &(f64, u32), b: &(f64, u32)) -> std::cmp::Ordering {
+        b.0.total_cmp(&a.0)
+            .then_with(|| self.relays[a.1 as usize].name.cmp(&self.relays[b.1 as usize].name))
+    }
+
+    /// Every subscriber in `subs`, best first: the fallback when the best few ran out of quota.
+    fn ranked_all(&self, subs: &[u32], akey: u64) -> Vec<u32> {
+        let mut scored: Vec<(f64, u32)> = subs
+            .iter()
+            .map(|&r| (score(self.keys[r as usize], self.weights[r as usize], akey), r))
+            .collect();
+        scored.sort_unstable_by(|a, b| self.by_rank(a, b));
+        scored.into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// The best `k` of `subs`, best first, appended to `out`; `top` is scratch space.
+    ///
+    /// Skips the logarithm for a relay whose score cannot reach them: `-ln(u) >= 1 - u`, so
+    /// `score <= weight / (1 - u)`, and a relay whose bound is below the current floor cannot
+    /// be among the best. Skipped relays would have lost anyway, so the result is exactly the
+    /// plain sort's (a property test checks it).
+    fn best(&self, subs: &[u32], akey: u64, k: usize, top: &mut Vec<(f64, u32)>, out: &mut Vec<u32>) {
+        top.clear();
+        // Below this a relay's bound cannot reach the k-th best score. The margin (far above
+        // the rounding of `ln`) keeps a relay whose score might tie the floor in play, since a
+        // tie is broken by name.
+        let mut floor = f64::NEG_INFINITY;
+        for &r in subs {
+            let h = mix(self.keys[r as usize] ^ akey);
+            let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+            let w = self.weights[r as usize];
+            if w < floor * (1.0 - u) * (1.0 - 1e-9) {
+                continue;
+            }
+            let s = (w / -u.ln(), r);
+            let at = top.partition_point(|t| self.by_rank(t, &s).is_lt());
+            if at < k {
+                top.insert(at, s);
+                top.truncate(k);
+                if top.len() == k {
+                    floor = top[k - 1].0;
+                }
+            }
+        }
+        out.extend(top.iter().map(|&(_, r)| r));
+    }
+}
+
+/// Computes the assignment for `network`.
+///
+/// Cost: one pass over the subscribers of each artifact's catalog, in parallel, keeping only
+/// the best `wanted + SLACK` relays ([`Scorer::best`]); then the quota pass in placement
+/// order, which falls back to every subscriber's score only where quota ran out.
+pub fn assign(network: &Network, extras: &Extras) -> Assignment {
+    let scorer = Scorer::new(network);
+    struct Item<'a> {
+        catalog: u32,
+        path: &'a ArtifactPath,
+        size: u64,
+        wanted: u32,
+        subs: &'a [u32],
+    }
     let mut items = Vec::with_capacity(network.catalogs.values().map(|c| c.artifacts.len()).sum());
-    for (c, name) in network.catalogs.values().zip(&names) {
-        let subs = subs_by_catalog[c.name.as_str()].as_slice();
+    for (ci, c) in network.catalogs.values().enumerate() {
+        let subs = scorer.subs[c.name.as_str()].as_slice();
         // Extras of this catalog by path, looked up without building a key per artifact.
         let hot: HashMap<&str, u32> = extras
             .iter()
@@ -182,58 +306,18 @@ pub fn assign(network: &Network, extras: &Extras) -> Assignment {
             .map(|((_, p), n)| (p.as_str(), *n))
             .collect();
         for a in c.live() {
-            let path = a.path.as_str();
-            let extra = if hot.is_empty() { 0 } else { hot.get(path).copied().unwrap_or(0) };
+            let extra = if hot.is_empty() { 0 } else { hot.get(a.path.as_str()).copied().unwrap_or(0) };
             items.push(Item {
-                catalog: name,
-                path,
+                catalog: ci as u32,
+                path: &a.path,
                 size: a.size,
                 wanted: c.replicas.saturating_add(extra),
                 subs,
             });
         }
     }
+    let names: Vec<&str> = network.catalogs.keys().map(String::as_str).collect();
 
-    let by_rank = |a: &(f64, u32), b: &(f64, u32)| {
-        b.0.total_cmp(&a.0).then_with(|| relays[a.1 as usize].name.cmp(&relays[b.1 as usize].name))
-    };
-    // Every subscriber, best first: the fallback when the best few ran out of quota.
-    let ranked_all = |item: &Item<'_>, akey: u64| -> Vec<u32> {
-        let mut scored: Vec<(f64, u32)> = item
-            .subs
-            .iter()
-            .map(|&r| (score(keys[r as usize], weights[r as usize], akey), r))
-            .collect();
-        scored.sort_unstable_by(by_rank);
-        scored.into_iter().map(|(_, r)| r).collect()
-    };
-    // The best `k` subscribers, best first, appended to `out`; `top` is scratch space.
-    let best =
-        |item: &Item<'_>, akey: u64, k: usize, top: &mut Vec<(f64, u32)>, out: &mut Vec<u32>| {
-            top.clear();
-            // Below this a relay's bound cannot reach the k-th best score. The margin (far above
-            // the rounding of `ln`) keeps a relay whose score might tie the floor in play, since a
-            // tie is broken by name.
-            let mut floor = f64::NEG_INFINITY;
-            for &r in item.subs {
-                let h = mix(keys[r as usize] ^ akey);
-                let u = ((h >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-                let w = weights[r as usize];
-                if w < floor * (1.0 - u) * (1.0 - 1e-9) {
-                    continue;
-                }
-                let s = (w / -u.ln(), r);
-                let at = top.partition_point(|t| by_rank(t, &s).is_lt());
-                if at < k {
-                    top.insert(at, s);
-                    top.truncate(k);
-                    if top.len() == k {
-                        floor = top[k - 1].0;
-                    }
-                }
-            }
-            out.extend(top.iter().map(|&(_, r)| r));
-        };
     // Candidates of a run of items, flat: item `i` of the run has `cands[ends[i - 1]..ends[i]]`.
     // One allocation per run rather than one per artifact.
     struct Run {
@@ -252,8 +336,8 @@ pub fn assign(network: &Network, extras: &Extras) -> Assignment {
             };
             let mut top = Vec::new();
             for it in chunk {
-                let akey = artifact_key(it.catalog, it.path);
-                best(it, akey, it.wanted as usize + SLACK, &mut top, &mut run.cands);
+                let akey = artifact_key(names[it.catalog as usize], it.path.as_str());
+                scorer.best(it.subs, akey, it.wanted as usize + SLACK, &mut top, &mut run.cands);
                 run.keys.push(akey);
                 run.ends.push(run.cands.len() as u32);
             }
@@ -267,47 +351,142 @@ pub fn assign(network: &Network, extras: &Extras) -> Assignment {
         })
     });
 
-    let mut remaining: Vec<u64> = relays.iter().map(|r| r.quota.0).collect();
-    let mut shares: Vec<Share> = relays
-        .iter()
-        .map(|r| Share {
-            name: r.name.clone(),
-            quota: r.quota.0,
-            assigned_bytes: 0,
-            artifacts: Vec::new(),
-        })
-        .collect();
-    let mut placements = Vec::with_capacity(items.len());
-    for (i, (item, (akey, cands))) in items.iter().zip(candidates).enumerate() {
+    let mut remaining: Vec<u64> = scorer.relays.iter().map(|r| r.quota.0).collect();
+    let mut shares: Vec<Share> =
+        scorer.relays.iter().map(|r| Share::new(&r.name, r.quota.0)).collect();
+    let mut bound = false;
+    let mut catalogs: BTreeMap<String, CatalogPlacements> =
+        network.catalogs.keys().map(|n| (n.clone(), CatalogPlacements::new())).collect();
+    let mut current: Option<(u32, CatalogPlacements)> = None;
+    for (item, (akey, cands)) in items.iter().zip(candidates) {
         let mut holders = Vec::with_capacity(item.wanted as usize);
-        let take = |list: &[u32], holders: &mut Vec<u32>, remaining: &mut [u64]| {
+        let take = |list: &[u32], holders: &mut Vec<u32>, remaining: &mut [u64], bound: &mut bool| {
             for &r in list {
                 if holders.len() == item.wanted as usize {
                     break;
                 }
-                if remaining[r as usize] >= item.size && !holders.contains(&r) {
+                if holders.contains(&r) {
+                    continue;
+                }
+                if remaining[r as usize] >= item.size {
                     remaining[r as usize] -= item.size;
                     holders.push(r);
+                } else {
+                    *bound = true;
                 }
             }
         };
-        take(cands, &mut holders, &mut remaining);
+        take(cands, &mut holders, &mut remaining, &mut bound);
         if holders.len() < item.wanted as usize && cands.len() < item.subs.len() {
-            take(&ranked_all(item, akey), &mut holders, &mut remaining);
+            take(&scorer.ranked_all(item.subs, akey), &mut holders, &mut remaining, &mut bound);
         }
         for &r in &holders {
             shares[r as usize].assigned_bytes += item.size;
-            shares[r as usize].artifacts.push(i as u32);
+            shares[r as usize].artifacts += 1;
         }
-        placements.push(Placement {
-            catalog: item.catalog.clone(),
-            path: item.path.to_owned(),
-            size: item.size,
-            holders,
-            wanted: item.wanted,
-        });
+        // Placements go into one catalog's map at a time, in path order.
+        if current.as_ref().is_none_or(|(c, _)| *c != item.catalog) {
+            if let Some((c, map)) = current.take() {
+                catalogs.insert(names[c as usize].to_owned(), map);
+            }
+            current = Some((item.catalog, CatalogPlacements::new()));
+        }
+        if let Some((_, map)) = current.as_mut() {
+            map.insert(item.path.clone(), Placement { size: item.size, holders, wanted: item.wanted });
+        }
     }
-    Assignment { placements, relays: shares }
+    if let Some((c, map)) = current.take() {
+        catalogs.insert(names[c as usize].to_owned(), map);
+    }
+    Assignment { catalogs, relays: shares, bound, extras: extras.clone() }
+}
+
+/// The assignment of `network` from `prior`, the assignment of `before`: exactly what
+/// [`assign`] gives (a property test checks it), at a cost in proportion to the artifacts
+/// that changed when it can, else by [`assign`].
+///
+/// It can when no quota bound in `prior` or binds now, and the relays, the hot extras and
+/// every catalog's name, tags and replicas are unchanged: then each artifact's holders are
+/// its best `wanted` subscribers by score, which depend on that artifact alone (rendezvous
+/// hashing), so only the added, removed and changed artifacts are placed again. Their
+/// catalogs are found by comparing the persistent maps, which skips whatever `network`
+/// shares with `before` (all of it but the changed documents, after `load_since`).
+pub fn assign_since(
+    prior: &Assignment,
+    before: &Network,
+    network: &Network,
+    extras: &Extras,
+) -> Assignment {
+    since(prior, before, network, extras).unwrap_or_else(|| assign(network, extras))
+}
+
+fn since(prior: &Assignment, before: &Network, network: &Network, extras: &Extras) -> Option<Assignment> {
+    let same_catalogs = before.catalogs.len() == network.catalogs.len()
+        && before.catalogs.iter().zip(&network.catalogs).all(|((n1, a), (n2, b))| {
+            n1 == n2 && a.tags == b.tags && a.replicas == b.replicas
+        });
+    if prior.bound || &prior.extras != extras || before.relays != network.relays || !same_catalogs
+    {
+        return None;
+    }
+    let scorer = Scorer::new(network);
+    let mut shares: Vec<Share> = prior
+        .relays
+        .iter()
+        .map(|s| Share { held: Default::default(), ..s.clone() })
+        .collect();
+    let mut catalogs = prior.catalogs.clone();
+    let mut top = Vec::new();
+    for ((name, old), new) in before.catalogs.iter().zip(network.catalogs.values()) {
+        if old.artifacts.ptr_eq(&new.artifacts) {
+            continue;
+        }
+        let map = catalogs.get_mut(name)?;
+        let subs = scorer.subs[name.as_str()].as_slice();
+        let hot: HashMap<&str, u32> = extras
+            .iter()
+            .filter(|((cat, _), _)| cat == name)
+            .map(|((_, p), n)| (p.as_str(), *n))
+            .collect();
+        let mut placed = Vec::new();
+        for change in old.artifacts.diff(&new.artifacts) {
+            use imbl::ordmap::DiffItem;
+            let (gone, came) = match change {
+                DiffItem::Add(_, a) => (None, Some(a)),
+                DiffItem::Remove(_, a) => (Some(a), None),
+                DiffItem::Update { old: (_, a), new: (_, b) } => (Some(a), Some(b)),
+            };
+            if let Some(a) = gone.filter(|a| a.expunged.is_none()) {
+                let p = map.remove(a.path.as_str())?;
+                for &r in &p.holders {
+                    let s = shares.get_mut(r as usize)?;
+                    s.assigned_bytes = s.assigned_bytes.checked_sub(p.size)?;
+                    s.artifacts = s.artifacts.checked_sub(1)?;
+                }
+            }
+            if let Some(a) = came.filter(|a| a.expunged.is_none()) {
+                let wanted = new.replicas.saturating_add(hot.get(a.path.as_str()).copied().unwrap_or(0));
+                let mut holders = Vec::with_capacity(wanted as usize);
+                let akey = artifact_key(name, a.path.as_str());
+                scorer.best(subs, akey, wanted as usize, &mut top, &mut holders);
+                placed.push((a.path.clone(), Placement { size: a.size, holders, wanted }));
+            }
+        }
+        for (path, p) in placed {
+            for &r in &p.holders {
+                let s = shares.get_mut(r as usize)?;
+                s.assigned_bytes += p.size;
+                s.artifacts += 1;
+            }
+            map.insert(path, p);
+        }
+    }
+    // Every relay within its quota with each artifact on its best subscribers means the
+    // placement pass of `assign` would have found room everywhere, so it gives this table.
+    if shares.iter().any(|s| s.assigned_bytes > s.quota) {
+        return None;
+    }
+    Some(Assignment { catalogs, relays: shares, bound: false, extras: extras.clone() })
 }
 
 #[cfg(test)]
@@ -493,12 +672,11 @@ mod tests {
 
     /// The table by names: (catalog, path) -> holder names, best first.
     fn by_name(a: &Assignment) -> BTreeMap<(String, String), Vec<String>> {
-        a.placements
-            .iter()
+        a.iter()
             .map(|p| {
                 (
-                    (p.catalog.to_string(), p.path.clone()),
-                    p.holders.iter().map(|&r| a.relays[r as usize].name.clone()).collect(),
+                    (p.catalog.to_owned(), p.path.to_owned()),
+                    p.placement.holders.iter().map(|&r| a.relays[r as usize].name.clone()).collect(),
                 )
             })
             .collect()
@@ -512,15 +690,22 @@ mod tests {
     fn every_placement_is_found_by_its_name_and_nothing_else() {
         let net = with_catalog(&relays_gib(&[1, 2, 3]), varied_catalog(), 2);
         let a = assign(&net, &Extras::new());
-        assert!(!a.placements.is_empty());
-        for p in &a.placements {
-            assert!(std::ptr::eq(a.placement(&p.catalog, &p.path).unwrap(), p), "{}", p.path);
+        assert!(!a.is_empty());
+        assert_eq!(a.len(), net.catalogs["c"].live().count());
+        for p in a.iter() {
+            assert!(std::ptr::eq(a.placement(p.catalog, p.path).unwrap(), p.placement), "{}", p.path);
         }
-        let first = &a.placements[0];
-        for (catalog, path) in
-            [("a", first.path.as_str()), ("zz", first.path.as_str()), (&*first.catalog, "no/such")]
-        {
+        let first = a.iter().next().unwrap();
+        for (catalog, path) in [("a", first.path), ("zz", first.path), (first.catalog, "no/such")] {
             assert!(a.placement(catalog, path).is_none(), "{catalog}/{path}");
+        }
+        // A share lists exactly the placements that name its relay.
+        for (i, share) in a.relays.iter().enumerate() {
+            let listed: Vec<&str> = a.artifacts_of(share).map(|p| p.path).collect();
+            let holding: Vec<&str> =
+                a.iter().filter(|p| p.placement.holders.contains(&(i as u32))).map(|p| p.path).collect();
+            assert_eq!(listed, holding, "{}", share.name);
+            assert_eq!(listed.len(), share.artifacts);
         }
     }
 
@@ -592,17 +777,9 @@ mod tests {
             items.par_iter().map(|it| ranked(it, it.wanted as usize + SLACK)).collect();
 
         let mut remaining: Vec<u64> = relays.iter().map(|r| r.quota.0).collect();
-        let mut shares: Vec<Share> = relays
-            .iter()
-            .map(|r| Share {
-                name: r.name.clone(),
-                quota: r.quota.0,
-                assigned_bytes: 0,
-                artifacts: Vec::new(),
-            })
-            .collect();
-        let mut placements = Vec::with_capacity(items.len());
-        for (i, (item, cands)) in items.iter().zip(candidates).enumerate() {
+        let mut shares: Vec<Share> = relays.iter().map(|r| Share::new(&r.name, r.quota.0)).collect();
+        let mut catalogs: BTreeMap<String, CatalogPlacements> = BTreeMap::new();
+        for (item, cands) in items.iter().zip(candidates) {
             let mut holders = Vec::with_capacity(item.wanted as usize);
             let take = |list: &[u32], holders: &mut Vec<u32>, remaining: &mut [u64]| {
                 for &r in list {
@@ -621,17 +798,14 @@ mod tests {
             }
             for &r in &holders {
                 shares[r as usize].assigned_bytes += item.size;
-                shares[r as usize].artifacts.push(i as u32);
+                shares[r as usize].artifacts += 1;
             }
-            placements.push(Placement {
-                catalog: Arc::from(item.catalog),
-                path: item.path.to_owned(),
-                size: item.size,
-                holders,
-                wanted: item.wanted,
-            });
+            catalogs.entry(item.catalog.to_owned()).or_default().insert(
+                ArtifactPath::new(item.path).unwrap(),
+                Placement { size: item.size, holders, wanted: item.wanted },
+            );
         }
-        Assignment { placements, relays: shares }
+        Assignment { catalogs, relays: shares, bound: false, extras: extras.clone() }
     }
 
     proptest! {
@@ -660,9 +834,9 @@ mod tests {
                 .collect();
             let (fast, slow) = (assign(&net, &extras), assign_reference(&net, &extras));
             prop_assert_eq!(by_name(&fast), by_name(&slow));
-            let wanted = |t: &Assignment| t.placements.iter().map(|p| p.wanted).collect::<Vec<_>>();
+            let wanted = |t: &Assignment| t.iter().map(|p| p.placement.wanted).collect::<Vec<_>>();
             prop_assert_eq!(wanted(&fast), wanted(&slow));
-            let shares = |t: &Assignment| t.relays.iter().map(|s| (s.name.clone(), s.assigned_bytes, s.artifacts.clone())).collect::<Vec<_>>();
+            let shares = |t: &Assignment| t.relays.iter().map(|s| (s.name.clone(), s.assigned_bytes, s.artifacts, t.artifacts_of(s).map(|p| p.path.to_owned()).collect::<Vec<_>>())).collect::<Vec<_>>();
             prop_assert_eq!(shares(&fast), shares(&slow));
         }
 
@@ -677,12 +851,12 @@ mod tests {
             let b = with_catalog(&reversed, small_catalog(), replicas);
             let (ta, tb) = (assign(&a, &Extras::new()), assign(&b, &Extras::new()));
             prop_assert_eq!(by_name(&ta), by_name(&tb));
-            let shares = |t: &Assignment| t.relays.iter().map(|s| (s.name.clone(), s.assigned_bytes, s.artifacts.len())).collect::<Vec<_>>();
+            let shares = |t: &Assignment| t.relays.iter().map(|s| (s.name.clone(), s.assigned_bytes, s.artifacts)).collect::<Vec<_>>();
             prop_assert_eq!(shares(&ta), shares(&tb));
             // And the same network twice gives the same table.
             prop_assert_eq!(by_name(&ta), by_name(&assign(&a, &Extras::new())));
-            for p in &ta.placements {
-                prop_assert_eq!(p.holders.len(), (replicas as usize).min(relays.len()));
+            for p in ta.iter() {
+                prop_assert_eq!(p.placement.holders.len(), (replicas as usize).min(relays.len()));
             }
         }
 
@@ -692,10 +866,10 @@ mod tests {
             let net = with_catalog(&relays, big_catalog(), 1);
             let table = assign(&net, &Extras::new());
             let total_weight: u64 = quotas.iter().sum();
-            let n = table.placements.len() as f64;
+            let n = table.len() as f64;
             for (share, q) in table.relays.iter().zip(&quotas) {
                 let expected = *q as f64 / total_weight as f64;
-                let got = share.artifacts.len() as f64 / n;
+                let got = share.artifacts as f64 / n;
                 prop_assert!((got - expected).abs() <= 0.10 * expected,
                     "{} with weight {}/{}: share {:.4}, expected {:.4} (+-10%)", share.name, q, total_weight, got, expected);
             }
@@ -747,10 +921,12 @@ mod tests {
             let net = with_catalog(&relays, varied_catalog(), replicas);
             let table = assign(&net, &Extras::new());
             let mut bytes = vec![0u64; table.relays.len()];
-            for p in &table.placements {
+            prop_assert!(table.bound, "the quota binds here");
+            for placed in table.iter() {
+                let p = placed.placement;
                 prop_assert!(p.holders.len() <= p.wanted as usize);
                 let distinct: BTreeSet<u32> = p.holders.iter().copied().collect();
-                prop_assert_eq!(distinct.len(), p.holders.len(), "a relay holds {} twice", p.path);
+                prop_assert_eq!(distinct.len(), p.holders.len(), "a relay holds {} twice", placed.path);
                 for &r in &p.holders {
                     bytes[r as usize] += p.size;
                 }
@@ -762,7 +938,7 @@ mod tests {
                 prop_assert_eq!(s.assigned_bytes, *b, "{}: share bytes disagree with placements", &s.name);
                 prop_assert!(s.assigned_bytes <= s.quota, "{} holds {} bytes over its quota {}", s.name, s.assigned_bytes, s.quota);
                 // Trimming leaves no big gap: nothing left unplaced would still fit.
-                let smallest_unplaced = table.placements.iter().filter(|p| p.holders.len() < p.wanted as usize && !p.holders.iter().any(|&h| table.relays[h as usize].name == s.name)).map(|p| p.size).min();
+                let smallest_unplaced = table.iter().map(|p| p.placement).filter(|p| p.holders.len() < p.wanted as usize && !p.holders.iter().any(|&h| table.relays[h as usize].name == s.name)).map(|p| p.size).min();
                 if let Some(min) = smallest_unplaced {
                     prop_assert!(s.quota - s.assigned_bytes < min, "{} has {} bytes free but left an artifact of {} unplaced", s.name, s.quota - s.assigned_bytes, min);
                 }

@@ -201,8 +201,7 @@ impl Network {
 
     /// Looks up an artifact.
     pub fn artifact(&self, catalog: &str, path: &str) -> Option<&Artifact> {
-        let path = ArtifactPath::new(path).ok()?;
-        self.catalogs.get(catalog)?.artifacts.get(&path)
+        self.catalogs.get(catalog)?.artifacts.get(path)
     }
 
     /// Directories that hold `catalog`.

@@ -89,10 +89,12 @@ pub fn plan(
             sha256: a.sha256.to_hex(),
         }));
     }
-    let unplaced = assignment
-        .placements
+    let unplaced = dir
+        .catalogs
         .iter()
-        .filter(|p| p.holders.is_empty() && dir.catalogs.iter().any(|c| **c == *p.catalog))
+        .filter_map(|c| assignment.catalogs.get(c))
+        .flat_map(|m| m.values())
+        .filter(|p| p.holders.is_empty())
         .count();
     Ok(NodePlan {
         node: node.to_owned(),

@@ -83,6 +83,14 @@ impl ArtifactPath {
     }
 }
 
+/// Looks artifacts up by `&str` without building a path: the order, equality and hash are
+/// the inner string's, as `Borrow` requires.
+impl std::borrow::Borrow<str> for ArtifactPath {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for ArtifactPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
