@@ -780,8 +780,7 @@ fn plan_prints_holdings_and_quota() {
         ]);
         assert_eq!(r.code, 0, "{}", r.both());
         assert!(
-            r.stdout
-                .contains(&format!("relay `{relay}`: holds {} artifacts", share.artifacts)),
+            r.stdout.contains(&format!("relay `{relay}`: holds {} artifacts", share.artifacts)),
             "{relay}: {}",
             r.both()
         );

@@ -149,10 +149,7 @@ impl Assignment {
 
     /// A relay's share.
     pub fn share(&self, relay: &str) -> Option<&Share> {
-        self.relays
-            .binary_search_by(|s| s.name.as_str().cmp(relay))
-            .ok()
-            .map(|i| &self.relays[i])
+        self.relays.binary_search_by(|s| s.name.as_str().cmp(relay)).ok().map(|i| &self.relays[i])
     }
 
     /// Every placement, in (catalog, path) order.
@@ -255,7 +252,14 @@ impl<'n> Scorer<'n> {
     /// `score <= weight / (1 - u)`, and a relay whose bound is below the current floor cannot
     /// be among the best. Skipped relays would have lost anyway, so the result is exactly the
     /// plain sort's (a property test checks it).
-    fn best(&self, subs: &[u32], akey: u64, k: usize, top: &mut Vec<(f64, u32)>, out: &mut Vec<u32>) {
+    fn best(
+        &self,
+        subs: &[u32],
+        akey: u64,
+        k: usize,
+        top: &mut Vec<(f64, u32)>,
+        out: &mut Vec<u32>,
+    ) {
         top.clear();
         // Below this a relay's bound cannot reach the k-th best score. The margin (far above
         // the rounding of `ln`) keeps a relay whose score might tie the floor in play, since a
@@ -306,7 +310,8 @@ pub fn assign(network: &Network, extras: &Extras) -> Assignment {
             .map(|((_, p), n)| (p.as_str(), *n))
             .collect();
         for a in c.live() {
-            let extra = if hot.is_empty() { 0 } else { hot.get(a.path.as_str()).copied().unwrap_or(0) };
+            let extra =
+                if hot.is_empty() { 0 } else { hot.get(a.path.as_str()).copied().unwrap_or(0) };
             items.push(Item {
                 catalog: ci as u32,
                 path: &a.path,
@@ -360,22 +365,23 @@ pub fn assign(network: &Network, extras: &Extras) -> Assignment {
     let mut current: Option<(u32, CatalogPlacements)> = None;
     for (item, (akey, cands)) in items.iter().zip(candidates) {
         let mut holders = Vec::with_capacity(item.wanted as usize);
-        let take = |list: &[u32], holders: &mut Vec<u32>, remaining: &mut [u64], bound: &mut bool| {
-            for &r in list {
-                if holders.len() == item.wanted as usize {
-                    break;
+        let take =
+            |list: &[u32], holders: &mut Vec<u32>, remaining: &mut [u64], bound: &mut bool| {
+                for &r in list {
+                    if holders.len() == item.wanted as usize {
+                        break;
+                    }
+                    if holders.contains(&r) {
+                        continue;
+                    }
+                    if remaining[r as usize] >= item.size {
+                        remaining[r as usize] -= item.size;
+                        holders.push(r);
+                    } else {
+                        *bound = true;
+                    }
                 }
-                if holders.contains(&r) {
-                    continue;
-                }
-                if remaining[r as usize] >= item.size {
-                    remaining[r as usize] -= item.size;
-                    holders.push(r);
-                } else {
-                    *bound = true;
-                }
-            }
-        };
+            };
         take(cands, &mut holders, &mut remaining, &mut bound);
         if holders.len() < item.wanted as usize && cands.len() < item.subs.len() {
             take(&scorer.ranked_all(item.subs, akey), &mut holders, &mut remaining, &mut bound);
@@ -392,7 +398,10 @@ pub fn assign(network: &Network, extras: &Extras) -> Assignment {
             current = Some((item.catalog, CatalogPlacements::new()));
         }
         if let Some((_, map)) = current.as_mut() {
-            map.insert(item.path.clone(), Placement { size: item.size, holders, wanted: item.wanted });
+            map.insert(
+                item.path.clone(),
+                Placement { size: item.size, holders, wanted: item.wanted },
+            );
         }
     }
     if let Some((c, map)) = current.take() {
@@ -420,21 +429,24 @@ pub fn assign_since(
     since(prior, before, network, extras).unwrap_or_else(|| assign(network, extras))
 }
 
-fn since(prior: &Assignment, before: &Network, network: &Network, extras: &Extras) -> Option<Assignment> {
+pub(crate) fn since(
+    prior: &Assignment,
+    before: &Network,
+    network: &Network,
+    extras: &Extras,
+) -> Option<Assignment> {
     let same_catalogs = before.catalogs.len() == network.catalogs.len()
-        && before.catalogs.iter().zip(&network.catalogs).all(|((n1, a), (n2, b))| {
-            n1 == n2 && a.tags == b.tags && a.replicas == b.replicas
-        });
-    if prior.bound || &prior.extras != extras || before.relays != network.relays || !same_catalogs
-    {
+        && before
+            .catalogs
+            .iter()
+            .zip(&network.catalogs)
+            .all(|((n1, a), (n2, b))| n1 == n2 && a.tags == b.tags && a.replicas == b.replicas);
+    if prior.bound || &prior.extras != extras || before.relays != network.relays || !same_catalogs {
         return None;
     }
     let scorer = Scorer::new(network);
-    let mut shares: Vec<Share> = prior
-        .relays
-        .iter()
-        .map(|s| Share { held: Default::default(), ..s.clone() })
-        .collect();
+    let mut shares: Vec<Share> =
+        prior.relays.iter().map(|s| Share { held: Default::default(), ..s.clone() }).collect();
     let mut catalogs = prior.catalogs.clone();
     let mut top = Vec::new();
     for ((name, old), new) in before.catalogs.iter().zip(network.catalogs.values()) {
@@ -465,7 +477,8 @@ fn since(prior: &Assignment, before: &Network, network: &Network, extras: &Extra
                 }
             }
             if let Some(a) = came.filter(|a| a.expunged.is_none()) {
-                let wanted = new.replicas.saturating_add(hot.get(a.path.as_str()).copied().unwrap_or(0));
+                let wanted =
+                    new.replicas.saturating_add(hot.get(a.path.as_str()).copied().unwrap_or(0));
                 let mut holders = Vec::with_capacity(wanted as usize);
                 let akey = artifact_key(name, a.path.as_str());
                 scorer.best(subs, akey, wanted as usize, &mut top, &mut holders);
@@ -676,7 +689,11 @@ mod tests {
             .map(|p| {
                 (
                     (p.catalog.to_owned(), p.path.to_owned()),
-                    p.placement.holders.iter().map(|&r| a.relays[r as usize].name.clone()).collect(),
+                    p.placement
+                        .holders
+                        .iter()
+                        .map(|&r| a.relays[r as usize].name.clone())
+                        .collect(),
                 )
             })
             .collect()
@@ -693,7 +710,11 @@ mod tests {
         assert!(!a.is_empty());
         assert_eq!(a.len(), net.catalogs["c"].live().count());
         for p in a.iter() {
-            assert!(std::ptr::eq(a.placement(p.catalog, p.path).unwrap(), p.placement), "{}", p.path);
+            assert!(
+                std::ptr::eq(a.placement(p.catalog, p.path).unwrap(), p.placement),
+                "{}",
+                p.path
+            );
         }
         let first = a.iter().next().unwrap();
         for (catalog, path) in [("a", first.path), ("zz", first.path), (first.catalog, "no/such")] {
@@ -702,8 +723,11 @@ mod tests {
         // A share lists exactly the placements that name its relay.
         for (i, share) in a.relays.iter().enumerate() {
             let listed: Vec<&str> = a.artifacts_of(share).map(|p| p.path).collect();
-            let holding: Vec<&str> =
-                a.iter().filter(|p| p.placement.holders.contains(&(i as u32))).map(|p| p.path).collect();
+            let holding: Vec<&str> = a
+                .iter()
+                .filter(|p| p.placement.holders.contains(&(i as u32)))
+                .map(|p| p.path)
+                .collect();
             assert_eq!(listed, holding, "{}", share.name);
             assert_eq!(listed.len(), share.artifacts);
         }
@@ -777,7 +801,8 @@ mod tests {
             items.par_iter().map(|it| ranked(it, it.wanted as usize + SLACK)).collect();
 
         let mut remaining: Vec<u64> = relays.iter().map(|r| r.quota.0).collect();
-        let mut shares: Vec<Share> = relays.iter().map(|r| Share::new(&r.name, r.quota.0)).collect();
+        let mut shares: Vec<Share> =
+            relays.iter().map(|r| Share::new(&r.name, r.quota.0)).collect();
         let mut catalogs: BTreeMap<String, CatalogPlacements> = BTreeMap::new();
         for (item, cands) in items.iter().zip(candidates) {
             let mut holders = Vec::with_capacity(item.wanted as usize);

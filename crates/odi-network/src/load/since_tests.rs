@@ -1,12 +1,14 @@
 //! `load_since` against `load`: over random sequences of real signed commits in a real git
 //! repository, applying each commit on top of the last one gives exactly what loading the
-//! whole commit gives, and the incremental path is really taken where it should be.
+//! whole commit gives, and the incremental path is really taken where it should be; and
+//! `assign_since` on top of the table before gives exactly what `assign` gives.
 
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
 use sha2::Digest as _;
 use time::OffsetDateTime;
 
+use crate::assign::{assign, Assignment, Extras};
 use crate::builder::{commit_all, NetworkBuilder};
 use crate::git::{read_commit, read_since};
 use crate::load::{load, load_since, Loaded};
@@ -41,6 +43,8 @@ enum Op {
     Duplicate { pick: usize },
     /// A new catalog: only the whole load takes it.
     NewCatalog,
+    /// Every relay's quota becomes small (so that it binds) or large again.
+    Quota { small: bool },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -56,6 +60,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..2usize).prop_map(|catalog| Op::CatalogMeta { catalog }),
         1 => any::<usize>().prop_map(|pick| Op::Duplicate { pick }),
         1 => Just(Op::NewCatalog),
+        2 => any::<bool>().prop_map(|small| Op::Quota { small }),
     ]
 }
 
@@ -65,7 +70,13 @@ struct World {
     next_artifact: usize,
     next_release: usize,
     next_relay: usize,
+    /// The quota of every relay: [`SMALL_QUOTA`] or a GiB.
+    quota: u64,
 }
+
+/// A quota a few dozen of the test's artifacts fill: with it the quota binds in some commits
+/// and not in others.
+const SMALL_QUOTA: u64 = 8 << 10;
 
 impl World {
     fn new() -> Self {
@@ -88,7 +99,7 @@ impl World {
                 references: vec![],
             },
         );
-        let mut w = World { b, next_artifact: 0, next_release: 0, next_relay: 0 };
+        let mut w = World { b, next_artifact: 0, next_release: 0, next_relay: 0, quota: 1 << 30 };
         for _ in 0..3 {
             w.relay_join();
         }
@@ -135,7 +146,7 @@ impl World {
                 url: format!("https://{name}.example/"),
                 region: "eu".into(),
                 contact: "ops@example.org".into(),
-                quota: ByteSize(1 << 30),
+                quota: ByteSize(self.quota),
                 bandwidth: None,
                 directories: vec!["d".into()],
                 catalogs: vec!["c0".into(), "c1".into()],
@@ -229,6 +240,15 @@ impl World {
                 self.b.catalogs.insert(name.clone(), catalog(&name, 1));
                 return (false, false);
             }
+            Op::Quota { small } => {
+                self.quota = if *small { SMALL_QUOTA } else { 1 << 30 };
+                for r in self.b.relays.values_mut() {
+                    if r.quota.0 != self.quota {
+                        r.quota = ByteSize(self.quota);
+                        r.serial += 1;
+                    }
+                }
+            }
         }
         (false, true)
     }
@@ -258,8 +278,30 @@ fn assert_same(incremental: &Loaded, full: &Loaded) {
     assert_eq!(incremental.memo.ids(), full.memo.ids());
 }
 
+/// The two tables are the same: placements, shares, and whether a quota bound.
+fn assert_same_table(patched: &Assignment, whole: &Assignment) {
+    assert_eq!(patched.catalogs, whole.catalogs);
+    let shares = |t: &Assignment| {
+        t.relays
+            .iter()
+            .map(|s| {
+                let held: Vec<String> = t.artifacts_of(s).map(|p| p.path.to_owned()).collect();
+                (s.name.clone(), s.quota, s.assigned_bytes, s.artifacts, held)
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(shares(patched), shares(whole));
+    assert_eq!(patched.bound, whole.bound);
+    assert_eq!(patched.extras, whole.extras);
+}
+
+/// Hot extras held the same over every commit: one artifact of `c0` gets a copy more.
+fn extras() -> Extras {
+    [(("c0".to_owned(), "pool/a1.tar.gz".to_owned()), 1)].into_iter().collect()
+}
+
 fn config() -> ProptestConfig {
-    let mut c = ProptestConfig::with_cases(10);
+    let mut c = ProptestConfig::with_cases(16);
     c.rng_seed = RngSeed::Fixed(0x1c_2e_3e);
     c.failure_persistence = None;
     c
@@ -280,9 +322,12 @@ proptest! {
         let repo = git2::Repository::open(repo_dir).unwrap();
         let mut applied = load(&read_commit(&repo, first).unwrap(), &anchor, &TrustState::default(), now)
             .unwrap();
+        let extras = extras();
+        let mut table = assign(&applied.network, &extras);
         let mut taken = 0;
         for (i, op) in ops.iter().enumerate() {
             let before = w.b.releases.clone();
+            let (relays_before, catalogs_before) = (w.b.relays.clone(), w.b.catalogs.clone());
             let (refused, incremental_expected) = w.apply(op);
             w.b.write(repo_dir).unwrap();
             let commit = commit_all(repo_dir, &format!("step {i}: {op:?}")).unwrap();
@@ -291,19 +336,43 @@ proptest! {
             let since =
                 load_since(&delta, &applied.network, &applied.memo, &anchor, &applied.state, now);
             prop_assert_eq!(full.is_err(), refused, "{:?}: {:?}", op, full.as_ref().err());
-            match (full, since) {
+            let full = match (full, since) {
                 (Ok(full), Some(since)) => {
                     assert_same(&since, &full);
                     taken += 1;
-                    applied = full;
+                    // What a running agent goes on with: the network sharing the one before.
+                    Loaded { network: since.network, ..full }
                 }
                 (Ok(full), None) => {
                     prop_assert!(!incremental_expected, "{:?} was not applied incrementally", op);
-                    applied = full;
+                    full
                 }
-                (Err(_), None) => w.b.releases = before,
-                (Err(e), Some(_)) => prop_assert!(false, "{:?}: refused whole ({}), taken incrementally", op, e),
+                (Err(_), None) => {
+                    w.b.releases = before;
+                    continue;
+                }
+                (Err(e), Some(_)) => {
+                    prop_assert!(false, "{:?}: refused whole ({}), taken incrementally", op, e);
+                    unreachable!()
+                }
+            };
+            let whole = assign(&full.network, &extras);
+            let patched = crate::assign::since(&table, &applied.network, &full.network, &extras);
+            // Relays and catalogs' own files unchanged (artifacts alone changed, or nothing),
+            // and no quota binds before or after: then the patch is exact and must be taken.
+            let settings_same = w.b.relays == relays_before && w.b.catalogs == catalogs_before;
+            prop_assert_eq!(
+                patched.is_some(),
+                settings_same && !table.bound && !whole.bound,
+                "{:?}: bound before {}, after {}", op, table.bound, whole.bound
+            );
+            if let Some(patched) = &patched {
+                assert_same_table(patched, &whole);
             }
+            let since = crate::assign::assign_since(&table, &applied.network, &full.network, &extras);
+            assert_same_table(&since, &whole);
+            table = whole;
+            applied = full;
         }
         let expected = ops.iter().filter(|op| !matches!(op, Op::Duplicate { .. } | Op::NewCatalog)).count();
         prop_assert_eq!(taken, expected);
