@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use http::{Response, StatusCode};
-use odi_network::assign::{assign, Assignment, Extras};
+use odi_network::assign::{assign, assign_since, Assignment, Extras};
 use odi_network::Network;
 use rand::Rng as _;
 use sha2::Digest as _;
@@ -138,7 +138,9 @@ impl Node {
     }
 
     /// Installs a newly applied commit, computing the assignment off the async threads, then
-    /// swapping the view in one step.
+    /// swapping the view in one step. The assignment is patched from the view before when only
+    /// artifacts changed ([`assign_since`]: exactly the table [`assign`] gives, at a cost in
+    /// proportion to the change).
     pub async fn install(
         self: &Arc<Self>,
         commit: String,
@@ -148,8 +150,13 @@ impl Node {
     ) {
         let n = network.clone();
         let e = extras.clone();
-        let assignment =
-            tokio::task::spawn_blocking(move || assign(&n, &e)).await.unwrap_or_default();
+        let prior = self.view();
+        let assignment = tokio::task::spawn_blocking(move || match prior {
+            Some(p) => assign_since(&p.assignment, &p.network, &n, &e),
+            None => assign(&n, &e),
+        })
+        .await
+        .unwrap_or_default();
         self.view.store(Some(Arc::new(View { commit, network, assignment, extras, applied_at })));
         self.reconcile_now.notify_one();
     }

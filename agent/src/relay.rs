@@ -41,8 +41,7 @@ impl RelayMode {
         let mut s = ShareStatus::default();
         let Some(share) = view.assignment.share(&self.node.config.name) else { return s };
         let net = &view.network;
-        for a in
-            view.assignment.artifacts_of(share).filter_map(|p| net.artifact(&p.catalog, &p.path))
+        for a in view.assignment.artifacts_of(share).filter_map(|p| net.artifact(p.catalog, p.path))
         {
             s.artifacts += 1;
             s.bytes += a.size;
@@ -72,8 +71,8 @@ pub fn target(name: &str, view: &View) -> Target {
             .assignment
             .artifacts_of(share)
             .filter_map(|p| {
-                let catalog = net.catalogs.get(&*p.catalog)?;
-                let artifact = net.artifact(&p.catalog, &p.path)?;
+                let catalog = net.catalogs.get(p.catalog)?;
+                let artifact = net.artifact(p.catalog, p.path)?;
                 Some(want(net, relay, catalog, artifact))
             })
             .collect(),

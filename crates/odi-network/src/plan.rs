@@ -66,7 +66,7 @@ pub fn plan(
     if let Some(relay) = network.relays.get(node) {
         let share = assignment.share(node).ok_or_else(|| UnknownNode(node.to_owned()))?;
         let mut holds: Vec<Held> =
-            assignment.artifacts_of(share).filter_map(|p| held(&p.catalog, &p.path)).collect();
+            assignment.artifacts_of(share).filter_map(|p| held(p.catalog, p.path)).collect();
         holds.sort();
         return Ok(NodePlan {
             node: node.to_owned(),
