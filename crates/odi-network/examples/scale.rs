@@ -12,7 +12,8 @@
 //! `time target/release/odi validate DIR`); otherwise it goes in a temporary folder. Flags
 //! after RELAYS: `snapshot` adds a snapshot role; `reuse` times the repository already in DIR;
 //! `incremental` then times five commits that each add a release file of 1,000 artifacts,
-//! applied as a running agent applies them (wall and CPU time).
+//! applied as a running agent applies them (wall and CPU time). It prints the root keys an
+//! agent pointed at DIR pins (`bench/apply.sh` runs real agents on it).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -188,6 +189,9 @@ fn main() {
         }
         b.write(&dir).expect("write network");
         commit_all(&dir, "generated network").expect("commit");
+        // For an agent pointed at DIR (`bench/apply.sh`): the keys its config pins.
+        let keys: Vec<&str> = b.root_keys.iter().map(|k| k.public()).collect();
+        println!("root keys: {}", keys.join(" "));
         println!("generated {artifacts} artifacts, {relays} relays into {} in {:.2?} (not part of the target)", dir.display(), t.elapsed());
         Some(b)
     };
