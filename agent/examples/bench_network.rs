@@ -5,7 +5,8 @@
 //! ```text
 //! cargo run --release -p odi --example bench_network -- [--tls] OUT ORIGIN_DIR RELAY_PORT DIR_PORT FILE...
 //! ```
-//! Each FILE is a file name inside ORIGIN_DIR; it becomes the artifact `bench/<FILE>`.
+//! Each FILE is a file name inside ORIGIN_DIR; it becomes the artifact `bench/<FILE>`. A FILE
+//! `@LIST` stands for the names in the file LIST, one per line (more than a command line holds).
 //! Writes `OUT/network` (the repository), `OUT/relay.toml` and `OUT/directory.toml`. With
 //! `--tls` both nodes serve HTTPS (`https://` URLs in the network) with one self-signed P-256
 //! certificate for `127.0.0.1` and `localhost`, `OUT/tls/cert.pem` and `key.pem`, which the
@@ -86,8 +87,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let relay_port: u16 = args[2].parse()?;
     let dir_port: u16 = args[3].parse()?;
 
+    let mut names = Vec::new();
+    for arg in &args[4..] {
+        match arg.strip_prefix('@') {
+            Some(list) => names.extend(std::fs::read_to_string(list)?.lines().map(str::to_owned)),
+            None => names.push(arg.clone()),
+        }
+    }
     let mut artifacts = Vec::new();
-    for name in &args[4..] {
+    for name in &names {
         let (size, sha) = sha256_file(&origin_dir.join(name))?;
         artifacts.push(ArtifactEntry {
             path: ArtifactPath::new(name)?,
