@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use time::OffsetDateTime;
 use url::Url;
 
+use self::listing::Listing;
 use crate::git::Delta;
 use crate::model::{Artifact, Catalog, Directory, Network, Relay};
 use crate::problem::{self, Problem, Problems};
@@ -104,6 +105,15 @@ fn classify(path: &str) -> Result<Option<Kind>, &'static str> {
 fn parse<T: DeserializeOwned>(path: &str, bytes: &[u8]) -> Result<T, Problem> {
     let text = std::str::from_utf8(bytes).map_err(|_| Problem::file(path, "is not UTF-8"))?;
     toml::from_str(text).map_err(|e| problem::from_toml(path, text, &e))
+}
+
+/// A catalog or release file: in pieces when it is big ([`listing`]), else whole.
+fn parse_listing<T: Listing>(path: &str, bytes: &[u8]) -> Result<T, Problem> {
+    let text = std::str::from_utf8(bytes).map_err(|_| Problem::file(path, "is not UTF-8"))?;
+    match listing::parse_in_pieces(text, listing::PIECE) {
+        Some(doc) => Ok(doc),
+        None => toml::from_str(text).map_err(|e| problem::from_toml(path, text, &e)),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -263,8 +273,8 @@ fn check_doc(
     use sha2::Digest as _;
     trust::verify_delegated(tree, root, path, bytes)?;
     let doc = match &kind {
-        Kind::Catalog { .. } => Doc::Catalog(parse(path, bytes)?),
-        Kind::Release { .. } => Doc::Release(parse(path, bytes)?),
+        Kind::Catalog { .. } => Doc::Catalog(parse_listing(path, bytes)?),
+        Kind::Release { .. } => Doc::Release(parse_listing(path, bytes)?),
         Kind::Directory { .. } => Doc::Directory(parse(path, bytes)?),
         Kind::Relay { .. } => Doc::Relay(parse(path, bytes)?),
     };
@@ -435,9 +445,9 @@ fn patch_catalog(
     let prefix = format!("catalogs/{folder}/");
     for (path, bytes) in old.under(&prefix) {
         let entries = if path == own {
-            parse::<CatalogFile>(path, bytes).ok()?.artifacts
+            parse_listing::<CatalogFile>(path, bytes).ok()?.artifacts
         } else {
-            parse::<ReleaseFile>(path, bytes).ok()?.artifacts
+            parse_listing::<ReleaseFile>(path, bytes).ok()?.artifacts
         };
         for a in entries {
             catalog.artifacts.remove(&a.path)?;
@@ -951,5 +961,6 @@ fn check_reference_cycles(
     }
 }
 
+mod listing;
 #[cfg(test)]
 mod since_tests;
