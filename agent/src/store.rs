@@ -45,20 +45,21 @@ pub struct ObjectInfo {
 }
 
 /// The identity of an object file when its bytes were last hashed: a file with the same
-/// identity has not been written to since (a write moves `mtime` and `ctime`).
+/// identity has not been written to since (a write moves `mtime` and `ctime`). One per
+/// object, so kept small: times in nanoseconds as i64 (enough until the year 2262).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FileId {
     dev: u64,
     ino: u64,
     len: u64,
-    mtime_ns: i128,
-    ctime_ns: i128,
+    mtime_ns: i64,
+    ctime_ns: i64,
 }
 
 impl FileId {
     fn of(meta: &std::fs::Metadata) -> Self {
         use std::os::unix::fs::MetadataExt as _;
-        let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+        let ns = |s: i64, n: i64| s.saturating_mul(1_000_000_000).saturating_add(n);
         FileId {
             dev: meta.dev(),
             ino: meta.ino(),
