@@ -13,7 +13,8 @@
 # counted by the directory itself: odi_probe_received_bytes_total over odi_probes_total),
 # against the target of issue 13: under 10 KB per round at 100,000 artifacts. Also prints
 # both agents' RSS now and at their peak (VmHWM): targets 100 MB for the relay, and for a
-# directory a peak under 2x its steady RSS.
+# directory a peak under 2x its steady RSS. Last, the relay is restarted with its store full:
+# seconds until it reports Ready again (polled every 0.5 s), and its RSS then.
 # Listens on 127.0.0.1 only; the agents are stopped on exit and the scratch folder removed
 # unless --keep.
 set -euo pipefail
@@ -27,7 +28,7 @@ for arg in "$@"; do
         --files=*) FILES=${arg#--files=} ;;
         --rounds=*) ROUNDS=${arg#--rounds=} ;;
         --keep) KEEP=1 ;;
-        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $arg (use --files=N, --rounds=N, --keep)" >&2; exit 2 ;;
     esac
 done
@@ -134,3 +135,16 @@ printf 'relay holding %s: RSS %s KiB, peak %s KiB (target under 100 MB)\n' \
     "$FILES" "$(kib "$RPID" VmRSS)" "$(kib "$RPID" VmHWM)"
 printf 'directory routing %s: RSS %s KiB, peak %s KiB (target: peak under 2x steady)\n' \
     "$FILES" "$(kib "$DPID" VmRSS)" "$(kib "$DPID" VmHWM)"
+
+# A restart with the store full: how soon the relay serves again, and its memory then.
+kill -TERM "$RPID"
+wait "$RPID" 2>/dev/null || true
+t0=$(date +%s.%N)
+ODI_LOG=warn "$ODI" agent --config "$WORK/net/relay.toml" >> "$WORK/relay.log" 2>&1 &
+RPID=$!
+PIDS+=("$RPID")
+relay_ready_again() { alive "$RPID" relay && curl -sf "$RELAY/.odi/v1/status" | grep -q '"type":"Ready","status":true'; }
+wait_for 600 "the restarted relay to report Ready (log: $WORK/relay.log)" relay_ready_again
+printf 'relay restarted with %s objects: Ready after %.1f s, RSS %s KiB, peak %s KiB\n' \
+    "$FILES" "$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {print b - a}')" \
+    "$(kib "$RPID" VmRSS)" "$(kib "$RPID" VmHWM)"
