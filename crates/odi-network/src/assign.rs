@@ -362,7 +362,8 @@ pub fn assign(network: &Network, extras: &Extras) -> Assignment {
     let mut bound = false;
     let mut catalogs: BTreeMap<String, CatalogPlacements> =
         network.catalogs.keys().map(|n| (n.clone(), CatalogPlacements::new())).collect();
-    let mut current: Option<(u32, CatalogPlacements)> = None;
+    // One catalog's placements at a time, in path order, made into a map when it ends.
+    let mut current: Option<(u32, Vec<(ArtifactPath, Placement)>)> = None;
     for (item, (akey, cands)) in items.iter().zip(candidates) {
         let mut holders = Vec::with_capacity(item.wanted as usize);
         let take =
@@ -392,20 +393,18 @@ pub fn assign(network: &Network, extras: &Extras) -> Assignment {
         }
         // Placements go into one catalog's map at a time, in path order.
         if current.as_ref().is_none_or(|(c, _)| *c != item.catalog) {
-            if let Some((c, map)) = current.take() {
-                catalogs.insert(names[c as usize].to_owned(), map);
+            if let Some((c, list)) = current.take() {
+                catalogs.insert(names[c as usize].to_owned(), crate::model::dense_map(list));
             }
-            current = Some((item.catalog, CatalogPlacements::new()));
+            current = Some((item.catalog, Vec::new()));
         }
-        if let Some((_, map)) = current.as_mut() {
-            map.insert(
-                item.path.clone(),
-                Placement { size: item.size, holders, wanted: item.wanted },
-            );
+        if let Some((_, list)) = current.as_mut() {
+            let placement = Placement { size: item.size, holders, wanted: item.wanted };
+            list.push((item.path.clone(), placement));
         }
     }
-    if let Some((c, map)) = current.take() {
-        catalogs.insert(names[c as usize].to_owned(), map);
+    if let Some((c, list)) = current.take() {
+        catalogs.insert(names[c as usize].to_owned(), crate::model::dense_map(list));
     }
     Assignment { catalogs, relays: shares, bound, extras: extras.clone() }
 }

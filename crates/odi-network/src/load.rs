@@ -695,7 +695,7 @@ fn build(
         for (rpath, r) in releases.remove(&name).unwrap_or_default() {
             add_artifacts(&rpath, r.artifacts, &mut all, problems);
         }
-        let artifacts = all.into_iter().map(|(k, (_, a))| (k, a)).collect();
+        let artifacts = crate::model::dense_map(all.into_iter().map(|(k, (_, a))| (k, a)));
         out_catalogs.insert(
             name.clone(),
             Catalog { name, description, tags, origins, replicas, format, artifacts },
