@@ -62,7 +62,7 @@ free_port() {
 wait_for() {
     local secs=$1 what=$2; shift 2
     local deadline=$(( $(date +%s) + secs ))
-    until "$@" >/dev/null 2>&1; do
+    until "$@" >/dev/null; do
         [ "$(date +%s)" -lt "$deadline" ] || die "timed out after ${secs}s waiting for $what"
         sleep 0.5
     done
