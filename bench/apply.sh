@@ -52,7 +52,9 @@ trap cleanup EXIT INT TERM
 free_port() {
     local p
     for _ in $(seq 1 200); do
-        p=$((20000 + RANDOM % 40000))
+        # Below the kernel's ephemeral range (32768 up), which the relay's many outgoing
+        # connections walk through: a port taken from it can be in use by the time we bind.
+        p=$((20000 + RANDOM % 12000))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
     done
     die "no free port found"

@@ -53,7 +53,9 @@ trap cleanup EXIT INT TERM
 free_port() {
     local p
     for _ in $(seq 1 200); do
-        p=$((20000 + RANDOM % 40000))
+        # Below the kernel's ephemeral range (32768 up), which the relay's many outgoing
+        # connections walk through: a port taken from it can be in use by the time we bind.
+        p=$((20000 + RANDOM % 12000))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
     done
     die "no free port found"
@@ -68,7 +70,7 @@ wait_for() {
     done
 }
 # alive PID NAME: dies when the agent has exited, rather than wait for it until the timeout.
-alive() { kill -0 "$1" 2>/dev/null || die "the $2 exited (log: $WORK/$2.log)"; }
+alive() { kill -0 "$1" 2>/dev/null || die "the $2 exited: $(tail -n 3 "$WORK/$2.log")"; }
 kib() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
 # metric URL NAME: the sum of a counter or gauge over its labels.
 metric() {
