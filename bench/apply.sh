@@ -19,6 +19,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+NAME=apply
 ARTIFACTS=1000000
 RELAYS=1000
 KEEP=0
@@ -32,34 +33,9 @@ for arg in "$@"; do
     esac
 done
 
-log() { printf '[apply %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
-WORK=$(mktemp -d /tmp/odi-apply.XXXXXX)
-AGENT=""
-cleanup() {
-    local status=$?
-    trap - EXIT INT TERM
-    if [ -n "$AGENT" ] && kill -0 "$AGENT" 2>/dev/null; then
-        kill -TERM "$AGENT" 2>/dev/null || true
-        wait "$AGENT" 2>/dev/null || true
-    fi
-    if [ "$KEEP" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
-    exit "$status"
-}
-trap cleanup EXIT INT TERM
-
-free_port() {
-    local p
-    for _ in $(seq 1 200); do
-        # Below the kernel's ephemeral range (32768 up), which the relay's many outgoing
-        # connections walk through: a port taken from it can be in use by the time we bind.
-        p=$((20000 + RANDOM % 12000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
-    done
-    die "no free port found"
-}
-median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 # CPU ticks (user + system) of a process so far; fields after the parenthesised name.
 ticks() { awk '{sub(/.*\) /, ""); print $12 + $13}' "/proc/$1/stat"; }
 TICK_MS=$((1000 / $(getconf CLK_TCK)))
@@ -113,6 +89,7 @@ commit_is() { curl -sf "$STATUS" | grep -q "\"commit\":\"$1\""; }
 log "starting the relay agent on the first commit"
 ODI_LOG=warn "$ODI" agent --config "$WORK/relay.toml" > "$WORK/agent.log" 2>&1 &
 AGENT=$!
+PIDS+=("$AGENT")
 deadline=$(( $(date +%s) + 300 ))
 until commit_is "${COMMITS[0]}"; do
     kill -0 "$AGENT" 2>/dev/null || die "the agent exited (log: $WORK/agent.log)"
@@ -120,7 +97,7 @@ until commit_is "${COMMITS[0]}"; do
     sleep 0.5
 done
 quiet > /dev/null
-log "applied the first commit; RSS $(awk '/^VmRSS:/ {print $2}' "/proc/$AGENT/status") KiB"
+log "applied the first commit; RSS $(kib "$AGENT" VmRSS) KiB"
 
 CPUS=()
 for i in 1 2 3 4 5; do
@@ -141,4 +118,4 @@ for i in 1 2 3 4 5; do
 done
 printf 'median agent CPU per commit: %s ms (runs %s; target under 100 ms)\n' \
     "$(printf '%s\n' "${CPUS[@]}" | median)" "${CPUS[*]}"
-printf 'RSS after: %s KiB\n' "$(awk '/^VmRSS:/ {print $2}' "/proc/$AGENT/status")"
+printf 'RSS after: %s KiB\n' "$(kib "$AGENT" VmRSS)"

@@ -20,6 +20,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+NAME=inventory
 FILES=100000
 ROUNDS=5
 KEEP=0
@@ -33,45 +34,11 @@ for arg in "$@"; do
     esac
 done
 
-log() { printf '[inventory %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
-WORK=$(mktemp -d /tmp/odi-inventory.XXXXXX)
-PIDS=()
-cleanup() {
-    local status=$? pid
-    trap - EXIT INT TERM
-    for pid in "${PIDS[@]:-}"; do
-        [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    if [ "$KEEP" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
-    exit "$status"
-}
-trap cleanup EXIT INT TERM
-
-free_port() {
-    local p
-    for _ in $(seq 1 200); do
-        # Below the kernel's ephemeral range (32768 up), which the relay's many outgoing
-        # connections walk through: a port taken from it can be in use by the time we bind.
-        p=$((20000 + RANDOM % 12000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
-    done
-    die "no free port found"
-}
-# wait_for SECONDS DESCRIPTION COMMAND...: polls COMMAND every 0.5 s until it succeeds.
-wait_for() {
-    local secs=$1 what=$2; shift 2
-    local deadline=$(( $(date +%s) + secs ))
-    until "$@" >/dev/null; do
-        [ "$(date +%s)" -lt "$deadline" ] || die "timed out after ${secs}s waiting for $what"
-        sleep 0.5
-    done
-}
 # alive PID NAME: dies when the agent has exited, rather than wait for it until the timeout.
 alive() { kill -0 "$1" 2>/dev/null || die "the $2 exited: $(tail -n 3 "$WORK/$2.log")"; }
-kib() { awk -v k="$2" '$1 == k":" {print $2}' "/proc/$1/status"; }
 # metric URL NAME: the sum of a counter or gauge over its labels.
 metric() {
     curl -sf "$1/metrics" | awk -v n="$2" '$1 == n || index($1, n "{") == 1 {s += $2} END {printf "%.0f\n", s}'

@@ -107,13 +107,13 @@ fn parse<T: DeserializeOwned>(path: &str, bytes: &[u8]) -> Result<T, Problem> {
     toml::from_str(text).map_err(|e| problem::from_toml(path, text, &e))
 }
 
-/// A catalog or release file: in pieces when it is big ([`listing`]), else whole.
+/// A catalog or release file: in pieces when it is big ([`listing`]), else whole (which also
+/// names any problem).
 fn parse_listing<T: Listing>(path: &str, bytes: &[u8]) -> Result<T, Problem> {
-    let text = std::str::from_utf8(bytes).map_err(|_| Problem::file(path, "is not UTF-8"))?;
-    match listing::parse_in_pieces(text, listing::PIECE) {
-        Some(doc) => Ok(doc),
-        None => toml::from_str(text).map_err(|e| problem::from_toml(path, text, &e)),
-    }
+    let pieces = std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|text| listing::parse_in_pieces(text, listing::PIECE));
+    pieces.map_or_else(|| parse(path, bytes), Ok)
 }
 
 #[derive(Debug, Clone)]
